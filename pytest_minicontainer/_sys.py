@@ -1,0 +1,163 @@
+"""The only module that talks to the kernel directly.
+
+Everything here is a thin, typed wrapper over a Linux system call made through ctypes
+(``mount``, ``umount2``, ``pivot_root``, ``unshare``, ``sethostname``, ``prctl``) or an
+ioctl.  Keeping them in one place means the rest of the runtime is plain Python that can
+be read (and reviewed) without knowing ctypes, and that a failing call always raises the
+same exception type, :class:`SysError`, carrying the call, its arguments and ``errno``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno as _errno
+import fcntl
+import os
+import socket
+import struct
+
+__all__ = [
+    "CLONE_NEWIPC",
+    "CLONE_NEWNET",
+    "CLONE_NEWNS",
+    "CLONE_NEWPID",
+    "CLONE_NEWUSER",
+    "CLONE_NEWUTS",
+    "MNT_DETACH",
+    "MS_BIND",
+    "MS_NODEV",
+    "MS_NOEXEC",
+    "MS_NOSUID",
+    "MS_PRIVATE",
+    "MS_RDONLY",
+    "MS_REC",
+    "MS_REMOUNT",
+    "SysError",
+    "bring_up_loopback",
+    "mknod_whiteout",
+    "mount",
+    "pivot_root",
+    "set_child_subreaper",
+    "set_parent_death_signal",
+    "sethostname",
+    "umount",
+    "unshare",
+]
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_libc.syscall.restype = ctypes.c_long
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}.get(
+    os.uname().machine, 155
+)
+
+
+class SysError(OSError):
+    """A system call failed; ``call`` names it and ``detail`` its arguments."""
+
+    def __init__(self, err: int, call: str, detail: str = "") -> None:
+        super().__init__(err, f"{call}({detail}): {os.strerror(err)}")
+        self.call = call
+        self.detail = detail
+
+
+def _check(result: int, call: str, detail: str) -> None:
+    if result != 0:
+        raise SysError(ctypes.get_errno() or _errno.EIO, call, detail)
+
+
+def _b(value: str | None) -> bytes | None:
+    return None if value is None else os.fsencode(value)
+
+
+def unshare(flags: int) -> None:
+    """Move the calling process into new namespaces (``unshare(2)``)."""
+    _check(_libc.unshare(flags), "unshare", hex(flags))
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+    """``mount(2)``; ``data`` carries the filesystem options (overlay's lowerdir...)."""
+    _check(
+        _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)),
+        "mount",
+        f"{source!r}, {target!r}, {fstype!r}, {flags:#x}, {data!r}",
+    )
+
+
+def umount(target: str, flags: int = 0) -> None:
+    """``umount2(2)``."""
+    _check(_libc.umount2(_b(target), flags), "umount2", f"{target!r}, {flags}")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """``pivot_root(2)``; glibc has no wrapper, hence the raw syscall."""
+    _check(
+        _libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old)),
+        "pivot_root",
+        f"{new_root!r}, {put_old!r}",
+    )
+
+
+def sethostname(name: str) -> None:
+    """Set the hostname of the calling process's UTS namespace."""
+    raw = name.encode()
+    _check(_libc.sethostname(raw, len(raw)), "sethostname", repr(name))
+
+
+def set_parent_death_signal(sig: int) -> None:
+    """Ask the kernel to send ``sig`` when the parent (thread) that forked us exits."""
+    _check(_libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0), "prctl", f"PR_SET_PDEATHSIG, {sig}")
+
+
+def set_child_subreaper() -> None:
+    """Make orphaned descendants reparent to us instead of to the host's init."""
+    _check(_libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl", "PR_SET_CHILD_SUBREAPER")
+
+
+def bring_up_loopback() -> None:
+    """Set IFF_UP on ``lo`` in the current network namespace (SIOCSIFFLAGS)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        ifreq = struct.pack("16sH14x", b"lo", 0)
+        try:
+            flags = struct.unpack("16sH14x", fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, ifreq))[1]
+            fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+        except OSError as exc:
+            raise SysError(exc.errno or _errno.EIO, "ioctl", "SIOCSIFFLAGS lo up") from exc
+
+
+def mknod_whiteout(path: str) -> None:
+    """Create an overlayfs whiteout (a 0:0 character device), allowed without CAP_MKNOD."""
+    import stat
+
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+    except OSError as exc:
+        raise SysError(exc.errno or _errno.EIO, "mknod", f"{path!r} whiteout") from exc

@@ -1,0 +1,532 @@
+"""The handle a test holds: run commands, move files, inspect changes, stop, commit.
+
+A :class:`Container` wraps the runtime's view of a running container (pid 1's socket and
+the scratch directory) with the conveniences a test wants.  Commands run by pid 1 inside
+the container; their stdio are pipes created here and handed over, so output arrives
+directly, without copies through the runtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import selectors
+import signal
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ContainerError, ExecError, ExecTimeout
+from .image import Image
+from .runtime.client import ExitWatch, RuntimeContainer
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+__all__ = ["Change", "Container", "ExecResult", "Mount", "Process"]
+
+Command = str | Sequence[str]
+_WHITEOUT_DEV = 0
+_OPAQUE = "user.overlay.opaque"
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host path made visible in the container (``readonly`` by choice)."""
+
+    source: str | os.PathLike[str]
+    target: str
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What a finished command left: its status and its output (decoded as UTF-8)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    argv: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def check(self) -> ExecResult:
+        if self.returncode != 0:
+            raise ExecError(self.argv, self.returncode, self.stdout, self.stderr)
+        return self
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of :meth:`Container.diff`: ``kind`` is A(dded), C(hanged) or D(eleted)."""
+
+    kind: str
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.path}"
+
+
+def _argv(cmd: Command) -> list[str]:
+    if isinstance(cmd, str):
+        return ["/bin/sh", "-c", cmd]
+    argv = [str(a) for a in cmd]
+    if not argv:
+        raise ValueError("empty command")
+    return argv
+
+
+class Process:
+    """A command started with :meth:`Container.spawn`: it runs while the test goes on."""
+
+    def __init__(self, container: Container, argv: list[str], watch: ExitWatch,
+                 stdout: int | None, stderr: int | None, stdin: int | None) -> None:
+        self.container = container
+        self.argv = argv
+        self.pid = watch.pid
+        self._watch = watch
+        self._out = bytearray()
+        self._err = bytearray()
+        self.stdin = os.fdopen(stdin, "wb", buffering=0) if stdin is not None else None
+        self._readers = [threading.Thread(target=self._drain, args=(fd, buf), daemon=True)
+                         for fd, buf in ((stdout, self._out), (stderr, self._err)) if fd is not None]
+        for t in self._readers:
+            t.start()
+
+    @staticmethod
+    def _drain(fd: int, buf: bytearray) -> None:
+        try:
+            while chunk := os.read(fd, 65536):
+                buf += chunk
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._watch.wait(0) if self._watch.status is None else self._watch.status
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the exit status; :class:`ExecTimeout` when ``timeout`` passes first."""
+        status = self._watch.wait(timeout)
+        if status is None:
+            raise ExecTimeout(self.argv, timeout or 0.0, self.stdout, self.stderr)
+        for t in self._readers:
+            t.join(5)
+        return status
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the process and everything it started."""
+        self.container._kill_tree(self.pid, sig)
+
+    @property
+    def stdout(self) -> str:
+        return bytes(self._out).decode(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return bytes(self._err).decode(errors="replace")
+
+
+class Container:
+    """A started container; use it as a context manager to stop and remove it."""
+
+    def __init__(self, engine: Engine, rt: RuntimeContainer, image: Image, *, command: list[str] | None,
+                 env: dict[str, str], workdir: str, user: str | None, hostname: str, network: str,
+                 mounts: Sequence[Mount], options: Mapping[str, Any]) -> None:
+        self.engine = engine
+        self.id = rt.id
+        self.image = image
+        self.command = command
+        self.env = env
+        self.workdir = workdir
+        self.user = user
+        self.hostname = hostname
+        self.network = network
+        self.mounts = list(mounts)
+        self.options = dict(options)
+        self.scratch = rt.scratch
+        self.upper_dir = rt.scratch / "upper"
+        self._rt = rt
+        self._main: ExitWatch | None = None
+        self._log_path = rt.scratch / "log"
+        self._stopped = False
+        self._removed = False
+        self._kept: Path | None = None
+        self._lock = threading.RLock()
+        self.exit_status: int | None = None
+
+    def __repr__(self) -> str:
+        return f"<Container {self.id} image={self.image} {'running' if self.running else 'stopped'}>"
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.remove()
+
+    # -- main process -----------------------------------------------------------------------
+    def _start_main(self) -> None:
+        if not self.command:
+            return
+        log = os.open(self._log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._main = self._rt.exec(self.command, self.env, self.workdir, self.user, [null, log, log])
+        finally:
+            os.close(log)
+            os.close(null)
+
+    @property
+    def pid(self) -> int | None:
+        """The main process's pid inside the container (pid 1 is the runtime's init)."""
+        return self._main.pid if self._main else None
+
+    @property
+    def running(self) -> bool:
+        """True while the main process runs (or, without one, until the container stops)."""
+        if self._stopped:
+            return False
+        if self._main is None:
+            return self._rt.alive
+        return self._main.wait(0) is None
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The main process's exit status; ExecTimeout when it is still running after ``timeout``."""
+        if self._main is None:
+            raise ContainerError(f"container {self.id} has no main process to wait for")
+        status = self._main.wait(timeout)
+        if status is None:
+            raise ExecTimeout(self.command or [], timeout or 0.0, self.logs())
+        self.exit_status = status
+        return status
+
+    def logs(self) -> str:
+        """Everything the main process wrote to stdout and stderr so far."""
+        try:
+            return self._log_path.read_bytes().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    # -- commands ---------------------------------------------------------------------------
+    def _exec_env(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        merged = dict(self.env)
+        if env:
+            merged.update({str(k): str(v) for k, v in env.items()})
+        return merged
+
+    def _start(self, argv: list[str], env: Mapping[str, str] | None, workdir: str | None, user: str | None,
+               stdin: int, stdout: int, stderr: int) -> ExitWatch:
+        try:
+            return self._rt.exec(argv, self._exec_env(env), workdir or self.workdir,
+                                 self.user if user is None else user, [stdin, stdout, stderr])
+        except OSError as exc:
+            raise ContainerError(f"cannot run {argv!r} in container {self.id}: {exc.strerror or exc}") from exc
+
+    def exec(self, cmd: Command, *, input: str | bytes | None = None, env: Mapping[str, str] | None = None,
+             workdir: str | None = None, user: str | None = None, timeout: float | None = None,
+             check: bool = False) -> ExecResult:
+        """Run ``cmd`` to completion (a string runs through ``/bin/sh -c``)."""
+        argv = _argv(cmd)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        in_r, in_w = os.pipe2(os.O_CLOEXEC) if input is not None else (os.open(os.devnull, os.O_RDONLY), -1)
+        try:
+            watch = self._start(argv, env, workdir, user, in_r, out_w, err_w)
+        except BaseException:
+            for fd in (out_r, err_r, in_w):
+                if fd >= 0:
+                    os.close(fd)
+            raise
+        finally:
+            for fd in (out_w, err_w, in_r):
+                os.close(fd)
+        data = input.encode() if isinstance(input, str) else input
+        raw_out, raw_err, timed_out = _communicate(out_r, err_r, in_w, data, timeout)
+        out, err = raw_out.decode(errors="replace"), raw_err.decode(errors="replace")
+        if timed_out:
+            self._kill_tree(watch.pid, signal.SIGKILL)
+            watch.wait(5)
+            watch.close()
+            raise ExecTimeout(argv, timeout or 0.0, out, err)
+        status = watch.wait()
+        result = ExecResult(status if status is not None else -9, out, err, tuple(argv))
+        if check:
+            result.check()
+        return result
+
+    def spawn(self, cmd: Command, *, env: Mapping[str, str] | None = None, workdir: str | None = None,
+              user: str | None = None, stdin: bool = False) -> Process:
+        """Start ``cmd`` in the background; see :class:`Process`."""
+        argv = _argv(cmd)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        in_r, in_w = os.pipe2(os.O_CLOEXEC) if stdin else (os.open(os.devnull, os.O_RDONLY), None)
+        try:
+            watch = self._start(argv, env, workdir, user, in_r, out_w, err_w)
+        except BaseException:
+            for fd in (out_r, err_r, in_w):
+                if fd is not None:
+                    os.close(fd)
+            raise
+        finally:
+            for fd in (out_w, err_w, in_r):
+                os.close(fd)
+        return Process(self, argv, watch, out_r, err_r, in_w)
+
+    def _kill_tree(self, pid: int, sig: int) -> None:
+        self._rt.kill(pid, sig, group=True)
+
+    # -- files ------------------------------------------------------------------------------
+    def _open(self, path: str, flags: int, mode: int = 0o644, mkdirs: bool = False) -> int:
+        if not path.startswith("/"):
+            path = os.path.join(self.workdir, path)
+        try:
+            return self._rt.open(path, flags, mode, mkdirs)
+        except OSError as exc:
+            raise type(exc)(exc.errno, f"{exc.strerror} (in container {self.id})", path) from None
+
+    def read_bytes(self, path: str) -> bytes:
+        with os.fdopen(self._open(path, os.O_RDONLY), "rb") as f:
+            return f.read()
+
+    def read_text(self, path: str, encoding: str = "utf-8") -> str:
+        return self.read_bytes(path).decode(encoding)
+
+    def write_bytes(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Write a file (parent directories are created)."""
+        with os.fdopen(self._open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode, mkdirs=True), "wb") as f:
+            f.write(data)
+
+    def write_text(self, path: str, text: str, mode: int = 0o644, encoding: str = "utf-8") -> None:
+        self.write_bytes(path, text.encode(encoding), mode)
+
+    def exists(self, path: str) -> bool:
+        try:
+            os.close(self._open(path, os.O_PATH))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def copy_in(self, source: str | os.PathLike[str], target: str) -> None:
+        """Copy a host file or directory to ``target`` (into it, when it is a directory)."""
+        src = Path(source)
+        if not src.exists():
+            raise FileNotFoundError(2, "no such file or directory on the host", str(src))
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            tar.add(str(src), arcname=src.name)
+        script = ('set -e; t="$1"; n="$2"; d=$(mktemp -d "${TMPDIR:-/tmp}/.mc-in.XXXXXX"); '
+                  'tar -xf - -C "$d"; if [ -d "$t" ] && [ ! -L "$t" ]; then cp -a "$d/$n" "$t/"; '
+                  'else mkdir -p "$(dirname "$t")"; rm -rf "$t"; mv "$d/$n" "$t"; fi; rm -rf "$d"')
+        result = self.exec(["/bin/sh", "-c", script, "sh", target, src.name], input=buf.getvalue(), user="0:0")
+        if result.returncode != 0:
+            raise ContainerError(f"copy_in {src} -> {target} failed (the image needs sh and tar): "
+                                 f"{result.stderr.strip()}")
+
+    def copy_out(self, source: str, target: str | os.PathLike[str]) -> None:
+        """Copy a container file or directory to the host (into ``target`` when it is a directory)."""
+        status, data, err = self._exec_bytes(
+            ["/bin/sh", "-c", 'cd "$(dirname "$1")" && tar -cf - "$(basename "$1")"', "sh", source])
+        if status != 0:
+            raise ContainerError(f"copy_out {source} failed (the image needs sh and tar): "
+                                 f"{err.decode(errors='replace').strip()}")
+        dest = Path(target)
+        with tempfile.TemporaryDirectory(dir=dest.parent if not dest.is_dir() else dest) as tmp, \
+                tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
+            _safe_extract(tar, tmp)
+            produced = Path(tmp) / os.path.basename(source.rstrip("/"))
+            final = dest / produced.name if dest.is_dir() else dest
+            os.replace(produced, final)
+
+    def _exec_bytes(self, cmd: Command) -> tuple[int, bytes, bytes]:
+        """Run ``cmd`` as root and return its raw output (for tar streams)."""
+        argv = _argv(cmd)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            watch = self._start(argv, None, None, "0:0", null, out_w, err_w)
+        finally:
+            for fd in (out_w, err_w, null):
+                os.close(fd)
+        out, err, _ = _communicate(out_r, err_r, -1, None, None)
+        return watch.wait() or 0, out, err
+
+    # -- changes ----------------------------------------------------------------------------
+    def diff(self) -> list[Change]:
+        """Files added (A), changed (C) or deleted (D) compared with the image, sorted by path."""
+        skip = {"/proc", "/dev", "/sys"} | {m.target.rstrip("/") or "/" for m in self.mounts}
+        lowers = [Path(p) for p in reversed(self.image.layer_dirs)]
+        host = [Path(p) for p in self.image.host_dirs]
+        changes: list[Change] = []
+
+        def in_lower(rel: str) -> os.stat_result | None:
+            for d in host:
+                if rel == str(d) or rel.startswith(str(d) + "/"):
+                    with contextlib.suppress(OSError):
+                        return os.lstat(rel)
+            for layer in lowers:
+                with contextlib.suppress(OSError):
+                    st = os.lstat(layer / rel.lstrip("/"))
+                    if not (st.st_mode & 0o170000 == 0o020000 and st.st_rdev == _WHITEOUT_DEV):
+                        return st
+                    return None
+            return None
+
+        def walk(dirpath: Path, rel: str) -> None:
+            try:
+                entries = sorted(os.scandir(dirpath), key=lambda e: e.name)
+            except OSError:
+                return
+            for entry in entries:
+                path = f"{rel}/{entry.name}"
+                if path in skip:
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if (st.st_mode & 0o170000) == 0o020000 and st.st_rdev == _WHITEOUT_DEV:
+                    changes.append(Change("D", path))
+                    continue
+                before = in_lower(path)
+                if before is None:
+                    changes.append(Change("A", path))
+                elif not (is_dir and (before.st_mode & 0o170000) == 0o040000):
+                    changes.append(Change("C", path))
+                if is_dir:
+                    walk(Path(entry.path), path)
+
+        walk(self.upper_dir, "")
+        return changes
+
+    # -- life cycle -------------------------------------------------------------------------
+    def stop(self, timeout: float = 10) -> int | None:
+        """Send the image's stop signal to the main process, SIGKILL after ``timeout``; kill the rest."""
+        with self._lock:
+            if self._stopped:
+                return self.exit_status
+            if self._main is not None and self._main.wait(0) is None:
+                sig = _signal_number(self.image.config.stop_signal)
+                self._rt.kill(self._main.pid, sig, group=True)
+                self._main.wait(timeout)
+            self._rt.destroy(remove=False)
+            if self._main is not None:
+                self.exit_status = self._main.wait(5)
+            self._stopped = True
+        self.engine._finished(self)
+        return self.exit_status
+
+    def kill(self) -> None:
+        """Kill every process of the container at once."""
+        self.stop(timeout=0)
+
+    def commit(self, tag: str | None = None) -> Image:
+        """Save the container's current files as a new image (a layer on top of its image)."""
+        return self.engine._commit(self, tag)
+
+    def keep(self) -> Path:
+        """Keep the writable layer after removal (as an image); returns the layer's directory."""
+        if self._kept is None:
+            image = self.commit(f"minicontainer-kept:{self.id}")
+            self._kept = Path(image.layer_dirs[-1])
+        return self._kept
+
+    def shell_command(self) -> str:
+        """A command line opening a shell in this container's kept files."""
+        return f"minicontainer run --rm -it minicontainer-kept:{self.id} /bin/sh"
+
+    def remove(self) -> None:
+        """Stop the container and delete its writable layer (idempotent)."""
+        with self._lock:
+            if self._removed:
+                return
+            self.stop()
+            self._removed = True
+            self._rt.runtime.remove([self.scratch])
+        self.engine._forget(self)
+
+
+def _signal_number(name: str | None) -> int:
+    if not name:
+        return signal.SIGTERM
+    name = name.strip().upper()
+    if name.isdigit():
+        return int(name)
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    return int(getattr(signal, name, signal.SIGTERM))
+
+
+def _communicate(out_r: int, err_r: int, in_w: int, data: bytes | None,
+                 timeout: float | None) -> tuple[bytes, bytes, bool]:
+    """Read both pipes (and feed stdin) until EOF or ``timeout``; closes the fds."""
+    sel = selectors.DefaultSelector()
+    bufs: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    sel.register(out_r, selectors.EVENT_READ)
+    sel.register(err_r, selectors.EVENT_READ)
+    pending = memoryview(data or b"")
+    if in_w >= 0:
+        if data:
+            os.set_blocking(in_w, False)
+            sel.register(in_w, selectors.EVENT_WRITE)
+        else:
+            os.close(in_w)
+            in_w = -1
+    deadline = None if timeout is None else time.monotonic() + timeout
+    timed_out = False
+    try:
+        while sel.get_map():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                timed_out = True
+                break
+            for key, _ in sel.select(left):
+                fd = int(key.fd)
+                if fd == in_w:
+                    try:
+                        n = os.write(fd, pending[:65536])
+                    except BrokenPipeError:
+                        n = len(pending)
+                    pending = pending[n:]
+                    if not pending:
+                        sel.unregister(fd)
+                        os.close(fd)
+                        in_w = -1
+                    continue
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    bufs[fd].append(chunk)
+                else:
+                    sel.unregister(fd)
+    finally:
+        sel.close()
+        for fd in (out_r, err_r, in_w):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+    return b"".join(bufs[out_r]), b"".join(bufs[err_r]), timed_out
+
+
+def _safe_extract(tar: tarfile.TarFile, dest: str) -> None:
+    """Extract a tar from a container on the host: nothing may land outside ``dest``."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = os.path.realpath(dest)
+    for m in tar.getmembers():  # pragma: no cover - Pythons without extraction filters
+        target = os.path.realpath(os.path.join(root, m.name))
+        if not target.startswith(root + os.sep) or m.isdev() or (m.issym() or m.islnk()) and (
+                os.path.isabs(m.linkname) or ".." in m.linkname.split("/")):
+            raise ContainerError(f"refusing to copy {m.name!r} out of the container: it points outside")
+    tar.extractall(dest)  # noqa: S202 - checked above
+
+

@@ -1,0 +1,310 @@
+"""The Engine: where images (the store) and the runtime (namespaces) meet.
+
+It resolves references to :class:`Image` values, turns an image plus run options into the
+runtime's container spec (overlay layers, host overlays, binds, hostname, network), and keeps
+track of the containers it started so that :meth:`Engine.close` leaves nothing behind.
+The runtime (a zygote process) starts lazily, on the first container, so that listing or
+importing images costs no namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .container import Container, Mount
+from .errors import ContainerError, ImageError, MiniContainerError
+from .image import Image
+from .runtime.client import Runtime
+from .store import Store
+
+__all__ = ["Engine", "default_store_path"]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NETWORKS = ("none", "host")
+
+ImageResolver = Callable[[str], "Image | str | None"]
+
+
+def default_store_path() -> Path:
+    """``$MINICONTAINER_STORE``, else ``$XDG_CACHE_HOME/pytest-minicontainer`` (~/.cache)."""
+    env = os.environ.get("MINICONTAINER_STORE")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "pytest-minicontainer"
+
+
+class Engine:
+    """Images and containers for one process; a context manager that cleans up on exit."""
+
+    def __init__(self, store: str | os.PathLike[str] | None = None, *,
+                 image_resolver: ImageResolver | None = None,
+                 on_start: Callable[[Container], None] | None = None,
+                 on_finish: Callable[[Container, int | None], None] | None = None,
+                 idmap: str | None = None) -> None:
+        self.store = Store(Path(store) if store is not None else default_store_path())
+        self.image_resolver = image_resolver
+        self.on_start = on_start
+        self.on_finish = on_finish
+        self._idmap_mode = idmap
+        self._runtime: Runtime | None = None
+        self._containers: dict[str, Container] = {}
+        self._lock = threading.RLock()
+        self._closed = False
+        self._empty: Path | None = None
+
+    # -- context -----------------------------------------------------------------------------
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop and remove every container, stop the runtime and remove its scratch space."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            containers = list(self._containers.values())
+        for c in containers:
+            with contextlib.suppress(MiniContainerError, OSError):
+                c.remove()
+        if self._runtime is not None:
+            self._runtime.close()
+
+    # -- facts ----------------------------------------------------------------------------------
+    @property
+    def store_path(self) -> Path:
+        return self.store.root
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime, started on first use (raises RuntimeUnavailable on a refusing host)."""
+        with self._lock:
+            if self._closed:
+                raise MiniContainerError("this Engine is closed")
+            if self._runtime is None:
+                self._runtime = Runtime(self.store.run_dir, self._idmap_mode)
+                with contextlib.suppress(OSError, MiniContainerError):
+                    self._runtime.clean_stale()
+            return self._runtime
+
+    @property
+    def mode(self) -> str:
+        """``root`` or ``rootless``."""
+        return "root" if os.geteuid() == 0 and self.runtime.idmap.kind == "root" else "rootless"
+
+    @property
+    def id_mapping(self) -> str:
+        return self.runtime.idmap.describe()
+
+    @property
+    def containers(self) -> list[Container]:
+        with self._lock:
+            return list(self._containers.values())
+
+    @staticmethod
+    def probe(store: str | os.PathLike[str] | None = None) -> None:
+        """Raise RuntimeUnavailable (with the fix) unless this host can run a container now."""
+        with tempfile.TemporaryDirectory(prefix="minicontainer-probe-") as tmp:
+            rt = Runtime(Path(store or tmp) / "run")
+            try:
+                cid, scratch = rt.new_scratch()
+                empty = Path(tmp) / "empty"
+                empty.mkdir(exist_ok=True)
+                for d in ("upper", "work", "merged"):
+                    (scratch / d).mkdir()
+                c = rt.create(cid, scratch, {
+                    "rootfs": {"lowers": [str(empty)], "upper": str(scratch / "upper"),
+                               "work": str(scratch / "work"), "merged": str(scratch / "merged")},
+                    "hostname": "probe", "network": "none"})
+                c.destroy(remove=True)
+            finally:
+                rt.close()
+
+    # -- images ---------------------------------------------------------------------------------
+    def image(self, ref: str | Image, *, pull: str | None = None) -> Image:
+        """Resolve ``ref`` ("host", "rootfs:...", "oci:...", "NAME:TAG"...) to an image."""
+        if isinstance(ref, Image):
+            return ref
+        if not isinstance(ref, str) or not ref.strip():
+            raise ImageError(f"an image reference must be a non-empty string, not {ref!r}")
+        ref = ref.strip()
+        if self.image_resolver is not None:
+            found = self.image_resolver(ref)
+            if isinstance(found, Image):
+                return found
+            if isinstance(found, str) and found != ref:
+                return self.image(found, pull=pull)
+        if ref == "host":
+            from .images.host import host_image
+
+            return host_image(self.store)
+        from .images import resolve
+
+        return resolve(self.store, ref)
+
+    # -- containers -----------------------------------------------------------------------------
+    def run(self, image: Image | str, command: str | Sequence[str] | None = None, *,
+            env: Mapping[str, str] | None = None, workdir: str | None = None, user: str | None = None,
+            mounts: Sequence[Mount] | None = None, network: str = "none", hostname: str | None = None,
+            **options: Any) -> Container:
+        """Start a container from ``image`` and return it (a context manager that removes it).
+
+        ``command=None`` runs the image's Entrypoint + Cmd as the main process, ``()`` none,
+        a list (or a shell string) that command.
+        """
+        if options:
+            raise TypeError(f"unknown run option(s): {', '.join(sorted(options))}")
+        img = self.image(image)
+        if network not in NETWORKS:
+            raise ValueError(f"network must be one of {NETWORKS}, not {network!r}")
+        mounts = [_as_mount(m) for m in (mounts or ())]
+        for m in mounts:
+            if not os.path.exists(m.source):
+                raise ContainerError(f"mount source {m.source} does not exist on the host")
+            if not str(m.target).startswith("/"):
+                raise ContainerError(f"mount target {m.target!r} must be an absolute path")
+        cfg = img.config
+        main = _main_command(command, cfg.default_command())
+        full_env = {"PATH": DEFAULT_PATH, **cfg.env_dict, **{str(k): str(v) for k, v in (env or {}).items()}}
+        run_user = user if user is not None else (cfg.user or None)
+        rt = self.runtime
+        cid, scratch = rt.new_scratch()
+        name = hostname or cid
+        full_env.setdefault("HOSTNAME", name)
+        try:
+            spec = self._spec(img, scratch, mounts, network, name)
+            handle = rt.create(cid, scratch, spec)
+        except BaseException:
+            with contextlib.suppress(MiniContainerError, OSError):
+                rt.remove([scratch])
+            raise
+        container = Container(self, handle, img, command=main, env=full_env, workdir=workdir or cfg.workdir or "/",
+                              user=run_user, hostname=name, network=network, mounts=mounts,
+                              options={"env": dict(env or {}), "workdir": workdir, "user": user,
+                                       "network": network, "hostname": hostname})
+        with self._lock:
+            self._containers[cid] = container
+        try:
+            if run_user is not None:
+                self._check_user(container, run_user)
+            container._start_main()
+        except BaseException:
+            container.remove()
+            raise
+        if self.on_start is not None:
+            self.on_start(container)
+        return container
+
+    def _empty_layer(self) -> str:
+        if self._empty is None:
+            path = self.store.root / "empty"
+            path.mkdir(exist_ok=True)
+            self._empty = path
+        return str(self._empty)
+
+    def _spec(self, img: Image, scratch: Path, mounts: Sequence[Mount], network: str, hostname: str) -> dict[str, Any]:
+        upper, work, merged = scratch / "upper", scratch / "work", scratch / "merged"
+        for d in (upper, work, merged):
+            d.mkdir()
+        overlays = []
+        for n, hdir in enumerate(img.host_dirs):
+            rel = hdir.lstrip("/")
+            (upper / rel).mkdir(parents=True, exist_ok=True)
+            w = scratch / f"work{n}"
+            w.mkdir()
+            lowers = [hdir] + [os.path.join(layer, rel) for layer in img.layer_dirs
+                               if os.path.isdir(os.path.join(layer, rel))]
+            overlays.append({"target": hdir, "lowers": lowers, "upper": str(upper / rel), "work": str(w)})
+        return {
+            "rootfs": {"lowers": list(img.layer_dirs) or [self._empty_layer()], "upper": str(upper),
+                       "work": str(work), "merged": str(merged)},
+            "overlays": overlays,
+            "binds": [{"source": os.path.abspath(m.source), "target": m.target, "readonly": m.readonly}
+                      for m in mounts],
+            "hostname": hostname,
+            "network": network,
+        }
+
+    def _check_user(self, container: Container, user: str) -> None:
+        try:
+            uid, gid = container._rt.resolve_user(user)
+        except OSError as exc:
+            raise ContainerError(f"cannot resolve user {user!r} in the image: {exc}") from exc
+        idmap = self.runtime.idmap
+        if max(uid, gid) > idmap.max_uid:
+            raise ContainerError(
+                f"user {user!r} (uid {uid}, gid {gid}) of image {container.image} cannot be represented: "
+                f"this rootless runtime maps only {idmap.describe()}.\n  fix: give your user a range in "
+                "/etc/subuid and /etc/subgid (e.g. `sudo usermod --add-subuids 100000-165535 "
+                "--add-subgids 100000-165535 $USER`) and install newuidmap/newgidmap (package uidmap), "
+                "or pass user=\"root\"")
+
+    # -- called by containers ---------------------------------------------------------------------
+    def _finished(self, container: Container) -> None:
+        if self.on_finish is not None:
+            self.on_finish(container, container.exit_status)
+
+    def _forget(self, container: Container) -> None:
+        with self._lock:
+            self._containers.pop(container.id, None)
+
+    def _commit(self, container: Container, tag: str | None) -> Image:
+        import hashlib
+        import json
+
+        tmp = self.store.new_tmp_dir("commit-")
+        layer_tmp = tmp / "layer"
+        try:
+            self.runtime.copy(container.upper_dir, layer_tmp)
+            for mountpoint in ("proc", "dev", "sys"):
+                p = layer_tmp / mountpoint
+                with contextlib.suppress(OSError):
+                    if p.is_dir() and not any(p.iterdir()):
+                        p.rmdir()
+            layer_id, layer_dir = self.store.finish_layer(layer_tmp)
+        finally:
+            self.store.discard_tmp(tmp)
+        base = container.image
+        config = base.config.with_changes(
+            env=tuple(container.env.items()),
+            workdir=container.workdir if container.workdir != "/" or base.config.workdir else base.config.workdir,
+        )
+        digest = "sha256:" + hashlib.sha256(json.dumps(
+            {"parent": base.digest, "layer": layer_id, "config": config.to_oci()}, sort_keys=True).encode()
+        ).hexdigest()
+        image = base.derive(digest=digest, layer=layer_id, layer_dir=str(layer_dir), config=config,
+                            tags=(tag,) if tag else (), reference=tag or "")
+        self.store.save_image(image)
+        if tag:
+            self.store.tag(tag, digest)
+            image = self.store.load_image(tag)
+        return image
+
+
+def _as_mount(m: Mount | tuple[Any, ...] | str) -> Mount:
+    if isinstance(m, Mount):
+        return m
+    if isinstance(m, str):  # "SRC:DST[:ro]"
+        parts = m.split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            raise ValueError(f"mount {m!r} is not SRC:DST[:ro]")
+        return Mount(parts[0], parts[1], readonly=len(parts) == 3 and parts[2] == "ro")
+    return Mount(*m)
+
+
+def _main_command(command: str | Sequence[str] | None, default: list[str] | None) -> list[str] | None:
+    if command is None:
+        return default
+    if isinstance(command, str):
+        return ["/bin/sh", "-c", command]
+    argv = [str(a) for a in command]
+    return argv or None

@@ -1,0 +1,312 @@
+"""The library's side of the runtime: owns a zygote and talks to containers' pid 1.
+
+``Runtime`` is thread-safe: every request is one datagram with a reply socket of its own.
+Scratch space lives in ``<run_dir>/<engine id>/``, guarded by an ``flock`` that this process,
+the zygote and every container process hold; a directory whose lock can be taken belongs to
+an engine that died, and the next engine removes it (``clean_stale``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ContainerError, RuntimeUnavailable
+from . import hostcheck, idmap, protocol
+
+__all__ = ["ExitWatch", "Runtime", "RuntimeContainer"]
+
+LOCK_NAME = ".lock"
+
+
+class ExitWatch:
+    """The reply socket of an ``exec`` request: its second message is the exit status."""
+
+    def __init__(self, sock: socket.socket, pid: int) -> None:
+        self.sock = sock
+        self.pid = pid
+        self.status: int | None = None
+        self._lock = threading.Lock()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        with self._lock:
+            if self.status is not None:
+                return self.status
+            if self.sock.fileno() < 0:
+                return self.status
+            self.sock.settimeout(timeout)
+            try:
+                message, _ = protocol.recv(self.sock)
+            except (socket.timeout, TimeoutError):
+                return None
+            except OSError:
+                message = None
+            self.status = int(message["status"]) if message and "status" in message else -signal.SIGKILL
+            self.sock.close()
+            return self.status
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class RuntimeContainer:
+    """A running container as the runtime knows it: its id, scratch dir and pid 1's socket."""
+
+    id: str
+    scratch: Path
+    ctl: socket.socket
+    runtime: Runtime
+    alive: bool = True
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def request(self, message: dict[str, Any], fds: Sequence[int] = ()) -> tuple[dict[str, Any], list[int], socket.socket]:
+        if not self.alive:
+            raise ContainerError(f"container {self.id} is stopped")
+        try:
+            answer, got, sock = protocol.call(self.ctl, message, fds)
+        except OSError as exc:
+            raise ContainerError(f"container {self.id} does not answer (is it stopped?): {exc}") from exc
+        if answer is None:
+            sock.close()
+            raise ContainerError(f"container {self.id} is stopped")
+        if not answer.get("ok"):
+            sock.close()
+            for fd in got:
+                os.close(fd)
+            err = answer.get("errno") or 0
+            if err:
+                raise OSError(err, answer.get("error", "failed"))
+            raise ContainerError(str(answer.get("error", "request failed")))
+        return answer, got, sock
+
+    def exec(self, argv: Sequence[str], env: dict[str, str], cwd: str, user: str | None,
+             stdio: Sequence[int]) -> ExitWatch:
+        answer, _fds, sock = self.request(
+            {"op": "exec", "argv": list(argv), "env": env, "cwd": cwd, "user": user}, list(stdio))
+        return ExitWatch(sock, int(answer["pid"]))
+
+    def kill(self, pid: int, sig: int, group: bool = True) -> None:
+        with contextlib.suppress(ContainerError):
+            _a, _f, sock = self.request({"op": "kill", "pid": pid, "signal": int(sig), "group": group})
+            sock.close()
+
+    def open(self, path: str, flags: int, mode: int = 0o644, mkdirs: bool = False) -> int:
+        _a, fds, sock = self.request({"op": "open", "path": path, "flags": flags, "mode": mode, "mkdirs": mkdirs})
+        sock.close()
+        return fds[0]
+
+    def resolve_user(self, user: str) -> tuple[int, int]:
+        """(uid, gid) of ``user`` as the container's /etc/passwd and /etc/group define it."""
+        answer, _f, sock = self.request({"op": "user", "user": user})
+        sock.close()
+        return int(answer["uid"]), int(answer["gid"])
+
+    def destroy(self, remove: bool) -> None:
+        """Kill every process of the container; with ``remove`` also delete its scratch dir."""
+        with self._lock:
+            if self.alive:
+                self.alive = False
+                with contextlib.suppress(OSError):
+                    answer, _f, sock = protocol.call(self.ctl, {"op": "shutdown"})
+                    sock.close()
+                self.ctl.close()
+            self.runtime.destroy(self.id, [str(self.scratch)] if remove else [])
+
+
+class Runtime:
+    """One zygote, one user namespace, many containers."""
+
+    def __init__(self, run_dir: Path, idmap_mode: str | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.engine_id = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.scratch = self.run_dir / self.engine_id
+        self.scratch.mkdir()
+        self._lock_fd = os.open(self.scratch / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self.idmap = idmap.choose(idmap_mode)
+        self._closed = False
+        self._start_zygote()
+
+    # -- start ------------------------------------------------------------------------------
+    def _start_zygote(self) -> None:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._ctl = mine
+        log = open(self.scratch / "zygote.log", "wb")  # noqa: SIM115 - handed to the child
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "pytest_minicontainer.runtime.zygote", str(theirs.fileno()), str(self.scratch)],
+                pass_fds=[theirs.fileno(), self._lock_fd], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                env=_zygote_env(),
+            )
+        finally:
+            theirs.close()
+            log.close()
+        try:
+            self._handshake()
+        except BaseException:
+            self._ctl.close()
+            self._proc.kill()
+            self._proc.wait()
+            self._release()
+            raise
+
+    def _handshake(self) -> None:
+        message = self._read_start("unshared")
+        pid = int(message["pid"])
+        try:
+            idmap.write(pid, self.idmap)
+        except subprocess.CalledProcessError as exc:
+            raise hostcheck.explain_idmap(self.idmap, exc.returncode, (exc.stderr or "").strip()) from None
+        except OSError as exc:
+            raise hostcheck.explain_idmap(self.idmap, exc.errno or 0, str(exc)) from None
+        protocol.send(self._ctl, {"op": "mapped"})
+        self._read_start("ready")
+
+    def _read_start(self, step: str) -> dict[str, Any]:
+        self._ctl.settimeout(30)
+        try:
+            message, _ = protocol.recv(self._ctl)
+        except OSError as exc:
+            raise RuntimeUnavailable(f"the runtime helper did not start ({exc})",
+                                     f"see {self.scratch / 'zygote.log'}") from None
+        finally:
+            self._ctl.settimeout(None)
+        if message is None:
+            log = (self.scratch / "zygote.log").read_text(errors="replace")[-2000:]
+            raise RuntimeUnavailable(f"the runtime helper exited during start-up:\n{log}",
+                                     "run `minicontainer check` for a diagnosis")
+        if not message.get("ok"):
+            raise hostcheck.explain(str(message.get("step")), int(message.get("errno") or 0),
+                                    str(message.get("error", "")))
+        if message.get("step") != step:
+            raise RuntimeUnavailable(f"unexpected answer from the runtime helper: {message}", "report this bug")
+        return message
+
+    # -- containers -------------------------------------------------------------------------
+    def new_scratch(self) -> tuple[str, Path]:
+        cid = secrets.token_hex(6)
+        path = self.scratch / cid
+        path.mkdir()
+        return cid, path
+
+    def create(self, cid: str, scratch: Path, spec: dict[str, Any]) -> RuntimeContainer:
+        """Start a container described by ``spec`` (see ``mounts.build_plan`` for its keys)."""
+        spec = dict(spec, id=cid)
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            answer, _fds, sock = protocol.call(self._ctl, {"op": "create", "spec": spec}, [theirs.fileno()])
+        except OSError as exc:
+            mine.close()
+            raise ContainerError(f"the runtime helper is gone: {exc}") from exc
+        finally:
+            theirs.close()
+        sock.close()
+        if answer is None or not answer.get("ok"):
+            mine.close()
+            self.destroy(cid, [])
+            raise hostcheck.explain_container(answer or {"error": "container exited during set-up"}, spec)
+        return RuntimeContainer(cid, scratch, mine, self)
+
+    def destroy(self, cid: str, remove: Sequence[str]) -> None:
+        """Wait until container ``cid`` has no process left; then remove ``remove``."""
+        self._simple({"op": "destroy", "id": cid, "remove": list(remove)})
+
+    def remove(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+        """Remove trees inside the user namespace (they may hold ids only it maps)."""
+        self._simple({"op": "remove", "paths": [str(p) for p in paths]})
+
+    def copy(self, source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+        """Copy a tree (a writable layer) keeping owners, xattrs and whiteouts."""
+        self._simple({"op": "copy", "source": str(source), "target": str(target)})
+
+    def _simple(self, message: dict[str, Any]) -> None:
+        if self._closed:
+            return
+        try:
+            answer, _fds, sock = protocol.call(self._ctl, message)
+        except OSError as exc:
+            raise ContainerError(f"the runtime helper is gone: {exc}") from exc
+        sock.close()
+        if answer is None:
+            raise ContainerError("the runtime helper exited")
+        if not answer.get("ok"):
+            raise ContainerError(f"{message['op']} failed: {answer.get('error')}")
+
+    def clean_stale(self) -> list[Path]:
+        """Remove scratch dirs of engines whose processes are all gone (crash, SIGKILL)."""
+        removed: list[Path] = []
+        for entry in self.run_dir.iterdir():
+            if entry == self.scratch or not entry.is_dir():
+                continue
+            lock = entry / LOCK_NAME
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                fd = -1
+            except OSError:
+                continue
+            try:
+                if fd >= 0:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except OSError as exc:
+                        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                            continue  # alive
+                        raise
+                self.remove([entry])
+                removed.append(entry)
+            finally:
+                if fd >= 0:
+                    os.close(fd)
+        return removed
+
+    # -- end ----------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Kill every container, stop the zygote, remove the scratch space."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._ctl.shutdown(socket.SHUT_RDWR)
+        self._ctl.close()
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._release()
+
+    def _release(self) -> None:
+        from .trees import remove_tree
+
+        with contextlib.suppress(OSError):
+            remove_tree(str(self.scratch))
+        with contextlib.suppress(OSError):
+            os.close(self._lock_fd)
+
+    @property
+    def zygote_pid(self) -> int:
+        return self._proc.pid
+
+
+def _zygote_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # make sure the zygote imports this very package, even from a source checkout
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("PYTHONSTARTUP", None)
+    return env

@@ -1,0 +1,271 @@
+"""Pid 1 of every container: sets the container up, then serves requests and reaps.
+
+It is forked from the warm zygote (no interpreter start per container).  After the mount plan
+and ``pivot_root`` it answers requests on the container's control socket:
+
+``exec``    fork a process (own session, given stdio fds, env, cwd, uid/gid) and report its
+            pid now and its exit status later on the request's reply socket;
+``kill``    signal a process (and its process group) by pid;
+``open``    open a file inside the container and hand the descriptor back (file access
+            without ``cat`` in the image);
+``shutdown`` kill every process of the container and exit.
+
+Pid 1 also reaps every orphan, as an init must.  It never runs user code itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import signal
+import socket
+import sys
+from typing import Any
+
+from .. import _sys
+from . import mounts, protocol, users
+
+__all__ = ["container_main"]
+
+
+class _Init:
+    def __init__(self, ctl: socket.socket) -> None:
+        self.ctl = ctl
+        self.waiters: dict[int, socket.socket] = {}  # pid -> reply socket awaiting its status
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+
+    # -- the loop -----------------------------------------------------------------------
+    def serve(self) -> None:
+        while True:
+            try:
+                ready, _, _ = select.select([self.ctl, self.wake_r], [], [])
+            except InterruptedError:
+                continue
+            if self.wake_r in ready:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(self.wake_r, 512):
+                        pass
+                self.reap()
+            if self.ctl in ready:
+                try:
+                    message, fds = protocol.recv(self.ctl)
+                except OSError:
+                    message, fds = None, []
+                if message is None:
+                    self.shutdown()  # the library went away: take everything down
+                    return
+                if self.handle(message, fds):
+                    return
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            reply = self.waiters.pop(pid, None)
+            if reply is not None:
+                with contextlib.suppress(OSError):
+                    protocol.send(reply, {"status": _returncode(status)})
+                reply.close()
+
+    def handle(self, message: dict[str, Any], fds: list[int]) -> bool:
+        reply = socket.socket(fileno=fds[0])
+        extra = fds[1:]
+        op = message.get("op")
+        try:
+            if op == "exec":
+                pid = self.exec(message, extra)
+                self.waiters[pid] = reply
+                protocol.send(reply, {"ok": True, "pid": pid})
+                return False
+            if op == "kill":
+                self.kill(int(message["pid"]), int(message["signal"]), bool(message.get("group", True)))
+                protocol.send(reply, {"ok": True})
+            elif op == "user":
+                uid, gid, groups, home = users.resolve(message.get("user"))
+                protocol.send(reply, {"ok": True, "uid": uid, "gid": gid, "groups": groups, "home": home})
+            elif op == "open":
+                fd = _open_inside(message)
+                try:
+                    protocol.send(reply, {"ok": True}, [fd])
+                finally:
+                    os.close(fd)
+            elif op == "shutdown":
+                self.shutdown()
+                protocol.send(reply, {"ok": True})
+                reply.close()
+                return True
+            else:
+                protocol.send(reply, {"ok": False, "error": f"unknown request {op!r}"})
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                protocol.send(reply, {"ok": False, "error": str(exc), "errno": exc.errno or 0})
+        except (KeyError, ValueError, TypeError, LookupError) as exc:
+            with contextlib.suppress(OSError):
+                protocol.send(reply, {"ok": False, "error": str(exc)})
+        finally:
+            for fd in extra:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        reply.close()
+        return False
+
+    # -- requests -----------------------------------------------------------------------
+    def exec(self, message: dict[str, Any], stdio: list[int]) -> int:
+        argv = [str(a) for a in message["argv"]]
+        env = {str(k): str(v) for k, v in message.get("env", {}).items()}
+        cwd = str(message.get("cwd") or "/")
+        uid, gid, groups, home = users.resolve(message.get("user"))
+        if home and "HOME" not in env:
+            env["HOME"] = home
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child, reported through its exit status
+            _child_exec(argv, env, cwd, uid, gid, groups, stdio)
+        return pid
+
+    def kill(self, pid: int, sig: int, group: bool) -> None:
+        """Signal ``pid``; with ``group`` also its process group and every process of its session.
+
+        Each exec starts a session of its own, so the session is the command's process tree,
+        except for what detached itself with setsid (its descendants are found through
+        /proc's parent links).
+        """
+        targets = {pid}
+        if group:
+            targets |= _tree(pid)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, sig)
+        for p in targets:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(p, sig)
+
+    def shutdown(self) -> None:
+        """Kill every process in the pid namespace and wait for all of them."""
+        with contextlib.suppress(OSError):
+            os.kill(-1, signal.SIGKILL)  # as pid 1 this reaches everyone in the namespace but us
+        while True:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+            reply = self.waiters.pop(pid, None)
+            if reply is not None:
+                with contextlib.suppress(OSError):
+                    protocol.send(reply, {"status": _returncode(status)})
+                reply.close()
+
+
+def _tree(root: int) -> set[int]:
+    """Processes of ``root``'s session and all descendants of ``root`` (read from /proc)."""
+    parents: dict[int, int] = {}
+    found: set[int] = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(name)
+        parents[pid] = int(fields[1])
+        if int(fields[3]) == root:
+            found.add(pid)
+    grew = True
+    while grew:
+        grew = False
+        for pid, ppid in parents.items():
+            if pid not in found and (ppid == root or ppid in found):
+                found.add(pid)
+                grew = True
+    return found
+
+
+def _returncode(status: int) -> int:
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def _open_inside(message: dict[str, Any]) -> int:
+    path = str(message["path"])
+    flags = int(message.get("flags", os.O_RDONLY))
+    if message.get("mkdirs"):
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+    return os.open(path, flags | os.O_CLOEXEC, int(message.get("mode", 0o644)))
+
+
+def _child_exec(argv: list[str], env: dict[str, str], cwd: str, uid: int, gid: int,
+                groups: list[int], stdio: list[int]) -> None:  # pragma: no cover
+    """In the forked child: become the requested process or exit 126/127 with a message."""
+    code = 127
+    try:
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE,
+                    signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
+        os.setsid()
+        for target, fd in enumerate(stdio[:3]):
+            os.dup2(fd, target, inheritable=True)
+        try:
+            os.chdir(cwd)
+        except OSError as exc:
+            code = 126
+            raise OSError(exc.errno, f"cannot change to working directory {cwd!r}: {exc.strerror}") from None
+        try:
+            if os.getuid() != uid or os.getgid() != gid or groups:
+                with contextlib.suppress(PermissionError):  # setgroups is denied in a single mapping
+                    os.setgroups(groups)
+                os.setgid(gid)
+                os.setuid(uid)
+        except OSError as exc:
+            code = 126
+            raise OSError(exc.errno, f"cannot switch to uid {uid}, gid {gid}: {exc.strerror} "
+                          "(the user namespace does not map it)") from None
+        os.umask(0o022)
+        try:
+            os.execvpe(argv[0], argv, env)
+        except OSError as exc:
+            code = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
+            raise OSError(exc.errno, f"exec {argv[0]!r}: {exc.strerror}") from None
+    except BaseException as exc:  # noqa: BLE001 - the child must never return into the server
+        with contextlib.suppress(OSError):
+            text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            os.write(2, f"minicontainer: {text}\n".encode())
+    finally:
+        os._exit(code)
+
+
+def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socket) -> None:
+    """Run as pid 1 of a new container; never returns."""
+    code = 0
+    try:
+        _sys.set_parent_death_signal(signal.SIGKILL)
+        if spec.get("network", "none") != "host":
+            _sys.bring_up_loopback()
+        _sys.sethostname(spec["hostname"])
+        mounts.apply_plan(mounts.build_plan(spec))
+        init = _Init(ctl)
+        protocol.send(reply, {"ok": True})
+        reply.close()
+        init.serve()
+    except BaseException as exc:  # noqa: BLE001 - report any failure to the waiting library
+        code = 1
+        with contextlib.suppress(OSError):
+            protocol.send(reply, {"ok": False, "error": str(exc), "errno": getattr(exc, "errno", 0) or 0,
+                                  "type": type(exc).__name__})
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        os._exit(code)

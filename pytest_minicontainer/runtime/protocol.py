@@ -1,0 +1,66 @@
+"""Messages between the library, the zygote and each container's pid 1.
+
+Every message is one JSON object sent as one datagram on a ``SOCK_SEQPACKET`` unix socket,
+optionally with file descriptors attached (``SCM_RIGHTS``).  Each request carries a fresh
+socket of its own on which the answer comes back, so callers in several threads never read
+each other's replies and no request ids are needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from typing import Any
+
+__all__ = ["MAX_MESSAGE", "call", "recv", "reply_pair", "send"]
+
+MAX_MESSAGE = 1 << 20
+_MAX_FDS = 16
+
+
+def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | tuple[int, ...] = ()) -> None:
+    """Send one message (and ``fds``) as a single datagram."""
+    data = json.dumps(message, separators=(",", ":")).encode()
+    if fds:
+        socket.send_fds(sock, [data], list(fds))
+    else:
+        sock.sendall(data)
+
+
+def recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
+    """Receive one message; ``(None, [])`` at end of file."""
+    # MSG_CMSG_CLOEXEC: a received descriptor must never leak into a process pid 1 execs
+    # (a leaked pipe end would keep a reader waiting for an EOF that never comes).
+    data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, _MAX_FDS, socket.MSG_CMSG_CLOEXEC)
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        return None, []
+    message: dict[str, Any] = json.loads(data)
+    return message, fds
+
+
+def reply_pair() -> tuple[socket.socket, socket.socket]:
+    """A (mine, theirs) pair: send ``theirs`` along with a request, read the answer on ``mine``."""
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+
+def call(
+    sock: socket.socket, message: dict[str, Any], fds: list[int] | tuple[int, ...] = ()
+) -> tuple[dict[str, Any] | None, list[int], socket.socket]:
+    """Send a request with a reply socket; return the first answer and the reply socket.
+
+    The reply socket stays open so that callers expecting a second message (an exit status)
+    can keep reading it; they must close it.
+    """
+    mine, theirs = reply_pair()
+    try:
+        send(sock, message, [theirs.fileno(), *fds])
+    except OSError:
+        mine.close()
+        raise
+    finally:
+        theirs.close()
+    answer, got = recv(mine)
+    return answer, got, mine

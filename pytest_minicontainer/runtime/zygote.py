@@ -1,0 +1,218 @@
+"""The zygote: one single-threaded helper process per Engine that forks every container.
+
+Why a separate process: ``unshare(CLONE_NEWUSER)`` refuses multi-threaded callers and pytest
+may run threads, and a warm Python that is already inside the user namespace can fork a
+container in about a millisecond, with no interpreter start and no id-map write per container.
+
+Life cycle: the library starts it with ``python -m pytest_minicontainer.runtime.zygote FD DIR``
+(FD: its end of a SEQPACKET socket; DIR: the engine's scratch directory).  It enters a new
+user namespace, tells the library its pid so that the maps are written from outside (writing
+them from inside breaks overlayfs for real root), then serves ``create``, ``destroy`` and
+``remove``.  When the library's socket closes (the library exited, even by SIGKILL), it kills
+every container and removes DIR.
+
+Each container is two processes: *keeper* (A) unshares the mount, pid, uts, ipc and network
+namespaces and forks *init* (B), pid 1 of the new pid namespace.  A keeps B on a leash: A dies
+with the zygote (parent-death signal) and B dies with A, and when the kernel kills a pid
+namespace's init it kills everything in it.  A's exit therefore means the container is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import socket
+import sys
+from typing import Any
+
+from .. import _sys
+from . import protocol
+from .init import container_main  # imported once here, not in every forked container
+from .trees import copy_tree, remove_tree
+
+__all__ = ["main"]
+
+
+class _Zygote:
+    def __init__(self, ctl: socket.socket, scratch: str) -> None:
+        self.ctl = ctl
+        self.scratch = scratch
+        self.keepers: dict[str, int] = {}  # container id -> keeper pid
+        self.pending: dict[int, list[tuple[socket.socket, dict[str, Any]]]] = {}  # keeper pid -> destroy requests
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in pytest must not orphan containers
+
+    def serve(self) -> None:
+        while True:
+            try:
+                ready, _, _ = select.select([self.ctl, self.wake_r], [], [])
+            except InterruptedError:
+                continue
+            if self.wake_r in ready:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(self.wake_r, 512):
+                        pass
+                self.reap()
+            if self.ctl in ready:
+                try:
+                    message, fds = protocol.recv(self.ctl)
+                except OSError:
+                    message, fds = None, []
+                if message is None:
+                    self.shutdown()
+                    return
+                self.handle(message, fds)
+
+    def handle(self, message: dict[str, Any], fds: list[int]) -> None:
+        reply = socket.socket(fileno=fds[0])
+        op = message.get("op")
+        try:
+            if op == "create":
+                self.create(message, reply, fds[1])
+                return
+            if op == "destroy":
+                pid = self.keepers.get(str(message["id"]))
+                if pid is None:
+                    self.finish_destroy(reply, message)
+                    return
+                self.pending.setdefault(pid, []).append((reply, message))
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+                return
+            if op == "remove":
+                for path in message["paths"]:
+                    remove_tree(str(path))
+                protocol.send(reply, {"ok": True})
+            elif op == "copy":
+                copy_tree(str(message["source"]), str(message["target"]))
+                protocol.send(reply, {"ok": True})
+            else:
+                protocol.send(reply, {"ok": False, "error": f"unknown request {op!r}"})
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                protocol.send(reply, {"ok": False, "error": str(exc), "errno": exc.errno or 0})
+        reply.close()
+
+    def finish_destroy(self, reply: socket.socket, message: dict[str, Any]) -> None:
+        try:
+            for path in message.get("remove", ()):
+                remove_tree(str(path))
+            protocol.send(reply, {"ok": True})
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                protocol.send(reply, {"ok": False, "error": str(exc), "errno": exc.errno or 0})
+        reply.close()
+
+    def create(self, message: dict[str, Any], reply: socket.socket, container_fd: int) -> None:
+        spec = message["spec"]
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the keeper, reported through the reply socket
+            _keeper(spec, reply, socket.socket(fileno=container_fd), self)
+        os.close(container_fd)
+        reply.close()
+        self.keepers[str(spec["id"])] = pid
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            for cid, kpid in list(self.keepers.items()):
+                if kpid == pid:
+                    del self.keepers[cid]
+            for reply, message in self.pending.pop(pid, []):
+                self.finish_destroy(reply, message)
+
+    def shutdown(self) -> None:
+        """The library is gone: kill every container, wait for them, remove the scratch space."""
+        for pid in self.keepers.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        while True:
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+        remove_tree(self.scratch)
+
+    def close_in_child(self) -> None:
+        signal.set_wakeup_fd(-1)
+        for fd in (self.wake_r, self.wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.ctl.close()
+
+
+def _keeper(spec: dict[str, Any], reply: socket.socket, ctl: socket.socket, zygote: _Zygote) -> None:  # pragma: no cover
+    code = 1
+    try:
+        zygote.close_in_child()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _sys.set_parent_death_signal(signal.SIGKILL)
+        flags = _sys.CLONE_NEWNS | _sys.CLONE_NEWPID | _sys.CLONE_NEWUTS | _sys.CLONE_NEWIPC
+        if spec.get("network", "none") != "host":
+            flags |= _sys.CLONE_NEWNET
+        _sys.unshare(flags)
+        child = os.fork()
+        if child == 0:
+            container_main(spec, ctl, reply)
+        ctl.close()
+        reply.close()
+
+        def stop(*_: object) -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+
+        signal.signal(signal.SIGTERM, stop)
+        while True:
+            try:
+                _pid, status = os.waitpid(child, 0)
+                code = os.waitstatus_to_exitcode(status) & 0xFF
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                break
+    except BaseException as exc:  # noqa: BLE001 - report, never return into the zygote loop
+        with contextlib.suppress(OSError):
+            protocol.send(reply, {"ok": False, "error": str(exc), "errno": getattr(exc, "errno", 0) or 0,
+                                  "step": "namespaces"})
+    finally:
+        os._exit(code)
+
+
+def main(argv: list[str]) -> int:
+    ctl = socket.socket(fileno=int(argv[0]))
+    scratch = argv[1]
+    try:
+        _sys.unshare(_sys.CLONE_NEWUSER)
+    except OSError as exc:
+        protocol.send(ctl, {"ok": False, "step": "unshare", "errno": exc.errno or 0, "error": str(exc)})
+        return 1
+    protocol.send(ctl, {"ok": True, "step": "unshared", "pid": os.getpid()})
+    message, _fds = protocol.recv(ctl)
+    if not message or message.get("op") != "mapped":
+        return 1
+    if os.getuid() != 0:
+        protocol.send(ctl, {"ok": False, "step": "mapped", "errno": 1,
+                            "error": f"still uid {os.getuid()} after the id maps were written"})
+        return 1
+    with contextlib.suppress(OSError):
+        _sys.set_child_subreaper()
+    protocol.send(ctl, {"ok": True, "step": "ready"})
+    os.makedirs(scratch, exist_ok=True)
+    _Zygote(ctl, scratch).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
