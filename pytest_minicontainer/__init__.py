@@ -5,20 +5,45 @@ The public names are re-exported here; everything else is an implementation deta
 
 from __future__ import annotations
 
-from .container import Change, Container, ExecResult, Mount, Process
-from .engine import Engine
-from .errors import (
-    BuildError,
-    ContainerError,
-    ExecError,
-    ExecTimeout,
-    ImageError,
-    ImageNotFound,
-    MiniContainerError,
-    RuntimeUnavailable,
-    StoreError,
-)
-from .image import HealthCheck, Image, ImageConfig
+from typing import TYPE_CHECKING
+
+# Names are imported on first use (PEP 562): the runtime's zygote imports this package too,
+# and every module it holds makes each container's fork slower.
+_EXPORTS = {
+    "Change": "container", "Container": "container", "ExecResult": "container", "Mount": "container",
+    "Process": "container", "Engine": "engine", "HealthCheck": "image", "Image": "image",
+    "ImageConfig": "image", "BuildError": "errors", "ContainerError": "errors", "ExecError": "errors",
+    "ExecTimeout": "errors", "ImageError": "errors", "ImageNotFound": "errors",
+    "MiniContainerError": "errors", "RuntimeUnavailable": "errors", "StoreError": "errors",
+}
+
+if TYPE_CHECKING:
+    from .container import Change, Container, ExecResult, Mount, Process
+    from .engine import Engine
+    from .errors import (
+        BuildError,
+        ContainerError,
+        ExecError,
+        ExecTimeout,
+        ImageError,
+        ImageNotFound,
+        MiniContainerError,
+        RuntimeUnavailable,
+        StoreError,
+    )
+    from .image import HealthCheck, Image, ImageConfig
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_minicontainer' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

@@ -10,7 +10,6 @@ same exception type, :class:`SysError`, carrying the call, its arguments and ``e
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno as _errno
 import fcntl
 import os
@@ -68,7 +67,9 @@ _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# CDLL(None): the symbols already loaded into this process, libc's among them.  Avoids
+# ctypes.util.find_library, which runs ldconfig and imports half the standard library.
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]

@@ -49,8 +49,8 @@ class ExitWatch:
             self.sock.settimeout(timeout)
             try:
                 message, _ = protocol.recv(self.sock)
-            except (socket.timeout, TimeoutError):
-                return None
+            except (socket.timeout, TimeoutError, BlockingIOError):
+                return None  # still running
             except OSError:
                 message = None
             self.status = int(message["status"]) if message and "status" in message else -signal.SIGKILL
@@ -71,6 +71,7 @@ class RuntimeContainer:
     runtime: Runtime
     alive: bool = True
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _watches: list[ExitWatch] = field(default_factory=list)
 
     def request(self, message: dict[str, Any], fds: Sequence[int] = ()) -> tuple[dict[str, Any], list[int], socket.socket]:
         if not self.alive:
@@ -96,7 +97,11 @@ class RuntimeContainer:
              stdio: Sequence[int]) -> ExitWatch:
         answer, _fds, sock = self.request(
             {"op": "exec", "argv": list(argv), "env": env, "cwd": cwd, "user": user}, list(stdio))
-        return ExitWatch(sock, int(answer["pid"]))
+        watch = ExitWatch(sock, int(answer["pid"]))
+        with self._lock:
+            self._watches = [w for w in self._watches if w.status is None]
+            self._watches.append(watch)
+        return watch
 
     def kill(self, pid: int, sig: int, group: bool = True) -> None:
         with contextlib.suppress(ContainerError):
@@ -119,11 +124,13 @@ class RuntimeContainer:
         with self._lock:
             if self.alive:
                 self.alive = False
-                with contextlib.suppress(OSError):
-                    answer, _f, sock = protocol.call(self.ctl, {"op": "shutdown"})
-                    sock.close()
                 self.ctl.close()
+            # The keeper kills pid 1 and waits for it; the kernel takes the whole pid
+            # namespace down with it, so the answer means no process of it is left.
             self.runtime.destroy(self.id, [str(self.scratch)] if remove else [])
+            for watch in self._watches:  # each learns its status, or EOF: -SIGKILL
+                watch.wait(5)
+            self._watches.clear()
 
 
 class Runtime:
@@ -225,9 +232,12 @@ class Runtime:
         """Wait until container ``cid`` has no process left; then remove ``remove``."""
         self._simple({"op": "destroy", "id": cid, "remove": list(remove)})
 
-    def remove(self, paths: Sequence[str | os.PathLike[str]]) -> None:
-        """Remove trees inside the user namespace (they may hold ids only it maps)."""
-        self._simple({"op": "remove", "paths": [str(p) for p in paths]})
+    def remove(self, paths: Sequence[str | os.PathLike[str]], now: bool = False) -> None:
+        """Remove trees inside the user namespace (they may hold ids only it maps).
+
+        By default the zygote deletes them when idle, off the test's path; ``now`` waits.
+        """
+        self._simple({"op": "remove", "paths": [str(p) for p in paths], "now": now})
 
     def copy(self, source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
         """Copy a tree (a writable layer) keeping owners, xattrs and whiteouts."""
@@ -267,7 +277,7 @@ class Runtime:
                         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                             continue  # alive
                         raise
-                self.remove([entry])
+                self.remove([entry], now=True)
                 removed.append(entry)
             finally:
                 if fd >= 0:

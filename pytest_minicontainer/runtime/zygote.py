@@ -41,6 +41,7 @@ class _Zygote:
         self.scratch = scratch
         self.keepers: dict[str, int] = {}  # container id -> keeper pid
         self.pending: dict[int, list[tuple[socket.socket, dict[str, Any]]]] = {}  # keeper pid -> destroy requests
+        self.trash: list[str] = []  # trees to delete when idle (removal is off the hot path)
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -49,8 +50,11 @@ class _Zygote:
     def serve(self) -> None:
         while True:
             try:
-                ready, _, _ = select.select([self.ctl, self.wake_r], [], [])
+                ready, _, _ = select.select([self.ctl, self.wake_r], [], [], 0 if self.trash else None)
             except InterruptedError:
+                continue
+            if not ready and self.trash:
+                remove_tree(self.trash.pop())
                 continue
             if self.wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
@@ -84,8 +88,11 @@ class _Zygote:
                     os.kill(pid, signal.SIGTERM)
                 return
             if op == "remove":
-                for path in message["paths"]:
-                    remove_tree(str(path))
+                if message.get("now"):
+                    for path in message["paths"]:
+                        remove_tree(str(path))
+                else:
+                    self.trash.extend(str(p) for p in message["paths"])
                 protocol.send(reply, {"ok": True})
             elif op == "copy":
                 copy_tree(str(message["source"]), str(message["target"]))
@@ -99,8 +106,7 @@ class _Zygote:
 
     def finish_destroy(self, reply: socket.socket, message: dict[str, Any]) -> None:
         try:
-            for path in message.get("remove", ()):
-                remove_tree(str(path))
+            self.trash.extend(str(p) for p in message.get("remove", ()))
             protocol.send(reply, {"ok": True})
         except OSError as exc:
             with contextlib.suppress(OSError):
@@ -142,6 +148,8 @@ class _Zygote:
                 break
             except InterruptedError:
                 continue
+        for path in self.trash:
+            remove_tree(path)
         remove_tree(self.scratch)
 
     def close_in_child(self) -> None:

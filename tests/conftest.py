@@ -1,0 +1,59 @@
+"""Fixtures shared by the project's own tests: a busybox root filesystem and an Engine.
+
+The rootfs is made from the host's static busybox (Debian: busybox-static), so every test
+runs offline.  One store per test session keeps ~/.cache clean and lets tests share images.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+
+
+def make_rootfs(root: Path) -> Path:
+    """A minimal busybox root filesystem with a root and an ``app`` (uid 1000) user."""
+    if not os.access(BUSYBOX, os.X_OK):
+        pytest.skip(f"needs a static busybox at {BUSYBOX}: apt-get install busybox-static")
+    for d in ("bin", "etc", "tmp", "root", "home/app", "data"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    os.chmod(root / "tmp", 0o1777)
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for applet in applets:
+        link = root / "bin" / applet
+        if applet != "busybox" and not link.exists():
+            link.symlink_to("busybox")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\napp:x:1000:\n")
+    (root / "data" / "keep.txt").write_text("original\n")
+    (root / "data" / "gone.txt").write_text("delete me\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_rootfs(tmp_path_factory.mktemp("busybox") / "rootfs")
+
+
+@pytest.fixture(scope="session")
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("store")
+
+
+@pytest.fixture(scope="session")
+def engine(store_dir: Path) -> Iterator[object]:
+    from pytest_minicontainer import Engine, RuntimeUnavailable
+
+    try:
+        Engine.probe()
+    except RuntimeUnavailable as exc:
+        pytest.skip(f"containers cannot run on this host: {exc.cause}; to enable: {exc.fix}")
+    with Engine(store=store_dir) as e:
+        yield e

@@ -1,0 +1,356 @@
+"""The runtime through the public API: isolation, commands, files, errors, clean-up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_minicontainer import (
+    ContainerError,
+    Engine,
+    ExecError,
+    ExecTimeout,
+    ImageError,
+    Mount,
+    RuntimeUnavailable,
+)
+
+
+def _pidns(engine: Engine, c: object) -> str:
+    return c.exec(["readlink", "/proc/self/ns/pid"]).stdout.strip()  # type: ignore[attr-defined]
+
+
+def _host_pids_in(ns: str) -> list[int]:
+    """Live (not zombie) host processes in pid namespace ``ns``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.readlink(f"/proc/{name}/ns/pid") == ns:
+                    with open(f"/proc/{name}/stat") as f:
+                        if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                            found.append(int(name))
+            except OSError:
+                continue
+    return found
+
+
+def _mounts_of(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line for line in f if str(path) in line]
+
+
+# -- isolation ---------------------------------------------------------------------------------
+def test_sees_only_its_own_processes_hostname_and_loopback(engine: Engine, busybox_rootfs: Path) -> None:
+    with engine.run(engine.image(f"rootfs:{busybox_rootfs}"), hostname="box1") as c:
+        ps = c.exec(["ps", "-o", "pid,comm"]).stdout.split("\n")[1:]
+        pids = sorted(int(line.split()[0]) for line in ps if line.strip())
+        assert pids[0] == 1 and len(pids) <= 3, ps  # init, sh for ps, ps itself
+        assert c.exec(["hostname"]).stdout.strip() == "box1"
+        links = c.exec(["cat", "/proc/net/dev"]).stdout
+        ifaces = sorted(line.split(":")[0].strip() for line in links.splitlines()[2:])
+        assert ifaces == ["lo"]
+        assert "127.0.0.1" in c.exec(["ip", "addr", "show", "lo"]).stdout
+        assert c.exec("cat /proc/1/status | grep NSpid").stdout.split()[-1] == "1"
+
+
+def test_default_hostname_is_the_container_id(engine: Engine, busybox_rootfs: Path) -> None:
+    with engine.run(f"rootfs:{busybox_rootfs}") as c:
+        assert c.exec("hostname").stdout.strip() == c.id
+        assert c.exec("echo $HOSTNAME").stdout.strip() == c.id
+
+
+def test_host_network_shares_the_hosts_interfaces(engine: Engine, busybox_rootfs: Path) -> None:
+    with open("/proc/net/dev") as f:
+        host_ifaces = sorted(line.split(":")[0].strip() for line in f.read().splitlines()[2:])
+    with engine.run(f"rootfs:{busybox_rootfs}", network="host") as c:
+        out = c.exec(["cat", "/proc/net/dev"]).stdout
+        assert sorted(line.split(":")[0].strip() for line in out.splitlines()[2:]) == host_ifaces
+
+
+def test_writes_stay_in_the_container(engine: Engine, busybox_rootfs: Path) -> None:
+    image = engine.image(f"rootfs:{busybox_rootfs}")
+    with engine.run(image) as a, engine.run(image) as b:
+        a.exec("echo changed > /data/keep.txt && rm /data/gone.txt && echo new > /data/new.txt", check=True)
+        assert a.read_text("/data/keep.txt") == "changed\n"
+        assert b.read_text("/data/keep.txt") == "original\n"
+        assert b.exec("cat /data/gone.txt").returncode == 0
+        assert sorted(map(str, a.diff())) == ["A /data/new.txt", "C /data/keep.txt", "D /data/gone.txt"]
+        assert b.diff() == []
+    assert (busybox_rootfs / "data" / "keep.txt").read_text() == "original\n"
+    assert (busybox_rootfs / "data" / "gone.txt").exists()
+    assert not (busybox_rootfs / "data" / "new.txt").exists()
+
+
+def test_host_image_runs_host_python_and_keeps_the_host_untouched(engine: Engine, tmp_path: Path) -> None:
+    marker = f"/usr/lib/minicontainer-test-{os.getpid()}"
+    with engine.run("host") as c:
+        r = c.exec(["python3", "-c", "import sys; print(sys.version_info[0])"], check=True)
+        assert r.stdout.strip() == "3"
+        c.exec("echo t > /tmp/t && mkdir -p /root/x && echo r > /root/x/f", check=True)
+        assert {"A /tmp/t", "A /root/x/f"} <= set(map(str, c.diff()))
+        # only system dirs and the running Python are exposed, not the project or the homes
+        assert c.exec(["test", "-e", __file__]).returncode == 1
+        r = c.exec(f"echo x > {marker} && cat {marker}")
+        if engine.mode == "root":
+            # root's files are root's inside too: the write lands in the writable layer
+            assert r.returncode == 0 and r.stdout == "x\n"
+            assert "A " + marker in set(map(str, c.diff()))
+        else:
+            # rootless: host root's files belong to an unmapped id, so /usr is read-only here
+            assert r.returncode != 0 and "Permission denied" in r.stderr
+    assert not os.path.exists(marker)
+
+
+def test_mounts_read_only_and_read_write(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    ro, rw = tmp_path / "ro", tmp_path / "rw"
+    ro.mkdir()
+    rw.mkdir()
+    (ro / "in.txt").write_text("hello")
+    mounts = [Mount(ro, "/mnt/ro", readonly=True), Mount(str(rw), "/mnt/rw")]
+    with engine.run(f"rootfs:{busybox_rootfs}", mounts=mounts) as c:
+        assert c.read_text("/mnt/ro/in.txt") == "hello"
+        r = c.exec("echo no > /mnt/ro/x")
+        assert r.returncode != 0 and "Read-only" in r.stderr
+        c.exec("echo yes > /mnt/rw/out.txt", check=True)
+        assert all(not ch.path.startswith("/mnt/") for ch in c.diff())
+    assert (rw / "out.txt").read_text() == "yes\n"
+    assert not (ro / "x").exists()
+
+
+def test_dev_is_minimal_and_works(engine: Engine, busybox_rootfs: Path) -> None:
+    with engine.run(f"rootfs:{busybox_rootfs}") as c:
+        names = set(c.exec("ls /dev").stdout.split())
+        assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx"} <= names
+        assert not names & {"sda", "vda", "mem", "kmsg"}
+        assert c.exec("head -c 4 /dev/urandom | wc -c").stdout.strip() == "4"
+        assert c.exec("echo x > /dev/null && echo ok").stdout == "ok\n"
+        assert c.exec("echo x > /dev/shm/f && cat /dev/shm/f").stdout == "x\n"
+
+
+def test_symlinked_mount_target_stays_inside(engine: Engine, tmp_path: Path, busybox_rootfs: Path) -> None:
+    """An image's absolute symlink must not send a mount (or its mkdir) to the host's tree."""
+    rootfs = tmp_path / "rootfs"
+    subprocess.run(["cp", "-a", str(busybox_rootfs), str(rootfs)], check=True)
+    (rootfs / "escape").symlink_to(f"/{tmp_path.name}-outside")
+    src = tmp_path / "src"
+    src.mkdir()
+    with engine.run(f"rootfs:{rootfs}", mounts=[Mount(src, "/escape/sub")]) as c:
+        assert c.exec(f"test -d /{tmp_path.name}-outside/sub && echo ok").stdout == "ok\n"
+    assert not Path(f"/{tmp_path.name}-outside").exists()
+
+
+# -- commands ------------------------------------------------------------------------------------
+def test_exec_env_workdir_input_and_user(engine: Engine, busybox_rootfs: Path) -> None:
+    with engine.run(f"rootfs:{busybox_rootfs}", env={"A": "1"}, workdir="/tmp") as c:
+        assert c.exec("echo $A $B; pwd", env={"B": "2"}).stdout == "1 2\n/tmp\n"
+        assert c.exec(["cat"], input="data").stdout == "data"
+        assert c.exec(["pwd"], workdir="/etc").stdout == "/etc\n"
+        assert c.exec(["id", "-u"], user="root").stdout == "0\n"
+        assert c.exec("echo $HOME", user="root").stdout == "/root\n"
+        big = "x" * 1_000_000
+        assert c.exec(["wc", "-c"], input=big).stdout.strip() == str(len(big))
+
+
+def test_missing_command_is_127_with_a_message(engine: Engine, busybox_rootfs: Path) -> None:
+    with engine.run(f"rootfs:{busybox_rootfs}") as c:
+        r = c.exec(["no-such-command"])
+        assert r.returncode == 127
+        assert "no-such-command" in r.stderr
+        with pytest.raises(ExecError) as info:
+            c.exec("exit 3", check=True)
+        assert info.value.status == 3 and info.value.argv[-1] == "exit 3"
+
+
+def test_exec_timeout_kills_the_process_tree(engine: Engine, busybox_rootfs: Path) -> None:
+    with engine.run(f"rootfs:{busybox_rootfs}") as c:
+        start = time.monotonic()
+        with pytest.raises(ExecTimeout):
+            c.exec("sleep 300 & setsid sleep 301 & sleep 302", timeout=0.5)
+        assert time.monotonic() - start < 10
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            left = c.exec("ps -o comm | grep -c sleep").stdout.strip()
+            if left == "0":
+                break
+            time.sleep(0.05)
+        assert left == "0"
+
+
+def test_spawn_wait_and_kill(engine: Engine, busybox_rootfs: Path) -> None:
+    with engine.run(f"rootfs:{busybox_rootfs}") as c:
+        p = c.spawn(["sh", "-c", "echo started; exec sleep 100"])
+        assert p.returncode is None
+        with pytest.raises(ExecTimeout):
+            p.wait(timeout=0.2)
+        p.kill()
+        assert p.wait(timeout=5) == -signal.SIGKILL
+        assert p.stdout == "started\n"
+        q = c.spawn("exit 4")
+        assert q.wait(5) == 4 and q.returncode == 4
+
+
+def test_files_in_and_out(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    src = tmp_path / "tree"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("A")
+    (src / "sub" / "b.bin").write_bytes(bytes(range(256)))
+    with engine.run(f"rootfs:{busybox_rootfs}") as c:
+        c.write_bytes("/new/dir/file.bin", b"\x00\x01")
+        assert c.read_bytes("/new/dir/file.bin") == b"\x00\x01"
+        with pytest.raises(FileNotFoundError):
+            c.read_text("/nope")
+        c.copy_in(src, "/srv")
+        assert c.exec("cat /srv/a.txt").stdout == "A"
+        c.exec("mkdir /dst", check=True)
+        c.copy_in(src / "a.txt", "/dst")
+        assert c.read_text("/dst/a.txt") == "A"
+        out = tmp_path / "out"
+        c.copy_out("/srv", out)
+        assert (out / "sub" / "b.bin").read_bytes() == bytes(range(256))
+        c.copy_out("/etc/passwd", tmp_path)
+        assert (tmp_path / "passwd").read_text().startswith("root:")
+
+
+def test_main_command_logs_and_wait(engine: Engine, busybox_rootfs: Path) -> None:
+    with engine.run(f"rootfs:{busybox_rootfs}", command="echo out; echo err >&2; exit 7") as c:
+        assert c.wait(timeout=10) == 7
+        assert not c.running
+        assert "out\n" in c.logs() and "err\n" in c.logs()
+        assert c.exec("echo still usable").stdout == "still usable\n"
+    with engine.run(f"rootfs:{busybox_rootfs}", command=()) as c:
+        assert c.command is None and c.running
+        with pytest.raises(ContainerError):
+            c.wait(1)
+
+
+def test_stop_sends_sigterm_then_kills(engine: Engine, busybox_rootfs: Path) -> None:
+    c = engine.run(f"rootfs:{busybox_rootfs}", command=["sh", "-c", "trap 'echo bye; exit 0' TERM; "
+                                                                    "while true; do sleep 0.05; done"])
+    time.sleep(0.3)
+    assert c.running
+    assert c.stop(timeout=5) == 0
+    assert "bye" in c.logs()
+    c.remove()
+    stubborn = engine.run(f"rootfs:{busybox_rootfs}", command=["sh", "-c", "trap '' TERM; sleep 100"])
+    time.sleep(0.2)
+    start = time.monotonic()
+    assert stubborn.stop(timeout=0.5) == -signal.SIGKILL
+    assert time.monotonic() - start < 5
+    stubborn.remove()
+
+
+def test_user_option_and_unmappable_user(engine: Engine, busybox_rootfs: Path) -> None:
+    rt = engine.runtime
+    if rt.idmap.max_uid >= 1000:
+        with engine.run(f"rootfs:{busybox_rootfs}", user="app") as c:
+            assert c.exec("id -u; id -g; echo $HOME").stdout == "1000\n1000\n/home/app\n"
+            assert c.exec(["id", "-u"], user="root").stdout == "0\n"
+    else:
+        with pytest.raises(ContainerError, match="subuid"):
+            engine.run(f"rootfs:{busybox_rootfs}", user="app")
+    with pytest.raises(ContainerError, match="nobody-here"):
+        engine.run(f"rootfs:{busybox_rootfs}", user="nobody-here")
+
+
+# -- errors ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("ref", ["rootfs:/does/not/exist", "", "weird:thing"])
+def test_bad_image_references(engine: Engine, ref: str) -> None:
+    with pytest.raises(ImageError) as info:
+        engine.image(ref)
+    assert str(info.value)
+
+
+def test_run_rejects_bad_options(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="network"):
+        engine.run(f"rootfs:{busybox_rootfs}", network="bridge")
+    with pytest.raises(ContainerError, match="does not exist"):
+        engine.run(f"rootfs:{busybox_rootfs}", mounts=[Mount(tmp_path / "missing", "/x")])
+    with pytest.raises(TypeError, match="frobnicate"):
+        engine.run(f"rootfs:{busybox_rootfs}", frobnicate=True)
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/unshare"), reason="needs util-linux unshare: apt-get install util-linux")
+def test_refusal_is_runtime_unavailable_with_a_fix(tmp_path: Path) -> None:
+    """Inside a user namespace whose max_user_namespaces is 0, a real refusal."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from pytest_minicontainer import Engine, RuntimeUnavailable
+        try:
+            Engine.probe({str(tmp_path / 'store')!r})
+        except RuntimeUnavailable as exc:
+            print("CAUSE:", exc.cause)
+            print("FIX:", exc.fix)
+            sys.exit(0)
+        sys.exit("no refusal")
+    """)
+    (tmp_path / "probe.py").write_text(script)
+    r = subprocess.run(["unshare", "--user", "--map-root-user", "sh", "-c",
+                        f"echo 0 > /proc/sys/user/max_user_namespaces && exec {sys.executable} {tmp_path}/probe.py"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "max_user_namespaces" in r.stdout
+    assert "sysctl -w user.max_user_namespaces=" in r.stdout
+    assert issubclass(RuntimeUnavailable, Exception)
+
+
+# -- no leaks ------------------------------------------------------------------------------------------
+def test_stop_and_close_leave_nothing(busybox_rootfs: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    with Engine(store=store) as e:
+        c = e.run(f"rootfs:{busybox_rootfs}", command=["sleep", "100"])
+        c.spawn(["sleep", "101"])
+        ns = c.exec(["readlink", "/proc/self/ns/pid"]).stdout.strip()
+        assert len(_host_pids_in(ns)) >= 3
+        c.stop(timeout=0.2)
+        assert _host_pids_in(ns) == []
+        d = e.run(f"rootfs:{busybox_rootfs}", command=["sleep", "100"])
+        ns2 = d.exec(["readlink", "/proc/self/ns/pid"]).stdout.strip()
+        zygote = e.runtime.zygote_pid
+    assert _host_pids_in(ns2) == []
+    assert not os.path.exists(f"/proc/{zygote}") or open(f"/proc/{zygote}/stat").read().split()[2] == "Z"
+    assert _mounts_of(store) == []
+    assert list((store / "run").iterdir()) == []
+
+
+def test_sigkill_of_the_owner_kills_its_containers_and_the_next_engine_cleans(
+        busybox_rootfs: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from pytest_minicontainer import Engine
+        e = Engine(store={str(store)!r})
+        c = e.run("rootfs:{busybox_rootfs}", command=["sleep", "300"])
+        print(c.exec(["readlink", "/proc/self/ns/pid"]).stdout.strip(), e.runtime.zygote_pid, flush=True)
+        time.sleep(300)
+    """)
+    for kill_zygote_too in (False, True):
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        ns, zygote = proc.stdout.readline().split()
+        assert _host_pids_in(ns)
+        if kill_zygote_too:  # the worst case: nobody is left to clean up
+            os.kill(int(zygote), signal.SIGKILL)
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        deadline = time.monotonic() + 1.0
+        while _host_pids_in(ns) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _host_pids_in(ns) == [], "container processes outlived their owner by more than a second"
+    # The second crash left scratch space behind; the next engine removes it.
+    deadline = time.monotonic() + 5
+    with Engine(store=store) as e:
+        e.runtime  # noqa: B018 - starting the runtime cleans stale scratch space
+        others = [p for p in (store / "run").iterdir() if p.name != e.runtime.engine_id]
+        assert others == []
+    assert _mounts_of(store) == []
