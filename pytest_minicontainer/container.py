@@ -411,6 +411,9 @@ class Container:
     # -- life cycle -------------------------------------------------------------------------
     def stop(self, timeout: float = 10) -> int | None:
         """Send the image's stop signal to the main process, SIGKILL after ``timeout``; kill the rest."""
+        return self._stop(timeout, remove=False)
+
+    def _stop(self, timeout: float, remove: bool) -> int | None:
         with self._lock:
             if self._stopped:
                 return self.exit_status
@@ -418,7 +421,7 @@ class Container:
                 sig = _signal_number(self.image.config.stop_signal)
                 self._rt.kill(self._main.pid, sig, group=True)
                 self._main.wait(timeout)
-            self._rt.destroy(remove=False)
+            self._rt.destroy(remove=remove)
             if self._main is not None:
                 self.exit_status = self._main.wait(5)
             self._stopped = True
@@ -449,9 +452,11 @@ class Container:
         with self._lock:
             if self._removed:
                 return
-            self.stop()
             self._removed = True
-            self._rt.runtime.remove([self.scratch])
+            if self._stopped:
+                self._rt.runtime.remove([self.scratch], cid=self.id)
+            else:
+                self._stop(10, remove=True)
         self.engine._forget(self)
 
 

@@ -120,14 +120,20 @@ class RuntimeContainer:
         return int(answer["uid"]), int(answer["gid"])
 
     def destroy(self, remove: bool) -> None:
-        """Kill every process of the container; with ``remove`` also delete its scratch dir."""
+        """Kill every process of the container; with ``remove`` also delete its scratch dir.
+
+        Pid 1 kills and reaps everything in the pid namespace and answers before it exits
+        itself, so this returns as soon as no process the container ran is left; tearing
+        down the namespaces and mounts (several ms) then happens off the caller's path.
+        """
         with self._lock:
             if self.alive:
                 self.alive = False
+                with contextlib.suppress(OSError):
+                    _a, _f, sock = protocol.call(self.ctl, {"op": "shutdown"})
+                    sock.close()
                 self.ctl.close()
-            # The keeper kills pid 1 and waits for it; the kernel takes the whole pid
-            # namespace down with it, so the answer means no process of it is left.
-            self.runtime.destroy(self.id, [str(self.scratch)] if remove else [])
+            self.runtime.release(self.id, [str(self.scratch)] if remove else [])
             for watch in self._watches:  # each learns its status, or EOF: -SIGKILL
                 watch.wait(5)
             self._watches.clear()
@@ -229,15 +235,30 @@ class Runtime:
         return RuntimeContainer(cid, scratch, mine, self)
 
     def destroy(self, cid: str, remove: Sequence[str]) -> None:
-        """Wait until container ``cid`` has no process left; then remove ``remove``."""
+        """Wait until container ``cid``'s keeper has exited; then remove ``remove``."""
         self._simple({"op": "destroy", "id": cid, "remove": list(remove)})
 
-    def remove(self, paths: Sequence[str | os.PathLike[str]], now: bool = False) -> None:
+    def release(self, cid: str, remove: Sequence[str]) -> None:
+        """Make sure container ``cid`` ends; remove ``remove`` once it has (no waiting)."""
+        if self._closed:
+            return
+        mine, theirs = protocol.reply_pair()
+        try:
+            protocol.send(self._ctl, {"op": "destroy", "id": cid, "remove": list(remove), "quiet": True},
+                          [theirs.fileno()])
+        except OSError as exc:
+            raise ContainerError(f"the runtime helper is gone: {exc}") from exc
+        finally:
+            theirs.close()
+            mine.close()
+
+    def remove(self, paths: Sequence[str | os.PathLike[str]], now: bool = False, cid: str | None = None) -> None:
         """Remove trees inside the user namespace (they may hold ids only it maps).
 
-        By default the zygote deletes them when idle, off the test's path; ``now`` waits.
+        By default the zygote deletes them when idle, off the test's path (and not before
+        container ``cid`` has fully ended); ``now`` waits for the deletion.
         """
-        self._simple({"op": "remove", "paths": [str(p) for p in paths], "now": now})
+        self._simple({"op": "remove", "paths": [str(p) for p in paths], "now": now, "id": cid})
 
     def copy(self, source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
         """Copy a tree (a writable layer) keeping owners, xattrs and whiteouts."""

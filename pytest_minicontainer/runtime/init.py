@@ -28,7 +28,7 @@ from typing import Any
 from .. import _sys
 from . import mounts, protocol, users
 
-__all__ = ["container_main"]
+__all__ = ["container_main", "spare_main"]
 
 
 class _Init:
@@ -267,25 +267,55 @@ def _child_exec(argv: list[str], env: dict[str, str], cwd: str, uid: int, gid: i
         os._exit(code)
 
 
-def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socket) -> None:
+def spare_main(stage: str, work: socket.socket) -> None:
+    """Pid 1 of a *spare* container: set up what needs no spec, then wait for one.
+
+    The namespaces exist, loopback is up, /proc and /dev are mounted under ``stage``; the
+    zygote hands over the spec (and the reply and control sockets) when a test asks for a
+    container, and the rest of the set-up takes a fraction of the full cost.
+    """
+    _sys.set_parent_death_signal(signal.SIGKILL)
+    problem: BaseException | None = None
+    try:
+        _sys.bring_up_loopback()
+        mounts.stage(stage)
+    except BaseException as exc:  # noqa: BLE001 - reported to whoever gets this container
+        problem = exc
+    message, fds = protocol.recv(work)
+    work.close()
+    if message is None or len(fds) < 2:
+        os._exit(0)
+    ctl, reply = socket.socket(fileno=fds[1]), socket.socket(fileno=fds[0])
+    if problem is not None:
+        _report(reply, problem)
+        os._exit(1)
+    container_main(message["spec"], ctl, reply, staged=stage)
+
+
+def _report(reply: socket.socket, exc: BaseException) -> None:
+    with contextlib.suppress(OSError):
+        protocol.send(reply, {"ok": False, "error": str(exc), "errno": getattr(exc, "errno", 0) or 0,
+                              "type": type(exc).__name__})
+
+
+def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socket,
+                   staged: str | None = None) -> None:
     """Run as pid 1 of a new container; never returns."""
     code = 0
     try:
         _sys.set_parent_death_signal(signal.SIGKILL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # the zygote ignores it; commands must not
-        if spec.get("network", "none") != "host":
+        if staged is None and spec.get("network", "none") != "host":
             _sys.bring_up_loopback()
         _sys.sethostname(spec["hostname"])
-        mounts.apply_plan(mounts.build_plan(spec))
+        mounts.apply_plan(mounts.build_plan(spec), staged)
         init = _Init(ctl)
         protocol.send(reply, {"ok": True})
         reply.close()
         init.serve()
     except BaseException as exc:  # noqa: BLE001 - report any failure to the waiting library
         code = 1
-        with contextlib.suppress(OSError):
-            protocol.send(reply, {"ok": False, "error": str(exc), "errno": getattr(exc, "errno", 0) or 0,
-                                  "type": type(exc).__name__})
+        _report(reply, exc)
     finally:
         with contextlib.suppress(Exception):
             sys.stdout.flush()

@@ -26,6 +26,7 @@ __all__ = [
     "Sysfs",
     "apply_plan",
     "build_plan",
+    "stage",
 ]
 
 # /dev nodes bound from the host: all that a process reasonably expects (see RUNTIME-NOTES).
@@ -135,7 +136,8 @@ def build_plan(spec: dict[str, Any]) -> list[Op]:
         plan.append(Bind(merged, b["source"], b["target"], bool(b.get("readonly"))))
     plan.append(Proc(merged, "/proc"))
     plan.append(DevTmpfs(merged, "/dev"))
-    plan.append(Sysfs(merged, "/sys", spec.get("network", "none") != "host"))
+    if spec.get("sysfs"):
+        plan.append(Sysfs(merged, "/sys", spec.get("network", "none") != "host"))
     plan.append(PivotRoot(merged))
     return plan
 
@@ -249,19 +251,51 @@ def _pivot(new_root: str) -> None:
     os.chdir("/")
 
 
-def apply_plan(plan: Sequence[Op]) -> None:
-    """Execute ``plan`` in the current (new, private) mount namespace."""
+def stage(path: str) -> None:
+    """Mount /proc and /dev ahead of time under ``path``, before the container is known.
+
+    A spare container (see the zygote) calls this while it waits for work; applying the
+    plan then only *moves* the two trees into place (one ``MS_MOVE`` each) instead of
+    the dozen mounts building them takes.  A tmpfs at ``path`` keeps the host's
+    directory untouched (the mount namespace is private).
+    """
+    _sys.mount(None, "/", None, _sys.MS_REC | _sys.MS_PRIVATE)
+    _sys.mount("tmpfs", path, "tmpfs", _sys.MS_NOSUID | _sys.MS_NODEV, "mode=755,size=64k")
+    _proc(os.path.join(path, "proc"))
+    _dev(os.path.join(path, "dev"))
+
+
+def _move(source: str, target: str) -> None:
+    _mkdir(target)
+    _sys.mount(source, target, None, _sys.MS_MOVE)
+
+
+def apply_plan(plan: Sequence[Op], staged: str | None = None) -> None:
+    """Execute ``plan`` in the current (new, private) mount namespace.
+
+    With ``staged`` (a directory prepared by :func:`stage`), /proc and /dev are moved
+    from there rather than mounted anew.
+    """
     for op in plan:
         if isinstance(op, MakePrivate):
-            _sys.mount(None, "/", None, _sys.MS_REC | _sys.MS_PRIVATE)
+            if staged is None:
+                _sys.mount(None, "/", None, _sys.MS_REC | _sys.MS_PRIVATE)
         elif isinstance(op, Overlay):
             _overlay(op)
         elif isinstance(op, Bind):
             _bind(op.source, _inside(op.root, op.target), op.readonly, recursive=not op.readonly)
         elif isinstance(op, Proc):
-            _proc(_inside(op.root, op.target))
+            target = _inside(op.root, op.target)
+            if staged is None:
+                _proc(target)
+            else:
+                _move(os.path.join(staged, "proc"), target)
         elif isinstance(op, DevTmpfs):
-            _dev(_inside(op.root, op.target))
+            target = _inside(op.root, op.target)
+            if staged is None:
+                _dev(target)
+            else:
+                _move(os.path.join(staged, "dev"), target)
         elif isinstance(op, Sysfs):
             _sysfs(op)
         elif isinstance(op, PivotRoot):

@@ -29,7 +29,7 @@ from typing import Any
 
 from .. import _sys
 from . import protocol
-from .init import container_main  # imported once here, not in every forked container
+from .init import container_main, spare_main  # imported once here, not in every container
 from .trees import copy_tree, remove_tree
 
 __all__ = ["main"]
@@ -40,8 +40,13 @@ class _Zygote:
         self.ctl = ctl
         self.scratch = scratch
         self.keepers: dict[str, int] = {}  # container id -> keeper pid
-        self.pending: dict[int, list[tuple[socket.socket, dict[str, Any]]]] = {}  # keeper pid -> destroy requests
+        # keeper pid -> (reply or None, request) to finish when that keeper has exited
+        self.pending: dict[int, list[tuple[socket.socket | None, dict[str, Any]]]] = {}
         self.trash: list[str] = []  # trees to delete when idle (removal is off the hot path)
+        # A spare container (private network) waiting for its spec: (keeper pid, socket).
+        self.spare: tuple[int, socket.socket] | None = None
+        self.stage = os.path.join(scratch, ".stage")
+        os.makedirs(self.stage, exist_ok=True)
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -49,12 +54,16 @@ class _Zygote:
 
     def serve(self) -> None:
         while True:
+            idle_work = bool(self.trash) or self.spare is None
             try:
-                ready, _, _ = select.select([self.ctl, self.wake_r], [], [], 0 if self.trash else None)
+                ready, _, _ = select.select([self.ctl, self.wake_r], [], [], 0 if idle_work else None)
             except InterruptedError:
                 continue
-            if not ready and self.trash:
-                remove_tree(self.trash.pop())
+            if not ready:  # nothing asked: prepare the next container, then tidy up
+                if self.spare is None:
+                    self.make_spare()
+                elif self.trash:
+                    remove_tree(self.trash.pop())
                 continue
             if self.wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
@@ -88,9 +97,12 @@ class _Zygote:
                     os.kill(pid, signal.SIGTERM)
                 return
             if op == "remove":
+                pid = self.keepers.get(str(message.get("id")))
                 if message.get("now"):
                     for path in message["paths"]:
                         remove_tree(str(path))
+                elif pid is not None:  # still tearing down: remove when the keeper is gone
+                    self.pending.setdefault(pid, []).append((None, {"remove": message["paths"]}))
                 else:
                     self.trash.extend(str(p) for p in message["paths"])
                 protocol.send(reply, {"ok": True})
@@ -104,23 +116,40 @@ class _Zygote:
                 protocol.send(reply, {"ok": False, "error": str(exc), "errno": exc.errno or 0})
         reply.close()
 
-    def finish_destroy(self, reply: socket.socket, message: dict[str, Any]) -> None:
-        try:
-            self.trash.extend(str(p) for p in message.get("remove", ()))
-            protocol.send(reply, {"ok": True})
-        except OSError as exc:
+    def finish_destroy(self, reply: socket.socket | None, message: dict[str, Any]) -> None:
+        self.trash.extend(str(p) for p in message.get("remove", ()))
+        if reply is not None:
             with contextlib.suppress(OSError):
-                protocol.send(reply, {"ok": False, "error": str(exc), "errno": exc.errno or 0})
-        reply.close()
+                protocol.send(reply, {"ok": True})
+            reply.close()
 
     def create(self, message: dict[str, Any], reply: socket.socket, container_fd: int) -> None:
         spec = message["spec"]
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the keeper, reported through the reply socket
-            _keeper(spec, reply, socket.socket(fileno=container_fd), self)
+        pid = None
+        if self.spare is not None and spec.get("network", "none") != "host":
+            pid, work = self.spare
+            self.spare = None
+            try:
+                protocol.send(work, {"spec": spec}, [reply.fileno(), container_fd])
+            except OSError:  # the spare died: start one from scratch below
+                pid = None
+            work.close()
+        if pid is None:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the keeper, reported through the reply socket
+                _keeper(self, spec, reply, socket.socket(fileno=container_fd), None)
         os.close(container_fd)
         reply.close()
         self.keepers[str(spec["id"])] = pid
+
+    def make_spare(self) -> None:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the spare's keeper
+            mine.close()
+            _keeper(self, None, None, None, theirs)
+        theirs.close()
+        self.spare = (pid, mine)
 
     def reap(self) -> None:
         while True:
@@ -133,11 +162,17 @@ class _Zygote:
             for cid, kpid in list(self.keepers.items()):
                 if kpid == pid:
                     del self.keepers[cid]
+            if self.spare is not None and self.spare[0] == pid:
+                self.spare[1].close()
+                self.spare = None
             for reply, message in self.pending.pop(pid, []):
                 self.finish_destroy(reply, message)
 
     def shutdown(self) -> None:
         """The library is gone: kill every container, wait for them, remove the scratch space."""
+        if self.spare is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.spare[0], signal.SIGKILL)
         for pid in self.keepers.values():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -160,21 +195,31 @@ class _Zygote:
         self.ctl.close()
 
 
-def _keeper(spec: dict[str, Any], reply: socket.socket, ctl: socket.socket, zygote: _Zygote) -> None:  # pragma: no cover
+def _keeper(zygote: _Zygote, spec: dict[str, Any] | None, reply: socket.socket | None,
+            ctl: socket.socket | None, spare: socket.socket | None) -> None:  # pragma: no cover
+    """Unshare the namespaces, fork pid 1, and live exactly as long as it does.
+
+    With ``spare`` the container's spec is not known yet: pid 1 prepares what it can and
+    waits on that socket (see ``init.spare_main``).
+    """
     code = 1
     try:
         zygote.close_in_child()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         _sys.set_parent_death_signal(signal.SIGKILL)
         flags = _sys.CLONE_NEWNS | _sys.CLONE_NEWPID | _sys.CLONE_NEWUTS | _sys.CLONE_NEWIPC
-        if spec.get("network", "none") != "host":
+        if spec is None or spec.get("network", "none") != "host":
             flags |= _sys.CLONE_NEWNET
         _sys.unshare(flags)
         child = os.fork()
         if child == 0:
+            if spare is not None:
+                spare_main(zygote.stage, spare)
+            assert spec is not None and ctl is not None and reply is not None
             container_main(spec, ctl, reply)
-        ctl.close()
-        reply.close()
+        for sock in (ctl, reply, spare):
+            if sock is not None:
+                sock.close()
 
         def stop(*_: object) -> None:
             with contextlib.suppress(ProcessLookupError):
@@ -191,9 +236,10 @@ def _keeper(spec: dict[str, Any], reply: socket.socket, ctl: socket.socket, zygo
             except ChildProcessError:
                 break
     except BaseException as exc:  # noqa: BLE001 - report, never return into the zygote loop
-        with contextlib.suppress(OSError):
-            protocol.send(reply, {"ok": False, "error": str(exc), "errno": getattr(exc, "errno", 0) or 0,
-                                  "step": "namespaces"})
+        if reply is not None:
+            with contextlib.suppress(OSError):
+                protocol.send(reply, {"ok": False, "error": str(exc), "errno": getattr(exc, "errno", 0) or 0,
+                                      "step": "namespaces"})
     finally:
         os._exit(code)
 

@@ -42,6 +42,15 @@ def _host_pids_in(ns: str) -> list[int]:
     return found
 
 
+def _ns_pid(pid: int) -> int:
+    """The pid of host process ``pid`` inside its own pid namespace."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    return -1
+
+
 def _mounts_of(path: Path) -> list[str]:
     with open("/proc/self/mountinfo") as f:
         return [line for line in f if str(path) in line]
@@ -311,6 +320,12 @@ def test_stop_and_close_leave_nothing(busybox_rootfs: Path, tmp_path: Path) -> N
         ns = c.exec(["readlink", "/proc/self/ns/pid"]).stdout.strip()
         assert len(_host_pids_in(ns)) >= 3
         c.stop(timeout=0.2)
+        # Everything the container ran is gone when stop() returns; the runtime's own init
+        # answers just before it exits, and the namespaces' teardown follows at once.
+        assert [p for p in _host_pids_in(ns) if _ns_pid(p) != 1] == []
+        deadline = time.monotonic() + 1.0
+        while _host_pids_in(ns) and time.monotonic() < deadline:
+            time.sleep(0.005)
         assert _host_pids_in(ns) == []
         d = e.run(f"rootfs:{busybox_rootfs}", command=["sleep", "100"])
         ns2 = d.exec(["readlink", "/proc/self/ns/pid"]).stdout.strip()
