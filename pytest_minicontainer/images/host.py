@@ -83,8 +83,8 @@ def host_image(store: Store) -> Image:
     path = store.layer_dir(key)
     if not path.is_dir():
         path = _build_skeleton(store, key, links, dirs)
-    env = (("PATH", _DEFAULT_PATH if sys.prefix == sys.base_prefix
-            else os.path.join(sys.prefix, "bin") + ":" + _DEFAULT_PATH),)
+    env: tuple[tuple[str, str], ...] = (("PATH", _DEFAULT_PATH if sys.prefix == sys.base_prefix
+                                         else os.path.join(sys.prefix, "bin") + ":" + _DEFAULT_PATH),)
     if sys.prefix != sys.base_prefix:
         env = (*env, ("VIRTUAL_ENV", sys.prefix))
     return Image(

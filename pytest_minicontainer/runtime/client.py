@@ -49,7 +49,7 @@ class ExitWatch:
             self.sock.settimeout(timeout)
             try:
                 message, _ = protocol.recv(self.sock)
-            except (socket.timeout, TimeoutError, BlockingIOError):
+            except (TimeoutError, BlockingIOError):
                 return None  # still running
             except OSError:
                 message = None
@@ -73,7 +73,9 @@ class RuntimeContainer:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _watches: list[ExitWatch] = field(default_factory=list)
 
-    def request(self, message: dict[str, Any], fds: Sequence[int] = ()) -> tuple[dict[str, Any], list[int], socket.socket]:
+    def request(
+        self, message: dict[str, Any], fds: Sequence[int] = ()
+    ) -> tuple[dict[str, Any], list[int], socket.socket]:
         if not self.alive:
             raise ContainerError(f"container {self.id} is stopped")
         try:

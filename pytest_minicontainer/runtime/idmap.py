@@ -48,9 +48,9 @@ def _subids(path: str, user: str, uid: int) -> tuple[int, int] | None:
         with open(path, encoding="utf-8") as f:
             for line in f:
                 parts = line.strip().split(":")
-                if len(parts) == 3 and parts[0] in (user, str(uid)) and parts[1].isdigit() and parts[2].isdigit():
-                    if int(parts[2]) > 0:
-                        return int(parts[1]), int(parts[2])
+                if (len(parts) == 3 and parts[0] in (user, str(uid)) and parts[1].isdigit()
+                        and parts[2].isdigit() and int(parts[2]) > 0):
+                    return int(parts[1]), int(parts[2])
     except OSError:
         return None
     return None

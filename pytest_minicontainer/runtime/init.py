@@ -45,7 +45,7 @@ class _Init:
     def serve(self) -> None:
         while True:
             try:
-                ready, _, _ = select.select([self.ctl, self.wake_r], [], [])
+                ready, _, _ = select.select([self.ctl.fileno(), self.wake_r], [], [])
             except InterruptedError:
                 continue
             if self.wake_r in ready:
@@ -53,7 +53,7 @@ class _Init:
                     while os.read(self.wake_r, 512):
                         pass
                 self.reap()
-            if self.ctl in ready:
+            if self.ctl.fileno() in ready:
                 try:
                     message, fds = protocol.recv(self.ctl)
                 except OSError:
@@ -259,7 +259,7 @@ def _child_exec(argv: list[str], env: dict[str, str], cwd: str, uid: int, gid: i
         except OSError as exc:
             code = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
             raise OSError(exc.errno, f"exec {argv[0]!r}: {exc.strerror}") from None
-    except BaseException as exc:  # noqa: BLE001 - the child must never return into the server
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             os.write(2, f"minicontainer: {text}\n".encode())
@@ -279,7 +279,7 @@ def spare_main(stage: str, work: socket.socket) -> None:
     try:
         _sys.bring_up_loopback()
         mounts.stage(stage)
-    except BaseException as exc:  # noqa: BLE001 - reported to whoever gets this container
+    except BaseException as exc:
         problem = exc
     message, fds = protocol.recv(work)
     work.close()
@@ -313,7 +313,7 @@ def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socke
         protocol.send(reply, {"ok": True})
         reply.close()
         init.serve()
-    except BaseException as exc:  # noqa: BLE001 - report any failure to the waiting library
+    except BaseException as exc:
         code = 1
         _report(reply, exc)
     finally:

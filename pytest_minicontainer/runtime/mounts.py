@@ -8,6 +8,7 @@ list of small operations, which is easy to read and to unit-test without privile
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -236,10 +237,8 @@ def _sysfs(op: Sysfs) -> None:
             raise OSError("shared network namespace")
         _sys.mount("sysfs", target, "sysfs", ro)
     except OSError:
-        try:
+        with contextlib.suppress(OSError):  # a container without /sys still runs nearly everything
             _bind("/sys", target, readonly=True, recursive=True)
-        except OSError:
-            pass  # a container without /sys still runs nearly everything
 
 
 def _pivot(new_root: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["MAX_MESSAGE", "call", "recv", "reply_pair", "send"]
@@ -19,7 +20,7 @@ MAX_MESSAGE = 1 << 20
 _MAX_FDS = 16
 
 
-def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | tuple[int, ...] = ()) -> None:
+def send(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
     """Send one message (and ``fds``) as a single datagram."""
     data = json.dumps(message, separators=(",", ":")).encode()
     if fds:
@@ -47,7 +48,7 @@ def reply_pair() -> tuple[socket.socket, socket.socket]:
 
 
 def call(
-    sock: socket.socket, message: dict[str, Any], fds: list[int] | tuple[int, ...] = ()
+    sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()
 ) -> tuple[dict[str, Any] | None, list[int], socket.socket]:
     """Send a request with a reply socket; return the first answer and the reply socket.
 

@@ -56,7 +56,7 @@ class _Zygote:
         while True:
             idle_work = bool(self.trash) or self.spare is None
             try:
-                ready, _, _ = select.select([self.ctl, self.wake_r], [], [], 0 if idle_work else None)
+                ready, _, _ = select.select([self.ctl.fileno(), self.wake_r], [], [], 0 if idle_work else None)
             except InterruptedError:
                 continue
             if not ready:  # nothing asked: prepare the next container, then tidy up
@@ -70,7 +70,7 @@ class _Zygote:
                     while os.read(self.wake_r, 512):
                         pass
                 self.reap()
-            if self.ctl in ready:
+            if self.ctl.fileno() in ready:
                 try:
                     message, fds = protocol.recv(self.ctl)
                 except OSError:
@@ -235,7 +235,7 @@ def _keeper(zygote: _Zygote, spec: dict[str, Any] | None, reply: socket.socket |
                 continue
             except ChildProcessError:
                 break
-    except BaseException as exc:  # noqa: BLE001 - report, never return into the zygote loop
+    except BaseException as exc:
         if reply is not None:
             with contextlib.suppress(OSError):
                 protocol.send(reply, {"ok": False, "error": str(exc), "errno": getattr(exc, "errno", 0) or 0,

@@ -23,10 +23,6 @@ from pytest_minicontainer import (
 )
 
 
-def _pidns(engine: Engine, c: object) -> str:
-    return c.exec(["readlink", "/proc/self/ns/pid"]).stdout.strip()  # type: ignore[attr-defined]
-
-
 def _host_pids_in(ns: str) -> list[int]:
     """Live (not zombie) host processes in pid namespace ``ns``."""
     found = []
@@ -286,7 +282,8 @@ def test_run_rejects_bad_options(engine: Engine, busybox_rootfs: Path, tmp_path:
         engine.run(f"rootfs:{busybox_rootfs}", frobnicate=True)
 
 
-@pytest.mark.skipif(not os.path.exists("/usr/bin/unshare"), reason="needs util-linux unshare: apt-get install util-linux")
+@pytest.mark.skipif(not os.path.exists("/usr/bin/unshare"),
+                    reason="needs util-linux's unshare: apt-get install util-linux")
 def test_refusal_is_runtime_unavailable_with_a_fix(tmp_path: Path) -> None:
     """Inside a user namespace whose max_user_namespaces is 0, a real refusal."""
     script = textwrap.dedent(f"""
@@ -302,8 +299,8 @@ def test_refusal_is_runtime_unavailable_with_a_fix(tmp_path: Path) -> None:
         sys.exit("no refusal")
     """)
     (tmp_path / "probe.py").write_text(script)
-    r = subprocess.run(["unshare", "--user", "--map-root-user", "sh", "-c",
-                        f"echo 0 > /proc/sys/user/max_user_namespaces && exec {sys.executable} {tmp_path}/probe.py"],
+    inner = f"echo 0 > /proc/sys/user/max_user_namespaces && exec {sys.executable} {tmp_path}/probe.py"
+    r = subprocess.run(["unshare", "--user", "--map-root-user", "sh", "-c", inner],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "max_user_namespaces" in r.stdout
@@ -331,7 +328,7 @@ def test_stop_and_close_leave_nothing(busybox_rootfs: Path, tmp_path: Path) -> N
         ns2 = d.exec(["readlink", "/proc/self/ns/pid"]).stdout.strip()
         zygote = e.runtime.zygote_pid
     assert _host_pids_in(ns2) == []
-    assert not os.path.exists(f"/proc/{zygote}") or open(f"/proc/{zygote}/stat").read().split()[2] == "Z"
+    assert not os.path.exists(f"/proc/{zygote}") or Path(f"/proc/{zygote}/stat").read_text().split()[2] == "Z"
     assert _mounts_of(store) == []
     assert list((store / "run").iterdir()) == []
 

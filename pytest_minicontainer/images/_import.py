@@ -1,0 +1,93 @@
+"""Turn an :class:`ImagePlan` into layers in the store, once per machine.
+
+Each missing layer is unpacked under the layer's own file lock into a tmp dir of the store,
+verified (blob digest and diff id) and renamed into ``layers/``; another process wanting the
+same layer waits on the lock and then finds it done.  A layer that fails verification or
+unpacking never reaches ``layers/``: its tmp dir is removed (or, if the process dies, left
+for :meth:`Store.gc` to find by its free owner lock).
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import IO
+
+from ..errors import ImageError, StoreError
+from ..image import Image, ImageConfig
+from ..store import Store, normalise_tag
+from ..store._fs import disk_full
+from ._plan import ImagePlan, LayerPlan
+from ._unpack import UnpackResult, unpack_layer
+
+__all__ = ["import_layer", "materialise", "unpack_to_tmp"]
+
+
+def unpack_to_tmp(store: Store, open_blob: Callable[[], IO[bytes]], name: str,
+                  check: Callable[[UnpackResult], None] | None = None) -> tuple[UnpackResult, Path]:
+    """Unpack a blob into a fresh tmp dir of the store; the caller finishes or discards it."""
+    tmp = store.new_tmp_dir("layer-")
+    try:
+        with open_blob() as blob:
+            result = unpack_layer(blob, tmp, source=name)
+        if check is not None:
+            check(result)
+    except OSError as exc:
+        store.discard_tmp(tmp)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full(tmp) from exc
+        raise StoreError(f"cannot unpack {name} into {tmp}: {exc}") from exc
+    except BaseException:
+        store.discard_tmp(tmp)
+        raise
+    return result, tmp
+
+
+def import_layer(store: Store, layer: LayerPlan) -> str:
+    """Make sure the layer is in the store; returns its directory."""
+    try:
+        if store.has_layer(layer.diff_id):
+            return str(store.layer_dir(layer.diff_id))
+    except StoreError:
+        raise ImageError(f"layer has an unsupported diff id {layer.diff_id!r}", path=layer.name) from None
+
+    def verify(result: UnpackResult) -> None:
+        if layer.blob_digest and result.blob_digest != layer.blob_digest:
+            raise ImageError(f"blob does not match its digest: expected {layer.blob_digest},"
+                             f" content is {result.blob_digest}", path=layer.name)
+        if result.diff_digest != layer.diff_id:
+            raise ImageError(f"uncompressed layer does not match its diff id: expected"
+                             f" {layer.diff_id}, content is {result.diff_digest}", path=layer.name)
+
+    with store.layer_lock(layer.diff_id):
+        if store.has_layer(layer.diff_id):
+            return str(store.layer_dir(layer.diff_id))
+        _, tmp = unpack_to_tmp(store, layer.open, layer.name, verify)
+        _, path = store.finish_layer(tmp, layer.diff_id)
+        return str(path)
+
+
+def materialise(store: Store, plan: ImagePlan, reference: str, *, tags: tuple[str, ...] = ()) -> Image:
+    """Unpack what is missing, record the image, return it with its layer dirs."""
+    with store.in_use():
+        dirs = tuple(import_layer(store, layer) for layer in plan.layers)
+        for digest, data in plan.blobs.items():
+            store.put_blob(data, digest)
+        all_tags = []
+        for t in (*plan.tags, *tags):
+            try:
+                all_tags.append(normalise_tag(t))
+            except ValueError:
+                continue
+        image = Image(
+            digest=plan.digest,
+            config=ImageConfig.from_oci(plan.config.get("config") or {}),
+            layers=tuple(layer.diff_id for layer in plan.layers),
+            tags=tuple(all_tags),
+            reference=reference,
+            layer_dirs=dirs,
+        )
+        store.save_image(image, blobs=plan.blobs.keys())
+    return replace(store.load_image(image.digest), reference=reference)

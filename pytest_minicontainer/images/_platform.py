@@ -1,0 +1,49 @@
+"""Which manifest of an index fits this host (GOARCH names, as OCI uses them)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["host_platform", "is_attestation", "platform_score", "platform_str"]
+
+_ARCH = {
+    "x86_64": ("amd64", ""), "amd64": ("amd64", ""), "aarch64": ("arm64", "v8"), "arm64": ("arm64", "v8"),
+    "armv7l": ("arm", "v7"), "armv6l": ("arm", "v6"), "i386": ("386", ""), "i686": ("386", ""),
+    "ppc64le": ("ppc64le", ""), "s390x": ("s390x", ""), "riscv64": ("riscv64", ""),
+}
+
+
+def host_platform() -> tuple[str, str, str]:
+    """``(os, architecture, variant)`` of this machine."""
+    arch, variant = _ARCH.get(os.uname().machine, (os.uname().machine, ""))
+    return "linux", arch, variant
+
+
+def is_attestation(desc: Mapping[str, Any]) -> bool:
+    ann = desc.get("annotations") or {}
+    plat = desc.get("platform") or {}
+    return ann.get("vnd.docker.reference.type") == "attestation-manifest" or (
+        plat.get("os") == "unknown" and plat.get("architecture") == "unknown")
+
+
+def platform_str(desc: Mapping[str, Any]) -> str:
+    p = desc.get("platform") or {}
+    return "/".join(x for x in (p.get("os", "?"), p.get("architecture", "?"), p.get("variant", "")) if x)
+
+
+def platform_score(desc: Mapping[str, Any], host: tuple[str, str, str] | None = None) -> int:
+    """0 = does not run here; higher is better (exact variant beats a missing one)."""
+    host_os, host_arch, host_variant = host or host_platform()
+    if is_attestation(desc):
+        return 0
+    p = desc.get("platform")
+    if not p:
+        return 1  # no platform given: usable, but any exact match wins
+    if p.get("os") != host_os or p.get("architecture") != host_arch:
+        return 0
+    variant = p.get("variant", "")
+    if variant == host_variant:
+        return 3
+    return 2 if not variant or not host_variant else 0

@@ -1,0 +1,124 @@
+"""``minicontainer images | import | rmi | prune | du``: the store seen from a shell.
+
+Each command is ``cmd_xxx(args, store) -> exit status``; :func:`add_store_commands` declares
+them on the CLI's subparsers (``set_defaults(store_command=cmd_xxx)``), and ``cli.py`` calls
+``args.store_command(args, Store(root))``.  Output goes to stdout, errors to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from ..errors import ImageError, StoreError
+from ..store import Store, normalise_tag
+from ._resolve import resolve
+
+__all__ = ["add_store_commands", "cmd_du", "cmd_images", "cmd_import", "cmd_prune", "cmd_rmi", "human_size"]
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1000
+    return f"{n:.1f}TB"  # pragma: no cover
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def cmd_images(args: argparse.Namespace, store: Store) -> int:
+    """List stored images, one line per tag (untagged ones as ``<none>``)."""
+    rows = [["REPOSITORY", "TAG", "IMAGE ID", "LAYERS", "SIZE"]]
+    for image in store.list_images():
+        size = human_size(store.image_size(image))
+        names = image.tags or ("<none>:<none>",)
+        for name in names:
+            repo, _, tag = name.rpartition(":")
+            rows.append([repo, tag, image.short_id, str(len(image.layer_dirs)), size])
+    if getattr(args, "quiet", False):
+        print("\n".join(dict.fromkeys(r[2] for r in rows[1:])))
+    else:
+        print(_table(rows))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, store: Store) -> int:
+    """Import REF (any accepted reference) into the store, optionally tagging it."""
+    start = time.monotonic()
+    try:
+        image = resolve(store, args.reference)
+        if image.digest.startswith("sha256:") and not store.has_image(image.digest):
+            store.save_image(image)  # rootfs directories are not recorded until imported
+        for tag in args.tag or ():
+            store.tag(normalise_tag(tag), image.digest)
+    except (ImageError, StoreError, ValueError) as exc:
+        print(f"minicontainer import: {exc}", file=sys.stderr)
+        return 1
+    tags = ", ".join(store.load_image(image.digest).tags) or "untagged"
+    print(f"{image.digest} ({tags}; {len(image.layer_dirs)} layers, {time.monotonic() - start:.2f}s)")
+    return 0
+
+
+def cmd_rmi(args: argparse.Namespace, store: Store) -> int:
+    """Remove tags or images; layers are freed by ``prune``."""
+    status = 0
+    for ref in args.references:
+        try:
+            for line in store.remove_image(ref):
+                print(line)
+        except (ImageError, StoreError) as exc:
+            print(f"minicontainer rmi: {exc}", file=sys.stderr)
+            status = 1
+    if status == 0:
+        print("run `minicontainer prune` to free the disk space of unused layers")
+    return status
+
+
+def cmd_prune(args: argparse.Namespace, store: Store) -> int:
+    """Remove unreferenced layers and blobs and abandoned work directories."""
+    cleaner: Any = getattr(args, "run_cleaner", None)
+    try:
+        freed = store.gc(run_cleaner=cleaner)
+    except StoreError as exc:
+        print(f"minicontainer prune: {exc}", file=sys.stderr)
+        return 1
+    print(f"Total reclaimed space: {human_size(freed)}")
+    return 0
+
+
+def cmd_du(args: argparse.Namespace, store: Store) -> int:
+    """Disk use of the store, by kind, then by image."""
+    usage = store.disk_usage()
+    print(f"store: {store.root}")
+    print(_table([["KIND", "SIZE"], *([k, human_size(v)] for k, v in usage.items())]))
+    images = store.list_images()
+    if images:
+        print()
+        rows = [["IMAGE ID", "TAGS", "SIZE"]]
+        rows += [[i.short_id, ",".join(i.tags) or "<none>", human_size(store.image_size(i))] for i in images]
+        print(_table(rows))
+    return 0
+
+
+def add_store_commands(subparsers: Any) -> None:
+    """Declare the store commands on an ``argparse`` subparsers object."""
+    p = subparsers.add_parser("images", help="list images in the store")
+    p.add_argument("-q", "--quiet", action="store_true", help="only image ids")
+    p.set_defaults(store_command=cmd_images)
+    p = subparsers.add_parser("import", help="import an image (oci:, oci-archive:, docker-archive:, rootfs:)")
+    p.add_argument("reference", metavar="REF")
+    p.add_argument("--tag", "-t", action="append", metavar="NAME:TAG", help="tag the image (repeatable)")
+    p.set_defaults(store_command=cmd_import)
+    p = subparsers.add_parser("rmi", help="remove image tags or images")
+    p.add_argument("references", metavar="REF", nargs="+")
+    p.set_defaults(store_command=cmd_rmi)
+    p = subparsers.add_parser("prune", help="remove unused layers, blobs and abandoned work dirs")
+    p.set_defaults(store_command=cmd_prune)
+    p = subparsers.add_parser("du", help="disk use of the store")
+    p.set_defaults(store_command=cmd_du)

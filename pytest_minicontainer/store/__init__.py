@@ -1,0 +1,11 @@
+"""The content-addressed store of image blobs and unpacked layers (no namespaces, no OCI).
+
+See :mod:`pytest_minicontainer.store._store` for the layout and the concurrency rules.
+"""
+
+from __future__ import annotations
+
+from ._names import normalise_tag
+from ._store import Store
+
+__all__ = ["Store", "normalise_tag"]

@@ -1,0 +1,117 @@
+"""Small filesystem helpers of the store: atomic writes, removal, sizes, disk-full errors.
+
+Everything the store publishes is written to a temporary name and renamed into place, so a
+reader (another xdist worker, a later session) sees the old state or the new one, never half.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import stat
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import StoreError
+
+__all__ = ["atomic_write_json", "disk_full", "read_json", "remove_tree", "tree_size", "write_errors"]
+
+
+def disk_full(where: Path | str) -> StoreError:
+    return StoreError(
+        f"the disk is full: cannot write {where}; free some space on that filesystem"
+        " or run `minicontainer prune` to remove unused images and layers"
+    )
+
+
+@contextlib.contextmanager
+def write_errors(where: Path | str) -> Iterator[None]:
+    """Turn ENOSPC/EDQUOT into StoreError, which says what to do."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full(where) from exc
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with write_errors(path):
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=1, sort_keys=True)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+
+
+def read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _make_writable(func: Any, path: str, _exc: Any) -> None:
+    """rmtree error hook: unpacked layers can hold read-only directories (0555 /proc...)."""
+    parent = os.path.dirname(path)
+    with contextlib.suppress(OSError):
+        os.chmod(parent, 0o700)
+    with contextlib.suppress(FileNotFoundError):
+        if func in (os.rmdir, os.unlink, os.remove):
+            func(path)
+        else:  # scandir/open failed on an unreadable dir
+            os.chmod(path, 0o700)
+            _rmtree(path)
+
+
+def remove_tree(path: Path | str) -> None:
+    """Remove a tree even when it contains directories without write permission."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(path)
+        return
+    _rmtree(os.fspath(path))
+
+
+def _rmtree(path: str) -> None:
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=_make_writable)
+    else:
+        shutil.rmtree(path, onerror=_make_writable)
+
+
+def tree_size(path: Path | str, seen: set[tuple[int, int]] | None = None) -> int:
+    """Bytes allocated below ``path`` (hard links counted once per ``seen`` set)."""
+    seen = set() if seen is None else seen
+    total = 0
+    stack = [os.fspath(path)]
+    while stack:
+        top = stack.pop()
+        try:
+            it = os.scandir(top)
+        except OSError:
+            continue
+        with it:
+            for entry in it:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    continue
+                seen.add(key)
+                total += st.st_blocks * 512
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(entry.path)
+    return total
