@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import pwd
@@ -116,6 +117,33 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 128 - status if status is not None and status < 0 else (status or 0)
 
 
+def _clean_run_dir(run_dir: os.PathLike[str] | str) -> int:
+    """Remove scratch space that crashed sessions left in ``run_dir``; bytes freed.
+
+    The removal runs inside a user namespace (a runtime of its own), because a container's
+    files may belong to ids only the namespace maps.
+    """
+    from pathlib import Path
+
+    from .runtime.client import Runtime
+
+    def size(path: Path) -> int:
+        total = 0
+        for dirpath, _dirs, files in os.walk(path):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+        return total
+
+    before = size(Path(run_dir))
+    runtime = Runtime(Path(run_dir))
+    try:
+        runtime.clean_stale()
+    finally:
+        runtime.close()
+    return max(0, before - size(Path(run_dir)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minicontainer", description=__doc__.splitlines()[0])
     parser.add_argument("--store", default=None, help="image store (default: $MINICONTAINER_STORE or ~/.cache)")
@@ -152,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .engine import default_store_path
             from .store import Store
 
+            args.run_cleaner = _clean_run_dir
             return int(args.store_command(args, Store(args.store or default_store_path())))
         return int(args.func(args))
     except MiniContainerError as exc:

@@ -83,11 +83,8 @@ def _import(store: Store, ref: Reference) -> Image:
     if ref.transport != "oci" and not isinstance(src, TarSource):
         raise ImageError(f"{ref.text}: {ref.path} is a directory, expected an archive file")
     try:
-        plan: ImagePlan
-        if ref.transport == "docker-archive":
-            plan = docker_archive_plan(src, ref.ref)
-        else:
-            plan = layout_plan(src, ref.ref)
+        plan: ImagePlan = (docker_archive_plan(src, ref.ref) if ref.transport == "docker-archive"
+                           else layout_plan(src, ref.ref))
         return materialise(store, plan, ref.text)
     finally:
         src.close()
