@@ -13,6 +13,7 @@ import io
 import os
 import selectors
 import signal
+import socket
 import tarfile
 import tempfile
 import threading
@@ -164,6 +165,7 @@ class Container:
         self._kept: Path | None = None
         self._lock = threading.RLock()
         self.exit_status: int | None = None
+        self._forwarders: dict[int, Any] = {}  # container port -> network.Forwarder
 
     def __repr__(self) -> str:
         return f"<Container {self.id} image={self.image} {'running' if self.running else 'stopped'}>"
@@ -362,6 +364,47 @@ class Container:
         out, err, _ = _communicate(out_r, err_r, -1, None, None)
         return watch.wait() or 0, out, err
 
+    # -- network ----------------------------------------------------------------------------
+    def connect(self, port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> socket.socket:
+        """A TCP socket connected to ``host:port`` *inside* the container's network namespace.
+
+        Retries while the port refuses (the server may still be starting) until ``timeout``.
+        """
+        family = "inet6" if ":" in host else "inet"
+        deadline = time.monotonic() + timeout
+        while True:
+            sock = self._rt.socket(family)
+            sock.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                sock.connect((host, port))
+            except OSError as exc:
+                sock.close()
+                if time.monotonic() >= deadline:
+                    raise ContainerError(
+                        f"cannot connect to {host}:{port} in container {self.id} within {timeout:g}s: "
+                        f"{exc.strerror or exc}; main process: {self._main_state()}") from exc
+                time.sleep(0.02)
+                continue
+            sock.settimeout(None)
+            return sock
+
+    def publish(self, port: int) -> tuple[str, int]:
+        """Forward a free port on 127.0.0.1 to ``port`` in the container; returns (host, port)."""
+        from .network import publish
+
+        return publish(self, port)
+
+    @property
+    def ports(self) -> dict[int, tuple[str, int]]:
+        """The published ports: container port -> (host, port) on the host."""
+        return {p: f.address for p, f in self._forwarders.items()}
+
+    def _main_state(self) -> str:
+        if self._main is None:
+            return "none"
+        status = self._main.wait(0)
+        return "running" if status is None else f"exited with status {status}"
+
     # -- changes ----------------------------------------------------------------------------
     def diff(self) -> list[Change]:
         """Files added (A), changed (C) or deleted (D) compared with the image, sorted by path."""
@@ -417,6 +460,8 @@ class Container:
         with self._lock:
             if self._stopped:
                 return self.exit_status
+            for forwarder in self._forwarders.values():
+                forwarder.close()
             if self._main is not None and self._main.wait(0) is None:
                 sig = _signal_number(self.image.config.stop_signal)
                 self._rt.kill(self._main.pid, sig, group=True)
@@ -529,9 +574,9 @@ def _safe_extract(tar: tarfile.TarFile, dest: str) -> None:
     root = os.path.realpath(dest)
     for m in tar.getmembers():  # pragma: no cover - Pythons without extraction filters
         target = os.path.realpath(os.path.join(root, m.name))
-        if not target.startswith(root + os.sep) or m.isdev() or (m.issym() or m.islnk()) and (
-                os.path.isabs(m.linkname) or ".." in m.linkname.split("/")):
+        if not target.startswith(root + os.sep) or m.isdev() or ((m.issym() or m.islnk()) and (
+                os.path.isabs(m.linkname) or ".." in m.linkname.split("/"))):
             raise ContainerError(f"refusing to copy {m.name!r} out of the container: it points outside")
-    tar.extractall(dest)  # noqa: S202 - checked above
+    tar.extractall(dest)
 
 

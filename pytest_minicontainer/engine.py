@@ -151,15 +151,25 @@ class Engine:
 
         return resolve(self.store, ref)
 
+    def build(self, containerfile: str | os.PathLike[str] | None = None, context: str | os.PathLike[str] = ".", *,
+              tag: str | None = None, build_args: Mapping[str, str] | None = None, target: str | None = None,
+              network: str = "host", no_cache: bool = False) -> Image:
+        """Build an image from a Containerfile (a path or its text) with this engine's runtime."""
+        from .build import build
+
+        return build(self, containerfile, context, tag=tag, build_args=build_args, target=target,
+                     network=network, no_cache=no_cache)
+
     # -- containers -----------------------------------------------------------------------------
     def run(self, image: Image | str, command: str | Sequence[str] | None = None, *,
             env: Mapping[str, str] | None = None, workdir: str | None = None, user: str | None = None,
             mounts: Sequence[Mount] | None = None, network: str = "none", hostname: str | None = None,
-            **options: Any) -> Container:
+            ports: Sequence[int] | None = None, **options: Any) -> Container:
         """Start a container from ``image`` and return it (a context manager that removes it).
 
         ``command=None`` runs the image's Entrypoint + Cmd as the main process, ``()`` none,
-        a list (or a shell string) that command.
+        a list (or a shell string) that command.  ``ports`` are published on 127.0.0.1 at
+        start (``container.ports[port]`` gives the address).
         """
         if options:
             raise TypeError(f"unknown run option(s): {', '.join(sorted(options))}")
@@ -190,13 +200,15 @@ class Engine:
         container = Container(self, handle, img, command=main, env=full_env, workdir=workdir or cfg.workdir or "/",
                               user=run_user, hostname=name, network=network, mounts=mounts,
                               options={"env": dict(env or {}), "workdir": workdir, "user": user,
-                                       "network": network, "hostname": hostname})
+                                       "network": network, "hostname": hostname, "ports": list(ports or ())})
         with self._lock:
             self._containers[cid] = container
         try:
             if run_user is not None:
                 self._check_user(container, run_user)
             container._start_main()
+            for port in ports or ():
+                container.publish(int(port))
         except BaseException:
             container.remove()
             raise

@@ -115,6 +115,12 @@ class RuntimeContainer:
         sock.close()
         return fds[0]
 
+    def socket(self, family: str = "inet") -> socket.socket:
+        """A new, unconnected TCP socket in the container's network namespace."""
+        _a, fds, sock = self.request({"op": "socket", "family": family})
+        sock.close()
+        return socket.socket(fileno=fds[0])
+
     def resolve_user(self, user: str) -> tuple[int, int]:
         """(uid, gid) of ``user`` as the container's /etc/passwd and /etc/group define it."""
         answer, _f, sock = self.request({"op": "user", "user": user})

@@ -94,6 +94,16 @@ class _Init:
             elif op == "user":
                 uid, gid, groups, home = users.resolve(message.get("user"))
                 protocol.send(reply, {"ok": True, "uid": uid, "gid": gid, "groups": groups, "home": home})
+            elif op == "socket":
+                # A socket created here belongs to the container's network namespace; handed
+                # back, it lets the library connect to the container's loopback without root
+                # or a port on the host (rootlesskit's builtin port driver does the same).
+                family = socket.AF_INET6 if message.get("family") == "inet6" else socket.AF_INET
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                try:
+                    protocol.send(reply, {"ok": True}, [sock.fileno()])
+                finally:
+                    sock.close()
             elif op == "open":
                 fd = _open_inside(message)
                 try:
