@@ -170,12 +170,25 @@ class _Unpacker:
             os.unlink(path)
 
     def own(self, path: str, info: Member, fd: int | None = None) -> None:
+        self.chown(path, info.uid, info.gid, fd)
+
+    def chown(self, path: str, uid: int, gid: int, fd: int | None = None) -> None:
+        """Apply the tar's owner when we may; squash (keep ours) when the id is not mapped.
+
+        Root inside a user namespace (``unshare -r``, a rootless CI container) is "root" but
+        cannot give files to ids its namespace does not map (EINVAL): from then on the layer
+        is unpacked as if rootless.
+        """
         if not self.is_root:
             return
-        if fd is not None:
-            os.fchown(fd, info.uid, info.gid)
-        else:
-            os.lchown(path, info.uid, info.gid)
+        try:
+            if fd is not None:
+                os.fchown(fd, uid, gid)
+            else:
+                os.lchown(path, uid, gid)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.EPERM):
+                raise
 
     # -- entries -------------------------------------------------------------------------
     def entry(self, reader: LayerReader, info: Member) -> None:
@@ -268,8 +281,7 @@ class _Unpacker:
                     n = os.write(fd, view)
                     view = view[n:]
                     left -= n
-            if self.is_root:
-                os.fchown(fd, info.uid, info.gid)
+            self.chown(path, info.uid, info.gid, fd)
             if info.xattrs:
                 self.xattrs(fd, info)
             if not direct or info.xattrs:
@@ -317,8 +329,7 @@ class _Unpacker:
         for rel in sorted(self.dirs, key=lambda r: r.count("/") + 1 if r else 0, reverse=True):
             mode, mtime, uid, gid = self.dirs[rel]
             path = self.abs(rel)
-            if self.is_root:
-                os.lchown(path, uid, gid)
+            self.chown(path, uid, gid)
             os.chmod(path, stat.S_IMODE(mode))
             if mtime is not None:
                 os.utime(path, ns=(mtime, mtime))
