@@ -14,6 +14,7 @@ import argparse
 import os
 import platform
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_minicontainer import Engine  # noqa: E402
+from pytest_minicontainer import Engine
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 BENCHMARKS: dict[str, Callable[[Path, int], None]] = {}
@@ -128,6 +129,155 @@ def bench_reuse(work: Path, n: int) -> None:
         again = median_ms(lambda: engine.image(f"rootfs:{tarball}"), n)
         row("first engine.image(rootfs tarball): unpack", first)
         row("engine.image() of a stored image", again, first, "of the first")
+
+
+_SINK = """
+import socket, sys
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 9000)); srv.listen(16); print("listening", flush=True)
+buf = bytearray(1 << 20)
+while True:
+    conn, _ = srv.accept()
+    total = 0
+    while n := conn.recv_into(buf):
+        total += n
+    conn.sendall(str(total).encode()); conn.close()
+"""
+
+
+@benchmark
+def bench_publish(work: Path, n: int) -> None:
+    """Upload throughput through publish() against a direct loopback connection (target >= 0.5x)."""
+    size = 64 << 20
+    payload = memoryview(bytearray(1 << 20))
+
+    def upload(sock: socket.socket) -> None:
+        with sock:
+            for _ in range(size // len(payload)):
+                sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+            assert sock.recv(64) == str(size).encode()
+
+    with Engine(store=work / "store") as engine, \
+            engine.run("host", command=[sys.executable, "-c", _SINK]) as c:
+        c.connect(9000, timeout=30).close()  # the sink accepts (and counts) an empty upload
+        host, port = c.publish(9000)
+        reps = max(3, n // 10)
+        direct = median_ms(lambda: upload(c.connect(9000)), reps, warmup=1)
+        published = median_ms(lambda: upload(socket.create_connection((host, port))), reps, warmup=1)
+    mb = size / (1 << 20)
+    row(f"direct loopback: {mb:.0f} MiB ({mb / direct * 1000:.0f} MiB/s)", direct)
+    row(f"through publish: {mb:.0f} MiB ({mb / published * 1000:.0f} MiB/s)", published, direct, "of direct")
+    print(f"  => publish / direct throughput = {direct / published:.2f}x (target >= 0.5x)")
+
+
+def _tree_pss_kib(root_pid: int) -> int:
+    """Proportional set size (KiB) of ``root_pid`` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(name))
+    total, todo = 0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, ()))
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
+@benchmark
+def bench_scale(work: Path, n: int) -> None:
+    """1, 10 and 100 containers alive at once: start time and memory per container."""
+    rootfs = make_rootfs(work / "rootfs-scale")
+    with Engine(store=work / "store") as engine:
+        image = engine.image(f"rootfs:{rootfs}")
+        engine.run(image).remove()
+        base = _tree_pss_kib(engine.runtime.zygote_pid)
+        for count in (1, 10, 100):
+            times, sizes = [], []
+            for _ in range(5 if count < 100 else 1):
+                time.sleep(0.1)  # let the zygote prepare its spare, as between tests
+                start = time.perf_counter()
+                alive = [engine.run(image) for _ in range(count)]
+                times.append((time.perf_counter() - start) * 1000 / count)
+                sizes.append((_tree_pss_kib(engine.runtime.zygote_pid) - base) / count / 1024)
+                for c in alive:
+                    c.remove()
+            print(f"  {count:>3} alive: {statistics.median(times):7.2f} ms to start each, "
+                  f"{statistics.median(sizes):6.2f} MiB each (PSS)")
+
+
+SUITE = """
+import pytest
+
+@pytest.mark.parametrize("n", range(200))
+def test_it(n, {fixture}):
+    {body}
+"""
+
+
+@benchmark
+def bench_suite(work: Path, n: int) -> None:
+    """200 generated tests with the `container` fixture vs the same tests without it."""
+    rootfs = make_rootfs(work / "rootfs-suite")
+    store = work / "store"
+    (work / "pytest.ini").write_text(f"[pytest]\nminicontainer_image = rootfs:{rootfs}\n")
+    (work / "test_with.py").write_text(SUITE.format(fixture="container", body="container.exec(['/bin/true'])"))
+    (work / "test_without.py").write_text(SUITE.format(fixture="tmp_path", body="subprocess.run(['/bin/true'])")
+                                          .replace("import pytest", "import pytest, subprocess"))
+
+    def run(name: str, *extra: str) -> float:
+        argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--minicontainer-store={store}",
+                name, *extra]
+        start = time.perf_counter()
+        subprocess.run(argv, cwd=work, check=True, capture_output=True)
+        return (time.perf_counter() - start) * 1000
+
+    for label, extra in (("serial", ()), ("-n 2", ("-n", "2"))):
+        run("test_with.py", *extra)  # warm the store
+        with_c = statistics.median(run("test_with.py", *extra) for _ in range(3))
+        without = statistics.median(run("test_without.py", *extra) for _ in range(3))
+        print(f"  {label:<7} with container: {with_c:8.0f} ms, without: {without:8.0f} ms, "
+              f"overhead per test {(with_c - without) / 200:6.2f} ms (target <= 10 ms)")
+
+
+@benchmark
+def bench_unpack(work: Path, n: int) -> None:
+    """Unpacking a rootfs tarball into the store vs GNU tar -x of the same file (MB/s)."""
+    tree = make_rootfs(work / "tree")
+    for i in range(400):
+        (tree / "etc" / f"f{i}.txt").write_bytes(os.urandom(2048 + i * 37))
+    for i in range(8):
+        (tree / "tmp" / f"big{i}").write_bytes(os.urandom(4 << 20))
+    tarball = work / "layer.tar"
+    subprocess.run(["tar", "-cf", str(tarball), "-C", str(tree), "."], check=True)
+    size_mb = tarball.stat().st_size / 1e6
+    runs = max(3, n // 10)
+    ours, tars = [], []
+    for i in range(runs):
+        store = work / f"store{i}"
+        start = time.perf_counter()
+        with Engine(store=store) as engine:
+            engine.image(f"rootfs:{tarball}")
+        ours.append(time.perf_counter() - start)
+        dest = work / f"tar{i}"
+        dest.mkdir()
+        start = time.perf_counter()
+        subprocess.run(["tar", "-xf", str(tarball), "-C", str(dest)], check=True)
+        tars.append(time.perf_counter() - start)
+        shutil.rmtree(store)
+        shutil.rmtree(dest)
+    o, t = size_mb / statistics.median(ours), size_mb / statistics.median(tars)
+    print(f"  minicontainer unpack {o:7.1f} MB/s, GNU tar -x {t:7.1f} MB/s: {o / t:.2f}x (target >= 0.8x)")
 
 
 def main(argv: list[str] | None = None) -> int:

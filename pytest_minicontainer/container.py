@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import selectors
 import signal
 import socket
@@ -92,7 +93,6 @@ class Process:
                  stdout: int | None, stderr: int | None, stdin: int | None) -> None:
         self.container = container
         self.argv = argv
-        self.pid = watch.pid
         self._watch = watch
         self._out = bytearray()
         self._err = bytearray()
@@ -111,6 +111,11 @@ class Process:
             pass
         finally:
             os.close(fd)
+
+    @property
+    def pid(self) -> int:
+        """The process's pid inside the container."""
+        return self._watch.pid
 
     @property
     def returncode(self) -> int | None:
@@ -200,7 +205,10 @@ class Container:
             return False
         if self._main is None:
             return self._rt.alive
-        return self._main.wait(0) is None
+        try:
+            return self._main.wait(0) is None
+        except ContainerError:  # it never started
+            return False
 
     def wait(self, timeout: float | None = None) -> int:
         """The main process's exit status; ExecTimeout when it is still running after ``timeout``."""
@@ -399,10 +407,28 @@ class Container:
         """The published ports: container port -> (host, port) on the host."""
         return {p: f.address for p, f in self._forwarders.items()}
 
+    def wait_for_port(self, port: int, timeout: float = 30.0) -> None:
+        """Block until ``port`` accepts connections inside the container (see ``wait.port``).
+
+        Raises WaitTimeout (with the main process's state and last log lines) otherwise.
+        """
+        from .wait import port as port_open
+
+        port_open(port).wait(self, timeout)
+
+    def wait_for_log(self, pattern: str | re.Pattern[str], timeout: float = 30.0) -> None:
+        """Block until the main process's output matches the regex ``pattern`` (see ``wait.log``)."""
+        from .wait import log
+
+        log(pattern).wait(self, timeout)
+
     def _main_state(self) -> str:
         if self._main is None:
             return "none"
-        status = self._main.wait(0)
+        try:
+            status = self._main.wait(0)
+        except ContainerError as exc:
+            return f"never started ({exc})"
         return "running" if status is None else f"exited with status {status}"
 
     # -- changes ----------------------------------------------------------------------------
@@ -462,13 +488,14 @@ class Container:
                 return self.exit_status
             for forwarder in self._forwarders.values():
                 forwarder.close()
-            if self._main is not None and self._main.wait(0) is None:
+            if self.running and self._main is not None:
                 sig = _signal_number(self.image.config.stop_signal)
                 self._rt.kill(self._main.pid, sig, group=True)
                 self._main.wait(timeout)
             self._rt.destroy(remove=remove)
             if self._main is not None:
-                self.exit_status = self._main.wait(5)
+                with contextlib.suppress(ContainerError):
+                    self.exit_status = self._main.wait(5)
             self._stopped = True
         self.engine._finished(self)
         return self.exit_status

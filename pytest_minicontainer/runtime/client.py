@@ -32,18 +32,59 @@ LOCK_NAME = ".lock"
 
 
 class ExitWatch:
-    """The reply socket of an ``exec`` request: its second message is the exit status."""
+    """The reply socket of an ``exec`` request: first the pid (or why it failed), then the status.
 
-    def __init__(self, sock: socket.socket, pid: int) -> None:
+    The first answer is read lazily, so a caller can start reading the command's output
+    right after sending the request instead of waiting a round trip for the pid.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.pid = pid
         self.status: int | None = None
+        self._pid: int | None = None
+        self._error: ContainerError | None = None
         self._lock = threading.Lock()
 
+    def _read_start(self, timeout: float | None) -> bool:
+        """Read the first answer; False when ``timeout`` passed first."""
+        if self._pid is not None or self._error is not None:
+            return True
+        self.sock.settimeout(timeout)
+        try:
+            message, _ = protocol.recv(self.sock)
+        except (TimeoutError, BlockingIOError):
+            return False
+        except OSError:
+            message = None
+        if message is None:
+            self._error = ContainerError("the container stopped before the command started")
+        elif not message.get("ok"):
+            self._error = ContainerError(f"cannot start the command: {message.get('error', 'unknown error')}")
+        else:
+            self._pid = int(message["pid"])
+        if self._error is not None:
+            self.sock.close()
+        return True
+
+    @property
+    def pid(self) -> int:
+        """The command's pid inside the container (raises ContainerError if it never started)."""
+        with self._lock:
+            self._read_start(None)
+            if self._error is not None:
+                raise self._error
+            assert self._pid is not None
+            return self._pid
+
     def wait(self, timeout: float | None = None) -> int | None:
+        """The exit status; None while it runs after ``timeout``; ContainerError if it never started."""
         with self._lock:
             if self.status is not None:
                 return self.status
+            if not self._read_start(timeout):
+                return None
+            if self._error is not None:
+                raise self._error
             if self.sock.fileno() < 0:
                 return self.status
             self.sock.settimeout(timeout)
@@ -97,9 +138,18 @@ class RuntimeContainer:
 
     def exec(self, argv: Sequence[str], env: dict[str, str], cwd: str, user: str | None,
              stdio: Sequence[int]) -> ExitWatch:
-        answer, _fds, sock = self.request(
-            {"op": "exec", "argv": list(argv), "env": env, "cwd": cwd, "user": user}, list(stdio))
-        watch = ExitWatch(sock, int(answer["pid"]))
+        if not self.alive:
+            raise ContainerError(f"container {self.id} is stopped")
+        mine, theirs = protocol.reply_pair()
+        try:
+            protocol.send(self.ctl, {"op": "exec", "argv": list(argv), "env": env, "cwd": cwd, "user": user},
+                          [theirs.fileno(), *stdio])
+        except OSError as exc:
+            mine.close()
+            raise ContainerError(f"container {self.id} does not answer (is it stopped?): {exc}") from exc
+        finally:
+            theirs.close()
+        watch = ExitWatch(mine)
         with self._lock:
             self._watches = [w for w in self._watches if w.status is None]
             self._watches.append(watch)
@@ -143,7 +193,8 @@ class RuntimeContainer:
                 self.ctl.close()
             self.runtime.release(self.id, [str(self.scratch)] if remove else [])
             for watch in self._watches:  # each learns its status, or EOF: -SIGKILL
-                watch.wait(5)
+                with contextlib.suppress(ContainerError):
+                    watch.wait(5)
             self._watches.clear()
 
 
@@ -248,12 +299,15 @@ class Runtime:
 
     def release(self, cid: str, remove: Sequence[str]) -> None:
         """Make sure container ``cid`` ends; remove ``remove`` once it has (no waiting)."""
+        self._post({"op": "destroy", "id": cid, "remove": list(remove)})
+
+    def _post(self, message: dict[str, Any]) -> None:
+        """Send a request without waiting for its answer (the zygote handles them in order)."""
         if self._closed:
             return
         mine, theirs = protocol.reply_pair()
         try:
-            protocol.send(self._ctl, {"op": "destroy", "id": cid, "remove": list(remove), "quiet": True},
-                          [theirs.fileno()])
+            protocol.send(self._ctl, message, [theirs.fileno()])
         except OSError as exc:
             raise ContainerError(f"the runtime helper is gone: {exc}") from exc
         finally:
@@ -266,7 +320,11 @@ class Runtime:
         By default the zygote deletes them when idle, off the test's path (and not before
         container ``cid`` has fully ended); ``now`` waits for the deletion.
         """
-        self._simple({"op": "remove", "paths": [str(p) for p in paths], "now": now, "id": cid})
+        message = {"op": "remove", "paths": [str(p) for p in paths], "now": now, "id": cid}
+        if now:
+            self._simple(message)
+        else:
+            self._post(message)
 
     def copy(self, source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
         """Copy a tree (a writable layer) keeping owners, xattrs and whiteouts."""
