@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_store_commands(sub)
+    from .build import add_build_command
+
+    add_build_command(sub)
     return parser
 
 

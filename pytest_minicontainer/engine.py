@@ -26,7 +26,7 @@ from .store import Store
 __all__ = ["Engine", "default_store_path"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-NETWORKS = ("none", "host")
+NETWORKS = ("none", "host", "slirp")
 
 ImageResolver = Callable[[str], "Image | str | None"]
 
@@ -149,7 +149,7 @@ class Engine:
             return host_image(self.store)
         from .images import resolve
 
-        return resolve(self.store, ref)
+        return resolve(self.store, ref, pull=pull)  # registry pulls (issue 5): pull policy passed through
 
     def build(self, containerfile: str | os.PathLike[str] | None = None, context: str | os.PathLike[str] = ".", *,
               tag: str | None = None, build_args: Mapping[str, str] | None = None, target: str | None = None,
@@ -176,6 +176,7 @@ class Engine:
         img = self.image(image)
         if network not in NETWORKS:
             raise ValueError(f"network must be one of {NETWORKS}, not {network!r}")
+        slirp = _slirp4netns() if network == "slirp" else None
         mounts = [_as_mount(m) for m in (mounts or ())]
         for m in mounts:
             if not os.path.exists(m.source):
@@ -192,6 +193,8 @@ class Engine:
         full_env.setdefault("HOSTNAME", name)
         try:
             spec = self._spec(img, scratch, mounts, network, name)
+            if slirp is not None:
+                spec["slirp4netns"] = slirp
             handle = rt.create(cid, scratch, spec)
         except BaseException:
             with contextlib.suppress(MiniContainerError, OSError):
@@ -273,6 +276,8 @@ class Engine:
         import hashlib
         import json
 
+        from .store import tree_digest
+
         tmp = self.store.new_tmp_dir("commit-")
         layer_tmp = tmp / "layer"
         try:
@@ -282,10 +287,15 @@ class Engine:
                 with contextlib.suppress(OSError):
                     if p.is_dir() and not any(p.iterdir()):
                         p.rmdir()
-            layer_id, layer_dir = self.store.finish_layer(layer_tmp)
+            base = container.image
+            layer_id = tree_digest(layer_tmp)
+            if layer_id in base.layers:
+                # The same content already lies lower in this image (a file deleted, then put
+                # back): overlayfs refuses one directory twice, so this layer needs its own id.
+                layer_id = "sha256:" + hashlib.sha256(f"{layer_id} over {base.digest}".encode()).hexdigest()
+            layer_id, layer_dir = self.store.finish_layer(layer_tmp, layer_id)
         finally:
             self.store.discard_tmp(tmp)
-        base = container.image
         config = base.config.with_changes(
             env=tuple(container.env.items()),
             workdir=container.workdir if container.workdir != "/" or base.config.workdir else base.config.workdir,
@@ -300,6 +310,19 @@ class Engine:
             self.store.tag(tag, digest)
             image = self.store.load_image(tag)
         return image
+
+
+def _slirp4netns() -> str:
+    """The slirp4netns that ``network="slirp"`` needs, or a ContainerError saying how to get it."""
+    import shutil
+
+    found = shutil.which("slirp4netns")
+    if found is None:
+        raise ContainerError(
+            'network="slirp" (a private network with outbound access) needs slirp4netns, which is not '
+            'on PATH.\n  fix: apt-get install slirp4netns (dnf install slirp4netns), or use network="host" '
+            "to share the host's network")
+    return found
 
 
 def _as_mount(m: Mount | tuple[Any, ...] | str) -> Mount:

@@ -2,8 +2,8 @@
 
 Commits and rootfs snapshots are stored by content: two trees with the same names, types,
 modes, link targets, file bytes, whiteouts and opaque markers get the same id, so committing
-the same change twice stores it once.  Owners and mtimes are left out on purpose: they differ
-between root and rootless runs and between two builds of the same content.
+the same change twice stores it once.  Owners count (a ``chown`` is a change a commit must
+keep); mtimes are left out on purpose, they differ between two builds of the same content.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def tree_digest(root: str | os.PathLike[str]) -> str:
             full = os.path.join(base, child)
             st = os.lstat(full)
             mode = stat.S_IMODE(st.st_mode)
-            head = f"{stat.S_IFMT(st.st_mode):o} {mode:o} ".encode() + os.fsencode(child) + b"\0"
+            kind = f"{stat.S_IFMT(st.st_mode):o} {mode:o} {st.st_uid}:{st.st_gid} "
+            head = kind.encode() + os.fsencode(child) + b"\0"
             if stat.S_ISDIR(st.st_mode):
                 stack.append(child)
                 h.update(head + b"dir\n")

@@ -1,0 +1,45 @@
+"""``minicontainer build``: the CLI face of :func:`build`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+__all__ = ["add_build_command", "cmd_build"]
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from ..engine import Engine
+    from ._build import build
+
+    build_args: dict[str, str] = {}
+    for item in args.build_arg or ():
+        key, sep, value = item.partition("=")
+        if not sep:  # Docker: --build-arg NAME takes the value from the environment
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        build_args[key] = value
+    with Engine(store=args.store) as engine:
+        image = build(engine, args.file, args.context, tag=args.tag, build_args=build_args, target=args.target,
+                      network=args.network, no_cache=args.no_cache,
+                      progress=None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True)))
+    print(image.digest)
+    return 0
+
+
+def add_build_command(subparsers: Any) -> None:
+    """Register ``build`` on the ``minicontainer`` sub-command parser."""
+    p = subparsers.add_parser("build", help="build an image from a Containerfile (layers cached in the store)")
+    p.add_argument("-t", "--tag", metavar="NAME:TAG", help="name the image")
+    p.add_argument("-f", "--file", metavar="FILE", help="the Containerfile (default: CONTEXT/Containerfile, "
+                   "then CONTEXT/Dockerfile)")
+    p.add_argument("--build-arg", action="append", metavar="K=V", help="set an ARG (repeatable)")
+    p.add_argument("--target", metavar="STAGE", help="build up to this stage")
+    p.add_argument("--no-cache", action="store_true", help="run every step even when the cache has it")
+    p.add_argument("--network", choices=("host", "none"), default="host", help="network of RUN steps")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image digest")
+    p.add_argument("context", help="the build context directory")
+    p.set_defaults(func=cmd_build)

@@ -1,0 +1,252 @@
+"""COPY and ADD: write the files of one step into a fresh layer directory on the host.
+
+No container runs: the files go straight into the directory that becomes the layer, so COPY
+works for ``scratch`` and for images without a shell or ``tar``.  Destination directories
+that already exist in the image are re-created in the layer with the image's mode (and, as
+root, owner), and symlinked ones are followed inside the image, so a layer never replaces
+``/lib -> usr/lib`` by a real directory.
+
+Ownership: new files belong to 0:0 inside the container (as root they are created as root;
+rootless they belong to the invoking user, whom the user namespace maps to root).
+``--chown`` is applied here with ``lchown`` when the process is real root; a rootless build
+cannot give host files to other ids, so the executor then runs ``chown`` inside a container
+of the new image (its own small layer; it needs ``chown`` in the image).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import BuildError, ImageError
+from ..images import unpack_layer
+from ._context import walk
+from ._ignore import IgnoreRules
+from ._plan import Step
+from ._view import ImageView
+
+__all__ = ["make_dirs", "parse_chown", "stage_files"]
+
+
+def _lookup(view: ImageView, file: str, name: str) -> int | None:
+    rel = view.resolve(file)
+    host = view.entry(rel) if rel else None
+    if not host or not os.path.isfile(host):
+        return None
+    with open(host, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            fields = line.rstrip("\n").split(":")
+            if len(fields) >= 3 and fields[0] == name and fields[2].isdigit():
+                return int(fields[2])
+    return None
+
+
+def parse_chown(spec: str, view: ImageView, step: Step) -> tuple[int, int]:
+    """``user[:group]`` (names looked up in the image's /etc/passwd and /etc/group)."""
+    user, _, group = spec.partition(":")
+
+    def one(value: str, file: str) -> int:
+        if value.isdigit():
+            return int(value)
+        found = _lookup(view, file, value)
+        if found is None:
+            raise BuildError(f"{step.kind} --chown={spec}: no {value!r} in the image's {file}", line=step.line,
+                             command=step.text)
+        return found
+
+    uid = one(user, "/etc/passwd")
+    return uid, one(group, "/etc/group") if group else uid
+
+
+class _Writer:
+    """Creates entries under ``root`` (the layer) with the step's modes and owners."""
+
+    def __init__(self, root: Path, view: ImageView, step: Step, owner: tuple[int, int] | None) -> None:
+        self.root = root
+        self.view = view
+        self.step = step
+        self.owner = owner if os.geteuid() == 0 else None
+
+    def host(self, rel: str) -> str:
+        return os.path.join(self.root, rel) if rel else str(self.root)
+
+    def ensure_dirs(self, rel: str, last_new_mode: int | None = None) -> None:
+        """Create ``rel`` and its ancestors in the layer, with the image's modes where they exist."""
+        parts = [p for p in rel.split("/") if p]
+        for n in range(1, len(parts) + 1):
+            sub = "/".join(parts[:n])
+            path = self.host(sub)
+            if os.path.isdir(path) and not os.path.islink(path):
+                continue
+            if os.path.lexists(path):
+                os.unlink(path)
+            existing = self.view.entry(sub)
+            st = os.stat(existing) if existing and os.path.isdir(existing) else None
+            os.mkdir(path)
+            if st is not None:
+                os.chmod(path, stat.S_IMODE(st.st_mode))
+                if os.geteuid() == 0:
+                    os.lchown(path, st.st_uid, st.st_gid)
+            else:
+                os.chmod(path, last_new_mode if (n == len(parts) and last_new_mode is not None) else 0o755)
+                self.own(path)
+
+    def own(self, path: str) -> None:
+        if self.owner is not None:
+            os.lchown(path, *self.owner)
+
+    def clear(self, path: str) -> None:
+        if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+            os.unlink(path)
+
+    def file(self, src: str, dest_rel: str) -> None:
+        """Copy one non-directory entry."""
+        target = self.host(dest_rel)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        self.clear(target)
+        st = os.lstat(src)
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(src), target)
+        elif stat.S_ISREG(st.st_mode):
+            shutil.copyfile(src, target, follow_symlinks=False)
+            os.chmod(target, self.step.chmod if self.step.chmod is not None else stat.S_IMODE(st.st_mode))
+            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+        else:
+            return  # sockets, fifos, devices in a context are not copied (as Docker)
+        self.own(target)
+
+    def directory(self, src: str, dest_rel: str) -> None:
+        target = self.host(dest_rel)
+        self.clear(target)
+        if not os.path.isdir(target):
+            os.mkdir(target)
+        mode = stat.S_IMODE(os.stat(src).st_mode)
+        os.chmod(target, self.step.chmod if self.step.chmod is not None else mode)
+        self.own(target)
+
+
+def make_dirs(root: Path, view: ImageView, step: Step, path: str) -> None:
+    """Create the image path ``path`` (WORKDIR) and its missing ancestors in the layer ``root``."""
+    _Writer(root, view, step, None).ensure_dirs(view.resolve_parent(path))
+
+
+def _tar_archive(path: str) -> bool:
+    try:
+        return os.path.isfile(path) and tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
+def _merge_move(src: str, dst: str) -> None:
+    for name in os.listdir(src):
+        s, d = os.path.join(src, name), os.path.join(dst, name)
+        if os.path.isdir(s) and not os.path.islink(s) and os.path.isdir(d) and not os.path.islink(d):
+            _merge_move(s, d)
+            shutil.copystat(s, d, follow_symlinks=False)
+            continue
+        if os.path.isdir(d) and not os.path.islink(d):
+            shutil.rmtree(d)
+        elif os.path.lexists(d):
+            os.unlink(d)
+        os.rename(s, d)
+
+
+def stage_files(step: Step, root: Path, parent: ImageView, *, source_view: ImageView | None,
+                ignore: IgnoreRules, owner: tuple[int, int] | None, scratch: Callable[[], Path]) -> list[str]:
+    """Write what ``step`` copies into the empty layer directory ``root``; the top-level paths written."""
+    w = _Writer(root, parent, step, owner)
+    dest = parent.resolve_parent(step.dest)
+    existing = parent.resolve(step.dest)
+    found = parent.entry(existing) if existing is not None else None
+    into_dir = step.dest_is_dir or (found is not None and os.path.isdir(found))
+    if source_view is not None:
+        return _from_image(step, w, dest, source_view, into_dir)
+    targets: list[str] = []
+    for source in step.sources:
+        if source.is_dir:
+            targets.append(dest)
+            w.ensure_dirs(dest)
+            for rel, full in walk(source, ignore):
+                target = f"{dest}/{rel}".strip("/")
+                if os.path.isdir(full) and not os.path.islink(full):
+                    w.directory(full, target)
+                else:
+                    w.file(full, target)
+        elif step.kind == "ADD" and _tar_archive(source.host):
+            targets.append(dest)
+            w.ensure_dirs(dest)
+            tmp = scratch()
+            unpacked = tmp / "x"
+            unpacked.mkdir()
+            try:
+                with open(source.host, "rb") as blob:
+                    unpack_layer(blob, unpacked, source=source.rel)
+            except ImageError as exc:
+                raise BuildError(f"ADD {source.rel}: cannot extract the archive: {exc}", line=step.line,
+                                 command=step.text) from exc
+            if w.owner is not None:
+                for dirpath, dirs, files in os.walk(unpacked):
+                    for name in [*dirs, *files]:
+                        os.lchown(os.path.join(dirpath, name), *w.owner)
+            _merge_move(str(unpacked), w.host(dest))
+        else:
+            target = f"{dest}/{posixpath.basename(source.rel)}".strip("/") if into_dir else dest
+            w.ensure_dirs(posixpath.dirname(target))
+            w.file(source.host, target)
+            targets.append(target)
+    return targets
+
+
+def _from_image(step: Step, w: _Writer, dest: str, view: ImageView, into_dir: bool) -> list[str]:
+    matches: list[str] = []
+    for pattern in step.from_paths:
+        parent, base = posixpath.split(posixpath.normpath("/" + pattern))
+        if any(ch in base for ch in "*?["):
+            rel_parent = view.resolve(parent)
+            names = [n for n in view.listdir(rel_parent) if fnmatch.fnmatchcase(n, base)] if rel_parent is not None \
+                else []
+            found = [f"{rel_parent}/{n}".strip("/") for n in names]
+        else:
+            rel = view.resolve(pattern)
+            found = [rel] if rel is not None else []
+        if not found:
+            raise BuildError(f"{step.kind} --from={step.from_ref}: {pattern} does not exist in that image",
+                             line=step.line, command=step.text)
+        matches.extend(found)
+    dest_is_dir = into_dir or len(matches) > 1
+    targets: list[str] = []
+    for rel in matches:
+        host = view.entry(rel)
+        if host is None:  # pragma: no cover - resolve() found it
+            continue
+        if os.path.isdir(host) and not os.path.islink(host):
+            w.ensure_dirs(dest)
+            _copy_view_dir(view, rel, dest, w)
+            targets.append(dest)
+        else:
+            target = f"{dest}/{posixpath.basename(rel)}".strip("/") if dest_is_dir else dest
+            w.ensure_dirs(posixpath.dirname(target))
+            w.file(host, target)
+            targets.append(target)
+    return targets
+
+
+def _copy_view_dir(view: ImageView, rel: str, dest: str, w: _Writer) -> None:
+    for name in view.listdir(rel):
+        child = f"{rel}/{name}".strip("/")
+        host = view.entry(child)
+        if host is None:
+            continue
+        target = f"{dest}/{name}".strip("/")
+        if os.path.isdir(host) and not os.path.islink(host):
+            w.directory(host, target)
+            _copy_view_dir(view, child, target, w)
+        else:
+            w.file(host, target)

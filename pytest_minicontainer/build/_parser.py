@@ -1,0 +1,171 @@
+"""Read a Containerfile into instructions: continuations, comments, directives, flags, forms.
+
+The parser knows only the file's *syntax*: which instructions exist, how lines join, which
+leading ``--flags`` an instruction takes, and whether its arguments are a JSON array (exec
+form).  Variable substitution and meaning belong to the planner, because they depend on
+ARG/ENV values that only exist while the file is walked.  Every error names the line the
+instruction starts on, so an editor can jump there.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from ..errors import BuildError
+
+__all__ = ["SUPPORTED", "Instruction", "exec_form", "parse"]
+
+# instruction -> the flags it accepts (values are checked by the planner)
+SUPPORTED: dict[str, frozenset[str]] = {
+    "FROM": frozenset({"platform"}),
+    "RUN": frozenset(),
+    "COPY": frozenset({"from", "chown", "chmod", "link"}),
+    "ADD": frozenset({"chown", "chmod", "link"}),
+    "ENV": frozenset(),
+    "ARG": frozenset(),
+    "WORKDIR": frozenset(),
+    "USER": frozenset(),
+    "ENTRYPOINT": frozenset(),
+    "CMD": frozenset(),
+    "EXPOSE": frozenset(),
+    "LABEL": frozenset(),
+    "SHELL": frozenset(),
+    "HEALTHCHECK": frozenset({"interval", "timeout", "start-period", "start-interval", "retries"}),
+    "STOPSIGNAL": frozenset(),
+}
+# known to Docker, refused here with a reason rather than "unknown"
+_REFUSED = {
+    "VOLUME": "VOLUME is not supported (containers here have no volumes; use a mount at run time)",
+    "ONBUILD": "ONBUILD is not supported",
+    "MAINTAINER": "MAINTAINER is deprecated and not supported: use LABEL maintainer=...",
+}
+_FLAG = re.compile(r"--([a-z][a-z0-9-]*)(?:=(\S*))?$")
+_HEREDOC = re.compile(r"<<-?[\"']?[A-Za-z_]")
+_DIRECTIVE = re.compile(r"#\s*([a-zA-Z][a-zA-Z0-9_-]*)\s*=\s*(.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One instruction: ``args`` is the raw text after the flags (nothing substituted yet)."""
+
+    line: int
+    name: str
+    args: str
+    flags: dict[str, str] = field(default_factory=dict)
+    exec_form: tuple[str, ...] | None = None  # the JSON array, when the arguments are one
+
+    @property
+    def text(self) -> str:
+        """The instruction as written (joined), for messages and cache keys."""
+        flags = "".join(f"--{k}={v} " for k, v in sorted(self.flags.items()))
+        return f"{self.name} {flags}{self.args}".strip()
+
+
+def _directives(lines: list[str]) -> tuple[str, int]:
+    """The escape character and how many leading lines are parser directives."""
+    escape = "\\"
+    n = 0
+    for raw in lines:
+        m = _DIRECTIVE.match(raw.strip())
+        if not m or not raw.lstrip().startswith("#"):
+            break
+        key, value = m.group(1).lower(), m.group(2)
+        if key == "escape":
+            if value not in ("\\", "`"):
+                raise BuildError(f"invalid escape directive {value!r} (expected \\ or `)", line=n + 1)
+            escape = value
+        n += 1
+    return escape, n
+
+
+def _logical_lines(text: str) -> tuple[list[tuple[int, str]], str]:
+    """Join continuation lines; drop comments and blank lines. Returns [(first line, text)]."""
+    lines = text.splitlines()
+    escape, skip = _directives(lines)
+    out: list[tuple[int, str]] = []
+    current: list[str] = []
+    start = 0
+    for number, raw in enumerate(lines, start=1):
+        if number <= skip:
+            continue
+        stripped = raw.strip()
+        if not current and (not stripped or stripped.startswith("#")):
+            continue
+        if current and (stripped.startswith("#") or not stripped):
+            continue  # comments and empty lines inside a continuation are removed (Docker)
+        if not current:
+            start = number
+        body = raw.rstrip()
+        if body.endswith(escape):
+            current.append(body[:-1])
+            continue
+        current.append(body)
+        out.append((start, " ".join(part.strip() for part in current if part.strip())))
+        current = []
+    if current:
+        joined = " ".join(part.strip() for part in current if part.strip())
+        if joined:
+            out.append((start, joined))
+    return out, escape
+
+
+def exec_form(args: str, line: int, name: str) -> tuple[str, ...] | None:
+    if not args.startswith("["):
+        return None
+    try:
+        value = json.loads(args)
+    except ValueError:
+        return None  # Docker falls back to the shell form for text that is not JSON
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BuildError(f"{name}: the JSON form must be an array of strings", line=line)
+    return tuple(value)
+
+
+def _split_flags(name: str, rest: str, line: int) -> tuple[dict[str, str], str]:
+    flags: dict[str, str] = {}
+    allowed = SUPPORTED[name]
+    while rest.startswith("--"):
+        word, _, tail = rest.partition(" ")
+        m = _FLAG.match(word)
+        if not m:
+            raise BuildError(f"{name}: malformed flag {word!r}", line=line)
+        flag, value = m.group(1), m.group(2)
+        if flag not in allowed:
+            hint = f" (accepted: {', '.join('--' + f for f in sorted(allowed))})" if allowed else ""
+            raise BuildError(f"{name} does not support the flag --{flag}{hint}", line=line)
+        flags[flag] = "true" if value is None else value
+        rest = tail.lstrip()
+    return flags, rest
+
+
+def parse(text: str) -> tuple[list[Instruction], str]:
+    """The instructions of ``text`` and its escape character; BuildError on a syntax error."""
+    instructions: list[Instruction] = []
+    lines, escape = _logical_lines(text)
+    for line, content in lines:
+        word, _, rest = content.partition(" ")
+        name = word.upper()
+        rest = rest.strip()
+        if name in _REFUSED:
+            raise BuildError(_REFUSED[name], line=line, command=content)
+        if name not in SUPPORTED:
+            raise BuildError(f"unknown instruction {word!r}", line=line, command=content)
+        flags, rest = _split_flags(name, rest, line)
+        if name in ("RUN", "COPY", "ADD") and _HEREDOC.match(rest):
+            raise BuildError(f"{name}: heredocs (<<EOF) are not supported; use a script file and COPY it",
+                             line=line, command=content)
+        if not rest and name not in ("CMD", "ENTRYPOINT"):
+            raise BuildError(f"{name} needs arguments", line=line, command=content)
+        form = exec_form(rest, line, name) if name in ("RUN", "CMD", "ENTRYPOINT", "SHELL", "COPY", "ADD") else None
+        if name == "SHELL" and not form:
+            raise BuildError("SHELL needs the JSON form, e.g. SHELL [\"/bin/sh\", \"-c\"]", line=line)
+        instructions.append(Instruction(line, name, rest, flags, form))
+    if not instructions:
+        raise BuildError("the Containerfile has no instructions")
+    first = next((i for i in instructions if i.name != "ARG"), None)
+    if first is None or first.name != "FROM":
+        where = first.line if first is not None else instructions[0].line
+        raise BuildError("the first instruction (after ARGs) must be FROM", line=where)
+    return instructions, escape

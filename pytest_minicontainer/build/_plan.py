@@ -1,0 +1,336 @@
+"""Plan a build: walk the instructions once, before anything runs.
+
+Everything that does not need a container is decided here: which stages to build (up to the
+target), every ARG/ENV substitution, the image config after each step, the argv of each RUN,
+and the context files (with the digest of their content) each COPY/ADD takes.  Configs never
+depend on what a RUN does, so they can be known up front; that is what lets a missing COPY
+source or a bad substitution fail before the first step runs, and what makes a cache key a
+pure function of the plan.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ..errors import BuildError, MiniContainerError
+from ..image import HealthCheck, Image, ImageConfig
+from ._context import Source, content_digest, resolve_sources
+from ._ignore import IgnoreRules
+from ._parser import Instruction, exec_form
+from ._subst import expand, split_words, words
+
+__all__ = ["Stage", "Step", "make_plan"]
+
+DEFAULT_SHELL = ("/bin/sh", "-c")
+
+
+@dataclass
+class Step:
+    """One step: ``kind`` is RUN, COPY, ADD, WORKDIR (may create a layer) or META (config only)."""
+
+    line: int
+    kind: str
+    text: str  # the substituted instruction, part of the cache key
+    config: ImageConfig  # the image config after this step
+    argv: tuple[str, ...] = ()
+    run_env: dict[str, str] = field(default_factory=dict)
+    sources: list[Source] = field(default_factory=list)
+    from_ref: str | None = None  # COPY --from: an earlier stage's name/index, or an image
+    from_paths: tuple[str, ...] = ()
+    dest: str = ""
+    dest_is_dir: bool = False
+    chown: str | None = None
+    chmod: int | None = None
+    content: str = ""  # digest of the context sources
+    display: str = ""  # the instruction as written, for progress lines
+
+
+@dataclass
+class Stage:
+    index: int
+    name: str | None
+    line: int
+    base: str  # the FROM reference, substituted
+    base_stage: int | None
+    base_image: Image | None
+    steps: list[Step] = field(default_factory=list)
+    config: ImageConfig = field(default_factory=ImageConfig)
+
+
+@dataclass
+class _State:
+    config: ImageConfig
+    args: dict[str, str]
+    cmd_set: bool = False
+
+    def subst_env(self) -> dict[str, str]:
+        return {**self.args, **self.config.env_dict}
+
+
+def _pairs(text: str, line: int, name: str, env: Mapping[str, str], escape: str) -> list[tuple[str, str]]:
+    """``K=V K2="v 2"`` or the legacy ``K value with spaces`` (ENV/LABEL)."""
+    try:
+        raw = split_words(text, escape)
+    except ValueError as exc:
+        raise BuildError(f"{name}: {exc}", line=line, command=f"{name} {text}") from None
+    if raw and "=" not in raw[0]:
+        if name != "ENV" or len(raw) < 2:
+            raise BuildError(f"{name} needs KEY=VALUE pairs", line=line, command=f"{name} {text}")
+        key, _, rest = text.strip().partition(" ")
+        return [(key, expand(rest.strip(), env, line=line, escape=escape))]
+    out = []
+    for word in raw:
+        key, sep, value = word.partition("=")
+        if not sep or not key:
+            raise BuildError(f"{name}: {word!r} is not KEY=VALUE", line=line, command=f"{name} {text}")
+        out.append((expand(key, env, line=line, escape=escape), expand(value, env, line=line, escape=escape)))
+    return out
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration(value: str, line: int, flag: str) -> float:
+    pos, total = 0, 0.0
+    while pos < len(value):
+        m = _DURATION.match(value, pos)
+        if not m:
+            raise BuildError(f"HEALTHCHECK --{flag}={value}: not a duration like 30s or 1m30s", line=line)
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not value:
+        raise BuildError(f"HEALTHCHECK --{flag} needs a value", line=line)
+    return total
+
+
+def _command(ins: Instruction, shell: tuple[str, ...]) -> tuple[str, ...]:
+    if ins.exec_form is not None:
+        return ins.exec_form
+    return (*shell, ins.args)
+
+
+def _healthcheck(ins: Instruction) -> HealthCheck:
+    head, _, rest = ins.args.partition(" ")
+    if head.upper() == "NONE":
+        return HealthCheck(test=("NONE",))
+    if head.upper() != "CMD" or not rest.strip():
+        raise BuildError("HEALTHCHECK needs NONE or CMD <command>", line=ins.line, command=ins.text)
+    rest = rest.strip()
+    form = exec_form(rest, ins.line, "HEALTHCHECK")
+    test = ("CMD", *form) if form is not None else ("CMD-SHELL", rest)
+    f = ins.flags
+    retries = f.get("retries", "3")
+    if not retries.isdigit():
+        raise BuildError(f"HEALTHCHECK --retries={retries}: not a number", line=ins.line)
+    return HealthCheck(test=test,
+                       interval=_duration(f["interval"], ins.line, "interval") if "interval" in f else 30.0,
+                       timeout=_duration(f["timeout"], ins.line, "timeout") if "timeout" in f else 30.0,
+                       start_period=_duration(f["start-period"], ins.line, "start-period")
+                       if "start-period" in f else 0.0,
+                       retries=int(retries))
+
+
+def _expose(ins: Instruction, env: Mapping[str, str], escape: str) -> tuple[str, ...]:
+    ports = []
+    for word in words(ins.args, env, line=ins.line, escape=escape):
+        port, _, proto = word.partition("/")
+        proto = proto.lower() or "tcp"
+        lo, _, hi = port.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()) or proto not in ("tcp", "udp", "sctp"):
+            raise BuildError(f"EXPOSE {word!r}: not PORT[/tcp|udp|sctp]", line=ins.line, command=ins.text)
+        ports.append(f"{port}/{proto}")
+    return tuple(ports)
+
+
+def _abs_path(path: str, workdir: str) -> str:
+    joined = path if path.startswith("/") else posixpath.join(workdir or "/", path)
+    norm = posixpath.normpath(joined)
+    return "/" + norm.lstrip("/") if norm != "/" else "/"
+
+
+def make_plan(instructions: list[Instruction], escape: str, *, build_args: Mapping[str, str],
+              target: str | None, resolve: Callable[[str], Image], context: str,
+              ignore: IgnoreRules) -> list[Stage]:
+    """The stages to build, up to ``target`` (a stage name or index; default: the last)."""
+    global_args: dict[str, str] = {}
+    stages: list[Stage] = []
+    state: _State | None = None
+    for ins in instructions:
+        if ins.name == "FROM":
+            if stages:
+                stages[-1].config = state.config if state else stages[-1].config
+                if target is not None and target.lower() in (stages[-1].name, str(stages[-1].index)):
+                    return stages  # later stages are neither planned nor built (nor pulled)
+            stage, state = _start_stage(ins, escape, global_args, stages, resolve)
+            stages.append(stage)
+            continue
+        if ins.name == "ARG":
+            scope = global_args if state is None else state.args
+            env = global_args if state is None else state.subst_env()
+            for word in split_words(ins.args, escape):
+                key, sep, default = word.partition("=")
+                if not key or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                    raise BuildError(f"ARG {word!r}: not NAME[=default]", line=ins.line, command=ins.text)
+                if key in build_args:
+                    scope[key] = str(build_args[key])
+                elif sep:
+                    scope[key] = expand(default, env, line=ins.line, escape=escape)
+                elif state is not None and key in global_args:
+                    scope[key] = global_args[key]
+                else:
+                    scope.setdefault(key, "")
+            if state is not None:
+                stages[-1].steps.append(Step(ins.line, "META", ins.text, state.config, display=ins.text))
+            continue
+        if state is None:  # pragma: no cover - the parser checks this
+            raise BuildError("an instruction before FROM", line=ins.line)
+        step = _step(ins, escape, state, context, ignore, stages)
+        step.display = ins.text
+        stages[-1].steps.append(step)
+    if stages and state is not None:
+        stages[-1].config = state.config
+    if target is None:
+        return stages
+    for stage in stages:
+        if stage.name == target.lower() or str(stage.index) == target:
+            return stages[: stage.index + 1]
+    names = ", ".join(s.name or str(s.index) for s in stages)
+    raise BuildError(f"target stage {target!r} is not in the Containerfile (stages: {names})")
+
+
+def _start_stage(ins: Instruction, escape: str, global_args: dict[str, str], stages: list[Stage],
+                 resolve: Callable[[str], Image]) -> tuple[Stage, _State]:
+    parts = split_words(ins.args, escape)
+    if len(parts) == 3 and parts[1].upper() == "AS":
+        name: str | None = parts[2].lower()
+    elif len(parts) == 1:
+        name = None
+    else:
+        raise BuildError("FROM needs IMAGE [AS NAME]", line=ins.line, command=ins.text)
+    ref = expand(parts[0], global_args, line=ins.line, escape=escape)
+    if not ref:
+        raise BuildError(f"FROM {parts[0]!r} expands to an empty reference", line=ins.line, command=ins.text)
+    if name is not None and any(s.name == name for s in stages):
+        raise BuildError(f"duplicate stage name {name!r}", line=ins.line, command=ins.text)
+    base_stage = next((s.index for s in stages if s.name == ref.lower() or str(s.index) == ref), None)
+    base_image: Image | None = None
+    if base_stage is not None:
+        config = stages[base_stage].config
+    else:
+        try:
+            base_image = resolve(ref)
+        except MiniContainerError as exc:
+            raise BuildError(f"FROM {ref}: {exc}", line=ins.line, command=ins.text) from exc
+        config = base_image.config
+    stage = Stage(len(stages), name, ins.line, ref, base_stage, base_image, config=config)
+    return stage, _State(config, {})
+
+
+def _step(ins: Instruction, escape: str, state: _State, context: str, ignore: IgnoreRules,
+          stages: list[Stage]) -> Step:
+    cfg = state.config
+    env = state.subst_env()
+    name, line = ins.name, ins.line
+    shell = cfg.shell or DEFAULT_SHELL
+    if name == "RUN":
+        argv = _command(ins, shell)
+        run_env = {k: v for k, v in state.args.items() if k not in cfg.env_dict}
+        text = "RUN " + repr(list(argv)) + " " + repr(sorted(run_env.items()))
+        return Step(line, "RUN", text, cfg, argv=argv, run_env=run_env)
+    if name in ("COPY", "ADD"):
+        return _copy_step(ins, escape, state, context, ignore, stages)
+    if name == "WORKDIR":
+        path = _abs_path(expand(ins.args, env, line=line, escape=escape), cfg.workdir)
+        state.config = cfg.with_changes(workdir=path)
+        return Step(line, "WORKDIR", f"WORKDIR {path}", state.config, dest=path)
+    if name == "ENV":
+        current = dict(cfg.env)
+        for key, value in _pairs(ins.args, line, "ENV", env, escape):
+            current[key] = value  # pairs of one line all see the values from before the line (Docker)
+        state.config = cfg.with_changes(env=tuple(current.items()))
+    elif name == "LABEL":
+        labels = dict(cfg.labels)
+        labels.update(_pairs(ins.args, line, "LABEL", env, escape))
+        state.config = cfg.with_changes(labels=tuple(sorted(labels.items())))
+    elif name == "USER":
+        user = expand(ins.args, env, line=line, escape=escape)
+        state.config = cfg.with_changes(user=user)
+    elif name == "CMD":
+        state.config = cfg.with_changes(cmd=_command(ins, shell) if ins.args else None)
+        state.cmd_set = True
+    elif name == "ENTRYPOINT":
+        changes: dict[str, object] = {"entrypoint": _command(ins, shell) if ins.args else None}
+        if not state.cmd_set:
+            changes["cmd"] = None  # Docker: a new ENTRYPOINT drops the base image's CMD
+        state.config = cfg.with_changes(**changes)
+    elif name == "EXPOSE":
+        state.config = cfg.with_changes(exposed_ports=tuple(sorted(set(cfg.exposed_ports) | set(
+            _expose(ins, env, escape)))))
+    elif name == "SHELL":
+        if not ins.exec_form:
+            raise BuildError("SHELL needs a non-empty JSON array", line=line, command=ins.text)
+        state.config = cfg.with_changes(shell=ins.exec_form)
+    elif name == "HEALTHCHECK":
+        state.config = cfg.with_changes(healthcheck=_healthcheck(ins))
+    elif name == "STOPSIGNAL":
+        state.config = cfg.with_changes(stop_signal=expand(ins.args, env, line=line, escape=escape))
+    return Step(line, "META", ins.text, state.config)
+
+
+def _copy_step(ins: Instruction, escape: str, state: _State, context: str, ignore: IgnoreRules,
+               stages: list[Stage]) -> Step:
+    cfg = state.config
+    env = state.subst_env()
+    line = ins.line
+    if ins.exec_form is not None:
+        parts = [expand(p, env, line=line, escape=escape) for p in ins.exec_form]
+    else:
+        parts = words(ins.args, env, line=line, escape=escape)
+    if len(parts) < 2:
+        raise BuildError(f"{ins.name} needs at least one source and a destination", line=line, command=ins.text)
+    *srcs, dest_raw = parts
+    dest = _abs_path(dest_raw, cfg.workdir)
+    chown = expand(ins.flags["chown"], env, line=line, escape=escape) if "chown" in ins.flags else None
+    chmod = None
+    if "chmod" in ins.flags:
+        raw = expand(ins.flags["chmod"], env, line=line, escape=escape)
+        if not re.fullmatch(r"[0-7]{3,4}", raw):
+            raise BuildError(f"{ins.name} --chmod={raw}: only octal modes are supported", line=line,
+                             command=ins.text)
+        chmod = int(raw, 8)
+    step = Step(line, ins.name, "", cfg, dest=dest, chown=chown, chmod=chmod,
+                dest_is_dir=dest_raw.endswith("/") or len(srcs) > 1)
+    from_ref = ins.flags.get("from")
+    if from_ref is not None:
+        from_ref = expand(from_ref, env, line=line, escape=escape)
+        known = {s.name for s in stages if s.name} | {str(s.index) for s in stages}
+        if from_ref.lower() in known and from_ref.lower() == (stages[-1].name or str(stages[-1].index)):
+            raise BuildError(f"{ins.name} --from={from_ref} names the stage it is in", line=line, command=ins.text)
+        step.from_ref = from_ref.lower() if from_ref.lower() in known else from_ref
+        step.from_paths = tuple(srcs)
+        if any(ch in s for s in srcs for ch in "*?["):
+            step.dest_is_dir = True
+    else:
+        for s in srcs:
+            if re.match(r"^[a-z][a-z0-9+.-]*://", s) or s.startswith("git@"):
+                raise BuildError(f"{ins.name} {s}: remote sources are not supported (only local files; "
+                                 "fetch it with RUN)", line=line, command=ins.text)
+        step.sources = resolve_sources(context, srcs, ignore, line=line, command=ins.text, kind=ins.name)
+        if len(step.sources) > 1:
+            step.dest_is_dir = True
+        step.content = content_digest(step.sources, ignore)
+    step.text = (f"{ins.name} from={step.from_ref} paths={list(step.from_paths)} srcs={[s.rel for s in step.sources]} "
+                 f"dest={dest} dir={step.dest_is_dir} chown={chown} chmod={chmod}")
+    return step
+
+
+def context_root(context: str | os.PathLike[str]) -> str:
+    root = os.path.realpath(os.fspath(context))
+    if not os.path.isdir(root):
+        raise BuildError(f"the build context {os.fspath(context)} is not a directory")
+    return root

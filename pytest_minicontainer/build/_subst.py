@@ -1,0 +1,159 @@
+"""Docker's variable substitution and quoting for the instructions that do it.
+
+FROM (with the ARGs declared before the first FROM), COPY, ADD, ENV, LABEL, EXPOSE, USER,
+WORKDIR and STOPSIGNAL expand ``$VAR``, ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``,
+``${VAR:+alt}``, ``${VAR+alt}``, ``${VAR:?message}`` and ``${VAR?message}``; RUN, CMD and
+ENTRYPOINT are left alone, because their shell (or nothing, in exec form) does it at run
+time, which is exactly what Docker does.  Single quotes stop substitution, double quotes do
+not; the escape character makes the next character literal.  Words are split on unquoted
+white space *before* expansion, so a value with spaces stays one word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..errors import BuildError
+
+__all__ = ["expand", "split_words", "words"]
+
+
+def split_words(text: str, escape: str = "\\") -> list[str]:
+    """Split on unquoted white space, keeping quotes and escapes for :func:`expand`."""
+    out: list[str] = []
+    current: list[str] = []
+    quote = ""
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == escape and quote != "'" and i + 1 < len(text):
+            current.append(text[i:i + 2])
+            i += 2
+            continue
+        if quote:
+            if c == quote:
+                quote = ""
+        elif c in "\"'":
+            quote = c
+        elif c.isspace():
+            if current:
+                out.append("".join(current))
+                current = []
+            i += 1
+            continue
+        current.append(c)
+        i += 1
+    if quote:
+        raise ValueError(f"unterminated {quote} quote")
+    if current:
+        out.append("".join(current))
+    return out
+
+
+def _name_end(text: str, i: int) -> int:
+    j = i
+    while j < len(text) and (text[j].isalnum() or text[j] == "_"):
+        j += 1
+    return j
+
+
+def _braced(text: str, i: int, env: Mapping[str, str], escape: str) -> tuple[str, int]:
+    """Expand ``${...}`` starting after the ``{`` at ``i``; returns (value, index after ``}``)."""
+    end = _name_end(text, i)
+    name = text[i:end]
+    if not name:
+        raise ValueError(f"bad substitution at {text[i - 2:]!r}")
+    if end < len(text) and text[end] == "}":
+        return env.get(name, ""), end + 1
+    op = text[end:end + 2] if text[end:end + 1] == ":" else text[end:end + 1]
+    if op not in (":-", ":+", ":?", "-", "+", "?"):
+        raise ValueError(f"unsupported modifier in ${{{name}{text[end:end + 2]}...}}")
+    # the word runs to the matching brace (nested ${...} allowed)
+    depth, j = 1, end + len(op)
+    while j < len(text):
+        if text[j] == escape:
+            j += 2
+            continue
+        if text[j:j + 2] == "${":
+            depth += 1
+            j += 2
+            continue
+        if text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                break
+        j += 1
+    if depth:
+        raise ValueError(f"missing }} in ${{{name}...")
+    word = _expand(text[end + len(op):j], env, escape, in_braces=True)
+    value = env.get(name)
+    empty = value is None or (op.startswith(":") and value == "")
+    if op.endswith("-"):
+        result = word if empty else (value or "")
+    elif op.endswith("+"):
+        result = "" if empty else word
+    else:  # "?": required
+        if empty:
+            raise ValueError(f"{name}: {word or 'is not set'}")
+        result = value or ""
+    return result, j + 1
+
+
+def _expand(text: str, env: Mapping[str, str], escape: str, in_braces: bool = False) -> str:
+    out: list[str] = []
+    quote = ""
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == escape and quote != "'":
+            if i + 1 < len(text):
+                out.append(text[i + 1])
+                i += 2
+            else:
+                out.append(c)
+                i += 1
+            continue
+        if quote == "'" and c != "'":
+            out.append(c)
+            i += 1
+            continue
+        if c in "\"'" and not in_braces:
+            if not quote:
+                quote = c
+                i += 1
+                continue
+            if quote == c:
+                quote = ""
+                i += 1
+                continue
+        if c == "$" and i + 1 < len(text):
+            if text[i + 1] == "{":
+                value, i = _braced(text, i + 2, env, escape)
+                out.append(value)
+                continue
+            end = _name_end(text, i + 1)
+            if end > i + 1:
+                out.append(env.get(text[i + 1:end], ""))
+                i = end
+                continue
+        out.append(c)
+        i += 1
+    if quote:
+        raise ValueError(f"unterminated {quote} quote")
+    return "".join(out)
+
+
+def expand(text: str, env: Mapping[str, str], *, line: int | None = None, escape: str = "\\") -> str:
+    """Substitute variables in one word and remove its quotes; BuildError naming ``line``."""
+    try:
+        return _expand(text, env, escape)
+    except ValueError as exc:
+        raise BuildError(f"substitution failed: {exc}", line=line, command=text) from None
+
+
+def words(text: str, env: Mapping[str, str], *, line: int | None = None, escape: str = "\\") -> list[str]:
+    """Split ``text`` into words, then expand each (COPY sources, EXPOSE ports...)."""
+    try:
+        return [_expand(w, env, escape) for w in split_words(text, escape)]
+    except ValueError as exc:
+        raise BuildError(f"substitution failed: {exc}", line=line, command=text) from None

@@ -1,0 +1,355 @@
+"""Containerfile builds end to end: instructions, the layer cache, stages, failures, the CLI.
+
+Each test that must run its steps starts its file with a unique ``ENV``, so the session's
+shared store cannot serve it from another test's cache.  "No step ran" is proven by counting
+the containers the engine starts and by RUN steps that write a random uuid (a re-run would
+give another layer, hence another image digest).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_minicontainer import BuildError, Engine
+from pytest_minicontainer.cli import main as cli_main
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "containerfile"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def runs(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every container the engine starts during the test (a build step that runs starts one)."""
+    started: list[Any] = []
+    real = engine.run
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        started.append(args[0] if args else kwargs.get("image"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "run", counting)
+    return started
+
+
+def unique() -> str:
+    return f"ENV TEST_ID={uuid.uuid4().hex}\n"
+
+
+def read(engine: Engine, image: Any, cmd: str, user: str | None = None) -> str:
+    with engine.run(image, command=(), user=user) as c:
+        result = c.exec(cmd)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+
+def test_every_instruction_end_to_end(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    (ctx / "tree" / "sub").mkdir(parents=True)
+    (ctx / "tree" / "sub" / "f.txt").write_text("in tree\n")
+    (ctx / "tree" / "skip.log").write_text("ignored\n")
+    (ctx / "one.txt").write_text("one\n")
+    (ctx / "two.cfg").write_text("two\n")
+    (ctx / "three.cfg").write_text("three\n")
+    (ctx / ".containerignore").write_text("**/*.log\n")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        data = b"from the archive\n"
+        info = tarfile.TarInfo("pkg/inside.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    (ctx / "archive.tar.gz").write_bytes(buf.getvalue())
+    containerfile = f"""\
+# syntax and comments are fine
+ARG BASE=rootfs:{busybox_rootfs}
+FROM ${{BASE}} AS final
+{unique()}
+ARG WHO=world
+ENV GREETING="hello ${{WHO}}" \\
+    EMPTY=""
+WORKDIR /srv/app
+COPY one.txt ./
+COPY --chmod=600 *.cfg conf/
+COPY tree /tree/
+ADD archive.tar.gz /unpacked/
+ADD one.txt /added.txt
+RUN echo "$GREETING from $(pwd) as $(id -u), WHO=$WHO" > /srv/app/run.txt
+SHELL ["/bin/sh", "-ec"]
+RUN ["/bin/sh", "-c", "echo exec form > /srv/app/exec.txt"]
+USER app
+RUN id -u > /tmp/uid.txt
+LABEL org.example.name="demo image" version=2
+EXPOSE 8080 53/udp
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=5s --retries=2 CMD test -f /srv/app/run.txt
+ENTRYPOINT ["/bin/echo"]
+CMD ["default", "args"]
+"""
+    image = engine.build(containerfile, ctx, tag="built/every:1", build_args={"WHO": "tests"})
+    cfg = image.config
+    assert cfg.workdir == "/srv/app"
+    assert cfg.user == "app"
+    assert cfg.env_dict["GREETING"] == "hello tests"
+    assert cfg.env_dict["EMPTY"] == ""
+    assert "WHO" not in cfg.env_dict  # ARGs are not persisted
+    assert cfg.labels_dict == {"org.example.name": "demo image", "version": "2"}
+    assert cfg.exposed_ports == ("53/udp", "8080/tcp")
+    assert cfg.stop_signal == "SIGINT"
+    assert cfg.shell == ("/bin/sh", "-ec")
+    assert cfg.healthcheck is not None and cfg.healthcheck.retries == 2 and cfg.healthcheck.interval == 5.0
+    assert cfg.default_command() == ["/bin/echo", "default", "args"]
+    assert engine.image("built/every:1").digest == image.digest
+
+    out = read(engine, image, "cat run.txt exec.txt /tmp/uid.txt one.txt conf/two.cfg /tree/sub/f.txt "
+                              "/unpacked/pkg/inside.txt /added.txt; stat -c '%a %n' conf/two.cfg conf/three.cfg; "
+                              "ls /tree; pwd", user="0")
+    assert out.splitlines() == [
+        "hello tests from /srv/app as 0, WHO=tests", "exec form", "1000", "one", "two", "in tree",
+        "from the archive", "one", "600 conf/two.cfg", "600 conf/three.cfg", "sub", "/srv/app"]
+    with engine.run(image) as c:  # ENTRYPOINT + CMD as the main process, as USER app
+        assert c.wait(10) == 0
+        assert c.logs() == "default args\n"
+
+
+def test_rebuild_with_nothing_changed_runs_no_step(engine: Engine, busybox_rootfs: Path, tmp_path: Path,
+                                                   runs: list[Any]) -> None:
+    (tmp_path / "data.txt").write_text("payload\n")
+    steps = "".join(f"RUN cat /proc/sys/kernel/random/uuid > /step{n}\n" for n in range(4))
+    containerfile = (f"FROM rootfs:{busybox_rootfs}\n{unique()}COPY data.txt /data.txt\nWORKDIR /work\n"
+                     f"{steps}ENV DONE=1\nCMD [\"cat\", \"/step0\"]\nLABEL ten=steps\n")
+    first = engine.build(containerfile, tmp_path)
+    assert len(runs) == 4
+    os.utime(tmp_path / "data.txt", (1, 1))  # the cache is keyed by content, not mtime
+    runs.clear()
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        second = engine.build(containerfile, tmp_path)
+        timings.append(time.perf_counter() - started)
+        assert second.digest == first.digest
+        assert second.layer_dirs == first.layer_dirs
+    assert runs == []
+    assert min(timings) <= 0.1, f"a fully cached 10-step rebuild took {min(timings) * 1000:.0f} ms (target 100 ms)"
+
+
+def test_a_change_reruns_only_the_steps_from_the_first_affected_one(engine: Engine, busybox_rootfs: Path,
+                                                                    tmp_path: Path, runs: list[Any]) -> None:
+    (tmp_path / "input.txt").write_text("v1\n")
+    containerfile = (f"FROM rootfs:{busybox_rootfs}\n{unique()}"
+                     "RUN cat /proc/sys/kernel/random/uuid > /before\n"
+                     "COPY input.txt /input.txt\n"
+                     "RUN cat /proc/sys/kernel/random/uuid > /after\n")
+    first = engine.build(containerfile, tmp_path)
+    before1, after1 = read(engine, first, "cat /before /after").split()
+    (tmp_path / "input.txt").write_text("v2\n")
+    runs.clear()
+    second = engine.build(containerfile, tmp_path)
+    assert len(runs) == 1  # only the RUN after the COPY
+    before2, after2 = read(engine, second, "cat /before /after").split()
+    assert before2 == before1
+    assert after2 != after1
+    assert read(engine, second, "cat /input.txt") == "v2\n"
+
+
+def test_no_cache_runs_every_step(engine: Engine, busybox_rootfs: Path, tmp_path: Path, runs: list[Any]) -> None:
+    containerfile = f"FROM rootfs:{busybox_rootfs}\n{unique()}RUN cat /proc/sys/kernel/random/uuid > /id\n"
+    first = engine.build(containerfile, tmp_path)
+    runs.clear()
+    again = engine.build(containerfile, tmp_path, no_cache=True)
+    assert len(runs) == 1
+    assert again.digest != first.digest
+    assert read(engine, again, "cat /id") != read(engine, first, "cat /id")
+
+
+def test_multi_stage_copy_from_target_and_scratch(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    containerfile = f"""\
+FROM rootfs:{busybox_rootfs} AS builder
+{unique()}
+RUN mkdir -p /out/lib && echo built > /out/lib/artifact && echo extra > /out/extra.txt
+FROM scratch AS runtime
+COPY --from=builder /bin/busybox /bin/busybox
+COPY --from=builder /out/lib /opt/lib
+COPY --from=0 /out/*.txt /opt/
+ENTRYPOINT ["/bin/busybox"]
+FROM builder AS other
+RUN echo other > /other
+"""
+    image = engine.build(containerfile, tmp_path, target="runtime")
+    assert len(image.layer_dirs) == 3  # scratch: only the three COPY layers
+    with engine.run(image, command=["/bin/busybox", "cat", "/opt/lib/artifact", "/opt/extra.txt"]) as c:
+        assert c.wait(10) == 0
+        assert c.logs() == "built\nextra\n"
+    with engine.run(image, command=["/bin/busybox", "ls", "/"]) as c:
+        c.wait(10)
+        assert c.logs().split() == ["bin", "dev", "opt", "proc"] or "other" not in c.logs()
+    full = engine.build(containerfile, tmp_path)
+    assert read(engine, full, "cat /other /out/lib/artifact") == "other\nbuilt\n"
+
+
+def test_build_args_change_the_result(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    containerfile = f"FROM rootfs:{busybox_rootfs}\n{unique()}ARG FLAVOUR=plain\nRUN echo $FLAVOUR > /flavour\n"
+    plain = engine.build(containerfile, tmp_path)
+    spicy = engine.build(containerfile, tmp_path, build_args={"FLAVOUR": "spicy"})
+    assert read(engine, plain, "cat /flavour") == "plain\n"
+    assert read(engine, spicy, "cat /flavour") == "spicy\n"
+    assert "FLAVOUR" not in spicy.config.env_dict
+
+
+def test_failing_run_raises_build_error(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    containerfile = (f"FROM rootfs:{busybox_rootfs}\n{unique()}RUN echo fine\n"
+                     "RUN echo first line; echo to stderr >&2; exit 3\n")
+    with pytest.raises(BuildError) as info:
+        engine.build(containerfile, tmp_path)
+    err = info.value
+    assert err.line == 4
+    assert err.status == 3
+    assert err.command == "echo first line; echo to stderr >&2; exit 3"
+    assert "first line" in err.output and "to stderr" in err.output
+    assert str(err).startswith("line 4: RUN echo first line")
+
+
+def test_bad_copy_fails_before_anything_runs(engine: Engine, busybox_rootfs: Path, tmp_path: Path,
+                                             runs: list[Any]) -> None:
+    containerfile = f"FROM rootfs:{busybox_rootfs}\n{unique()}RUN echo would run\nCOPY nowhere.txt /\n"
+    with pytest.raises(BuildError, match=re.escape("line 4: COPY source 'nowhere.txt' does not exist")) as info:
+        engine.build(containerfile, tmp_path)
+    assert info.value.line == 4
+    assert runs == []
+    with pytest.raises(BuildError, match=re.escape("line 3: COPY source '../x' is outside the build context")):
+        engine.build(f"FROM rootfs:{busybox_rootfs}\nRUN echo x\nCOPY ../x /\n", tmp_path)
+    with pytest.raises(BuildError, match="line 2: unknown instruction 'RUNN'"):
+        engine.build(f"FROM rootfs:{busybox_rootfs}\nRUNN echo\n", tmp_path)
+    assert runs == []
+
+
+def test_copy_chown(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    (tmp_path / "owned.txt").write_text("mine\n")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "inner").write_text("inner\n")
+    with tarfile.open(tmp_path / "a.tar", "w") as tar:
+        tar.add(tmp_path / "owned.txt", arcname="x/from-tar.txt")
+    containerfile = (f"FROM rootfs:{busybox_rootfs}\n{unique()}COPY --chown=app:app owned.txt /home/app/\n"
+                     "COPY --chown=1000 dir /data/dir\nCOPY owned.txt /root-owned.txt\n"
+                     "ADD --chown=1000:0 a.tar /t/\n")
+    image = engine.build(containerfile, tmp_path)
+    out = read(engine, image, "stat -c '%u:%g %n' /home/app/owned.txt /data/dir /data/dir/inner /root-owned.txt "
+                              "/t/x/from-tar.txt")
+    assert out.splitlines() == ["1000:1000 /home/app/owned.txt", "1000:1000 /data/dir",
+                                "1000:1000 /data/dir/inner", "0:0 /root-owned.txt", "1000:0 /t/x/from-tar.txt"]
+
+
+def make_wheel(package: Path, dest: Path) -> Path:
+    """A pure-Python wheel of the test package, zipped by hand.
+
+    Building it with pip would need the ``wheel`` package (setuptools < 70 calls bdist_wheel),
+    which CI's Python may not have; a wheel is only a zip with a dist-info directory.
+    """
+    import base64
+    import hashlib
+    import zipfile
+
+    name, version = "minipkg", "1.0"
+    files = {f"{name}/{p.name}": p.read_bytes() for p in sorted((package / name).glob("*.py"))}
+    info = f"{name}-{version}.dist-info"
+    files[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{info}/RECORD,,")
+    files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    wheel = dest / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path, data in files.items():
+            zf.writestr(path, data)
+    return wheel
+
+
+def test_build_from_host_installs_a_python_package(engine: Engine, tmp_path: Path) -> None:
+    # Rootless, the host's /usr and the venv belong to ids the user namespace does not map, so
+    # they are read-only inside: the package goes to a new directory on PYTHONPATH, which works
+    # as root too.  The wheel is made from the project's test data (tests/data/containerfile/minipkg).
+    wheel = make_wheel(DATA / "minipkg", tmp_path)
+    containerfile = f"""\
+FROM host
+COPY {wheel.name} /src/
+RUN python -m pip install --quiet --no-index --no-cache-dir --disable-pip-version-check \\
+        --target /pkgs /src/{wheel.name}
+ENV PYTHONPATH=/pkgs
+"""
+    image = engine.build(containerfile, tmp_path, network="none", tag="built/minipkg:1")
+    with engine.run("built/minipkg:1", command=()) as c:
+        result = c.exec(["python", "-c", "import minipkg; print(minipkg.greet(), minipkg.__file__)"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hello from minipkg /pkgs/minipkg/__init__.py\n"
+    assert image.config.env_dict["PYTHONPATH"] == "/pkgs"
+
+
+def _build_script() -> str:
+    return textwrap.dedent("""\
+        import sys
+        from pytest_minicontainer import Engine
+        from pytest_minicontainer.build import build
+        with Engine(store=sys.argv[1]) as engine:
+            image = build(engine, sys.argv[2], sys.argv[3], progress=lambda line: print(line, file=sys.stderr))
+        print(image.digest)
+        """)
+
+
+def test_two_processes_building_the_same_file_build_it_once(engine: Engine, busybox_rootfs: Path,
+                                                            tmp_path: Path) -> None:
+    (tmp_path / "Containerfile").write_text(
+        f"FROM rootfs:{busybox_rootfs}\n{unique()}RUN sleep 1; cat /proc/sys/kernel/random/uuid > /id\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-c", _build_script(), str(engine.store_path), str(tmp_path / "Containerfile"),
+           str(tmp_path)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for p, (_out, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err
+    assert outputs[0][0] == outputs[1][0]  # a second run of the RUN would have another uuid
+    assert sorted(err.count("---> cached") for _out, err in outputs) == [0, 1]
+
+
+def test_cli_build(engine: Engine, busybox_rootfs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM rootfs:{busybox_rootfs}\n{unique()}ARG V=0\nRUN echo $V > /v\n")
+    other = tmp_path / "Other.containerfile"
+    other.write_text(f"FROM rootfs:{busybox_rootfs} AS a\n{unique()}\nFROM a AS b\nRUN exit 1\n")
+    store = str(engine.store_path)
+    assert cli_main(["--store", store, "build", "-t", "cli/built:1", "--build-arg", "V=7", str(ctx)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("sha256:")
+    assert "STEP 4/4: RUN echo $V > /v" in captured.err
+    assert read(engine, engine.image("cli/built:1"), "cat /v") == "7\n"
+    derived = engine.build("FROM cli/built:1\nRUN cat /v > /copy\n", ctx)  # a built image is usable in FROM
+    assert read(engine, derived, "cat /copy") == "7\n"
+    assert cli_main(["--store", store, "images"]) == 0
+    assert "cli/built" in capsys.readouterr().out
+    assert cli_main(["--store", store, "build", "-q", "-f", str(other), "--target", "a", "--no-cache",
+                     str(ctx)]) == 0
+    assert cli_main(["--store", store, "build", "-q", "-f", str(other), str(ctx)]) == 125
+    assert "line 5: RUN exit 1 failed with exit status 1" in capsys.readouterr().err
+
+
+def test_workdir_is_created_and_user_must_exist(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    image = engine.build(f"FROM rootfs:{busybox_rootfs}\n{unique()}WORKDIR /a/b/c\nRUN pwd > /pwd\n", tmp_path)
+    assert read(engine, image, "cat /pwd; stat -c %a /a/b/c") == "/a/b/c\n755\n"
+    with pytest.raises(BuildError, match="line 4: RUN: cannot start"):
+        engine.build(f"FROM rootfs:{busybox_rootfs}\n{unique()}USER nobody-here\nRUN true\n", tmp_path)
+
+

@@ -1,0 +1,121 @@
+"""The Containerfile parser: instructions, continuations, comments, flags, forms, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_minicontainer.build._parser import SUPPORTED, parse
+from pytest_minicontainer.errors import BuildError
+
+
+def names(text: str) -> list[str]:
+    return [i.name for i in parse(text)[0]]
+
+
+def test_every_supported_instruction_parses() -> None:
+    text = """FROM scratch AS base
+RUN echo hi
+COPY a /a
+ADD b /b
+ENV A=1
+ARG B=2
+WORKDIR /w
+USER app
+ENTRYPOINT ["/bin/x"]
+CMD ["y"]
+EXPOSE 80
+LABEL k=v
+SHELL ["/bin/sh", "-c"]
+HEALTHCHECK CMD true
+STOPSIGNAL SIGINT
+"""
+    assert names(text) == ["FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "ENTRYPOINT", "CMD",
+                           "EXPOSE", "LABEL", "SHELL", "HEALTHCHECK", "STOPSIGNAL"]
+    assert set(names(text)) == set(SUPPORTED)
+
+
+def test_instructions_are_case_insensitive_and_keep_their_line() -> None:
+    ins, _ = parse("\n\nfrom scratch\n  run   echo hi  \n")
+    assert [(i.line, i.name, i.args) for i in ins] == [(3, "FROM", "scratch"), (4, "RUN", "echo hi")]
+
+
+def test_continuations_join_and_skip_comment_lines() -> None:
+    ins, _ = parse("FROM scratch\nRUN echo a \\\n  && echo b \\\n# a comment inside\n\n  && echo c\nCMD x\n")
+    assert ins[1].line == 2
+    assert ins[1].args == "echo a && echo b && echo c"
+    assert ins[2].line == 7
+
+
+def test_comments_and_blank_lines_are_ignored() -> None:
+    assert names("# hello\n\n   # indented comment\nFROM scratch\n# tail\n") == ["FROM"]
+
+
+def test_escape_directive_changes_the_continuation_character() -> None:
+    ins, escape = parse("# escape=`\nFROM scratch\nRUN echo a `\n  b\n")
+    assert escape == "`"
+    assert ins[1].args == "echo a b"
+
+
+def test_bad_escape_directive_is_an_error() -> None:
+    with pytest.raises(BuildError, match="line 1: invalid escape"):
+        parse("# escape=x\nFROM scratch\n")
+
+
+def test_exec_form_and_shell_form() -> None:
+    ins, _ = parse('FROM scratch\nRUN ["echo", "a b"]\nRUN echo [x\nCMD []\n')
+    assert ins[1].exec_form == ("echo", "a b")
+    assert ins[2].exec_form is None
+    assert ins[3].exec_form == ()
+
+
+def test_exec_form_must_hold_strings() -> None:
+    with pytest.raises(BuildError, match="line 2: RUN: the JSON form must be an array of strings"):
+        parse('FROM scratch\nRUN ["echo", 1]\n')
+
+
+def test_flags_are_split_off() -> None:
+    ins, _ = parse("FROM scratch\nCOPY --from=base --chown=1:2 --chmod=755 a b /dst/\n")
+    assert ins[1].flags == {"from": "base", "chown": "1:2", "chmod": "755"}
+    assert ins[1].args == "a b /dst/"
+
+
+def test_unknown_flag_names_the_line_and_the_accepted_ones() -> None:
+    with pytest.raises(BuildError, match=r"line 3: RUN does not support the flag --mount") as info:
+        parse("FROM scratch\n\nRUN --mount=type=cache echo\n")
+    assert info.value.line == 3
+
+
+def test_unknown_instruction_names_itself_and_its_line() -> None:
+    with pytest.raises(BuildError, match=r"line 2: unknown instruction 'FORM'") as info:
+        parse("FROM scratch\nFORM x\n")
+    assert info.value.line == 2
+    assert info.value.command == "FORM x"
+
+
+@pytest.mark.parametrize("word", ["VOLUME", "ONBUILD", "MAINTAINER"])
+def test_refused_instructions_say_so(word: str) -> None:
+    with pytest.raises(BuildError, match=rf"line 2: {word} is"):
+        parse(f"FROM scratch\n{word} /x\n")
+
+
+def test_first_instruction_must_be_from() -> None:
+    with pytest.raises(BuildError, match="line 2: the first instruction"):
+        parse("ARG X=1\nRUN echo\n")
+    assert names("ARG X=1\nFROM scratch\n") == ["ARG", "FROM"]
+
+
+def test_empty_file_and_missing_arguments() -> None:
+    with pytest.raises(BuildError, match="no instructions"):
+        parse("# nothing\n")
+    with pytest.raises(BuildError, match="line 2: RUN needs arguments"):
+        parse("FROM scratch\nRUN\n")
+
+
+def test_shell_needs_json() -> None:
+    with pytest.raises(BuildError, match="line 2: SHELL needs the JSON form"):
+        parse("FROM scratch\nSHELL /bin/bash -c\n")
+
+
+def test_heredocs_are_refused_with_a_reason() -> None:
+    with pytest.raises(BuildError, match="line 2: RUN: heredocs"):
+        parse("FROM scratch\nRUN <<EOF\necho hi\nEOF\n")

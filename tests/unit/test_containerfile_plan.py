@@ -1,0 +1,212 @@
+"""Planning: configs after each step, ARG scoping, COPY sources checked before anything runs."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from pytest_minicontainer.build._context import content_digest, resolve_sources
+from pytest_minicontainer.build._ignore import IgnoreRules, load_ignore, parse_ignore
+from pytest_minicontainer.build._parser import parse
+from pytest_minicontainer.build._plan import Stage, make_plan
+from pytest_minicontainer.errors import BuildError
+from pytest_minicontainer.image import HealthCheck, Image, ImageConfig
+
+BASE = Image(digest="sha256:" + "b" * 64, config=ImageConfig(env=(("PATH", "/bin"),), cmd=("sh",)))
+
+
+def plan(text: str, context: Path, build_args: dict[str, str] | None = None, target: str | None = None,
+         seen: list[str] | None = None) -> list[Stage]:
+    def resolve(ref: str) -> Image:
+        if seen is not None:
+            seen.append(ref)
+        return BASE
+
+    ins, escape = parse(text)
+    return make_plan(ins, escape, build_args=build_args or {}, target=target, resolve=resolve,
+                     context=str(context), ignore=load_ignore(str(context)))
+
+
+def test_metadata_instructions_build_the_config(tmp_path: Path) -> None:
+    stages = plan("""FROM base
+ENV A=1 B="two words"
+ENV LEGACY value with spaces
+ENV C=${A}-x
+WORKDIR app
+WORKDIR sub
+USER app:app
+LABEL version="1.0" "other"=$A
+EXPOSE 80 53/udp
+STOPSIGNAL SIGINT
+SHELL ["/bin/bash", "-c"]
+HEALTHCHECK --interval=1m30s --timeout=500ms --retries=5 CMD curl -f localhost
+ENTRYPOINT ["/entry"]
+""", tmp_path)
+    cfg = stages[0].config
+    assert cfg.env == (("PATH", "/bin"), ("A", "1"), ("B", "two words"), ("LEGACY", "value with spaces"),
+                       ("C", "1-x"))
+    assert cfg.workdir == "/app/sub"
+    assert cfg.user == "app:app"
+    assert cfg.labels == (("other", "1"), ("version", "1.0"))
+    assert cfg.exposed_ports == ("53/udp", "80/tcp")
+    assert cfg.stop_signal == "SIGINT"
+    assert cfg.shell == ("/bin/bash", "-c")
+    assert cfg.healthcheck == HealthCheck(("CMD-SHELL", "curl -f localhost"), interval=90.0, timeout=0.5, retries=5)
+    assert cfg.entrypoint == ("/entry",)
+    assert cfg.cmd is None  # a new ENTRYPOINT drops the base image's CMD, as in Docker
+
+
+def test_cmd_shell_form_uses_the_shell_and_run_keeps_variables(tmp_path: Path) -> None:
+    stages = plan('FROM base\nSHELL ["/bin/ash", "-eo"]\nCMD echo $HOME\nRUN echo "$X"\nHEALTHCHECK NONE\n',
+                  tmp_path)
+    assert stages[0].config.cmd == ("/bin/ash", "-eo", "echo $HOME")
+    assert stages[0].steps[2].argv == ("/bin/ash", "-eo", 'echo "$X"')
+    assert stages[0].config.healthcheck == HealthCheck(("NONE",))
+
+
+def test_arg_scoping_and_build_args(tmp_path: Path) -> None:
+    seen: list[str] = []
+    text = """ARG TAG=1.0
+ARG REG
+FROM img:$TAG
+ARG TAG
+ARG OTHER=dflt
+ARG UNSET
+ENV FROMARG=$TAG-$OTHER
+RUN true
+"""
+    stages = plan(text, tmp_path, seen=seen)
+    assert seen == ["img:1.0"]
+    assert stages[0].config.env_dict["FROMARG"] == "1.0-dflt"
+    run = stages[0].steps[-1]
+    assert run.run_env == {"TAG": "1.0", "OTHER": "dflt", "UNSET": ""}
+    stages = plan(text, tmp_path, {"TAG": "2.0", "OTHER": "given"}, seen=seen)
+    assert seen[-1] == "img:2.0"
+    assert stages[0].config.env_dict["FROMARG"] == "2.0-given"
+
+
+def test_global_arg_is_invisible_in_a_stage_unless_declared(tmp_path: Path) -> None:
+    stages = plan("ARG V=1\nFROM base\nENV X=${V:-unset}\n", tmp_path)
+    assert stages[0].config.env_dict["X"] == "unset"
+
+
+def test_env_overrides_arg_for_run(tmp_path: Path) -> None:
+    stages = plan("FROM base\nARG A=arg\nENV A=env\nRUN true\n", tmp_path)
+    assert stages[0].steps[-1].run_env == {}
+
+
+def test_stages_target_and_from_stage(tmp_path: Path) -> None:
+    text = "FROM base AS one\nENV S=1\nFROM one AS two\nENV T=2\nFROM base AS three\n"
+    stages = plan(text, tmp_path)
+    assert [s.name for s in stages] == ["one", "two", "three"]
+    assert stages[1].base_stage == 0
+    assert stages[1].config.env_dict == {"PATH": "/bin", "S": "1", "T": "2"}
+    assert [s.name for s in plan(text, tmp_path, target="two")] == ["one", "two"]
+    assert len(plan(text, tmp_path, target="0")) == 1
+    with pytest.raises(BuildError, match="target stage 'nope' is not in the Containerfile"):
+        plan(text, tmp_path, target="nope")
+
+
+def test_duplicate_stage_name(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="line 2: duplicate stage name"):
+        plan("FROM base AS a\nFROM base AS a\n", tmp_path)
+
+
+def test_copy_sources_are_checked_while_planning(tmp_path: Path) -> None:
+    (tmp_path / "ok.txt").write_text("x")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.txt"
+    outside.write_text("secret")
+    (tmp_path / "link").symlink_to(outside)
+    (tmp_path / ".dockerignore").write_text("ignored.txt\n")
+    (tmp_path / "ignored.txt").write_text("x")
+    with pytest.raises(BuildError, match=re.escape("line 3: COPY source 'missing.txt' does not exist")):
+        plan("FROM base\nCOPY ok.txt /\nCOPY missing.txt /\n", tmp_path)
+    with pytest.raises(BuildError, match=re.escape("line 2: COPY source '../x' is outside the build context")):
+        plan("FROM base\nCOPY ../x /\n", tmp_path)
+    with pytest.raises(BuildError, match="line 2: COPY source 'link' leads outside the build context"):
+        plan("FROM base\nCOPY link /\n", tmp_path)
+    with pytest.raises(BuildError, match=re.escape("line 2: ADD source 'ignored.txt' is excluded by .dockerignore")):
+        plan("FROM base\nADD ignored.txt /\n", tmp_path)
+    with pytest.raises(BuildError, match=re.escape("line 2: COPY source '*.nothing' matches no file")):
+        plan("FROM base\nCOPY *.nothing /\n", tmp_path)
+    with pytest.raises(BuildError, match="remote sources are not supported"):
+        plan("FROM base\nADD https://example.com/x /\n", tmp_path)
+
+
+def test_copy_destination_and_flags(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "b.txt").write_text("b")
+    stages = plan('FROM base\nWORKDIR /w\nCOPY --chown=1:2 --chmod=640 *.txt sub/\nCOPY ["a.txt", "x"]\n', tmp_path)
+    copy = stages[0].steps[1]
+    assert [s.rel for s in copy.sources] == ["a.txt", "b.txt"]
+    assert (copy.dest, copy.dest_is_dir, copy.chown, copy.chmod) == ("/w/sub", True, "1:2", 0o640)
+    assert (stages[0].steps[2].dest, stages[0].steps[2].dest_is_dir) == ("/w/x", False)
+    with pytest.raises(BuildError, match="only octal modes"):
+        plan("FROM base\nCOPY --chmod=u+x a.txt /\n", tmp_path)
+
+
+def test_glob_matches_dotfiles_and_honours_ignore(tmp_path: Path) -> None:
+    (tmp_path / ".hidden.cfg").write_text("h")
+    (tmp_path / "a.cfg").write_text("a")
+    (tmp_path / "b.cfg").write_text("b")
+    found = resolve_sources(str(tmp_path), ["*.cfg"], parse_ignore("b.cfg", "x"), line=1, command="COPY")
+    assert [s.rel for s in found] == [".hidden.cfg", "a.cfg"]
+
+
+def test_content_digest_ignores_mtime_but_not_bytes_or_mode(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    f = tmp_path / "d" / "f"
+    f.write_text("one")
+    src = resolve_sources(str(tmp_path), ["d"], IgnoreRules(), line=1, command="COPY")
+    first = content_digest(src, IgnoreRules())
+    os.utime(f, (1, 1))
+    assert content_digest(src, IgnoreRules()) == first
+    f.chmod(0o600)
+    second = content_digest(src, IgnoreRules())
+    assert second != first
+    f.write_text("two")
+    assert content_digest(src, IgnoreRules()) not in (first, second)
+    (tmp_path / "d" / "skip").write_text("x")
+    assert content_digest(src, parse_ignore("d/skip")) == content_digest(
+        resolve_sources(str(tmp_path), ["d"], IgnoreRules(), line=1, command="COPY"), parse_ignore("d/skip"))
+
+
+def test_from_errors_name_the_line(tmp_path: Path) -> None:
+    def resolve(ref: str) -> Image:
+        from pytest_minicontainer.errors import ImageNotFound
+
+        raise ImageNotFound(ref)
+
+    ins, escape = parse("FROM nothing:here\n")
+    with pytest.raises(BuildError, match="line 1: FROM nothing:here: image not found"):
+        make_plan(ins, escape, build_args={}, target=None, resolve=resolve, context=str(tmp_path),
+                  ignore=IgnoreRules())
+    with pytest.raises(BuildError, match="line 2: substitution failed"):
+        plan("FROM base\nENV X=${Y:?needed}\n", tmp_path)
+
+
+def test_stages_after_the_target_are_not_planned(tmp_path: Path) -> None:
+    seen: list[str] = []
+    text = "FROM first AS a\nFROM second AS b\nCOPY missing.txt /\n"
+    assert [s.name for s in plan(text, tmp_path, target="a", seen=seen)] == ["a"]
+    assert seen == ["first"]
+
+
+def test_containerfile_is_a_path_the_text_or_found_in_the_context(tmp_path: Path) -> None:
+    from pytest_minicontainer.build import read_containerfile
+
+    with pytest.raises(BuildError, match="no Containerfile or Dockerfile"):
+        read_containerfile(None, str(tmp_path))
+    (tmp_path / "Dockerfile").write_text("FROM docker\n")
+    assert read_containerfile(None, str(tmp_path)) == "FROM docker\n"
+    (tmp_path / "Containerfile").write_text("FROM container\n")
+    assert read_containerfile(None, str(tmp_path)) == "FROM container\n"
+    assert read_containerfile("Dockerfile", str(tmp_path)) == "FROM docker\n"  # relative to the context
+    assert read_containerfile(tmp_path / "Dockerfile", "/") == "FROM docker\n"
+    assert read_containerfile("FROM text\nRUN x\n", str(tmp_path)) == "FROM text\nRUN x\n"
+    assert read_containerfile("FROM host", str(tmp_path)) == "FROM host"
+    with pytest.raises(BuildError, match="Containerfile nope does not exist"):
+        read_containerfile("nope", str(tmp_path))

@@ -1,0 +1,59 @@
+"""ARG/ENV substitution and quoting, as Docker does them."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_minicontainer.build._subst import expand, split_words, words
+from pytest_minicontainer.errors import BuildError
+
+ENV = {"A": "alpha", "EMPTY": "", "SP": "x y"}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("$A", "alpha"),
+    ("${A}", "alpha"),
+    ("pre-${A}-post", "pre-alpha-post"),
+    ("$A.txt", "alpha.txt"),
+    ("$MISSING", ""),
+    ("${MISSING:-dflt}", "dflt"),
+    ("${EMPTY:-dflt}", "dflt"),
+    ("${EMPTY-dflt}", ""),
+    ("${MISSING-dflt}", "dflt"),
+    ("${A:+alt}", "alt"),
+    ("${MISSING:+alt}", ""),
+    ("${EMPTY+alt}", "alt"),
+    ("${MISSING:-${A}}", "alpha"),
+    ("\\$A", "$A"),
+    ("'$A'", "$A"),
+    ('"$A b"', "alpha b"),
+    ("a\\ b", "a b"),
+    ("$", "$"),
+    ("cost: 5$", "cost: 5$"),
+])
+def test_expand(text: str, expected: str) -> None:
+    assert expand(text, ENV) == expected
+
+
+def test_required_variable() -> None:
+    assert expand("${A:?must be set}", ENV) == "alpha"
+    with pytest.raises(BuildError, match="line 7: substitution failed: MISSING: must be set"):
+        expand("${MISSING:?must be set}", ENV, line=7)
+
+
+def test_bad_substitutions_name_the_line() -> None:
+    with pytest.raises(BuildError, match="line 3: substitution failed"):
+        expand("${A", ENV, line=3)
+    with pytest.raises(BuildError, match="unsupported modifier"):
+        expand("${A#x}", ENV, line=3)
+    with pytest.raises(BuildError, match="unterminated"):
+        expand('"open', ENV, line=3)
+
+
+def test_words_split_before_expansion() -> None:
+    assert words('a "b c" $SP', ENV) == ["a", "b c", "x y"]
+    assert split_words("k='v w' z") == ["k='v w'", "z"]
+
+
+def test_backtick_escape() -> None:
+    assert expand("`$A", ENV, escape="`") == "$A"
