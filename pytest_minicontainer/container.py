@@ -13,6 +13,7 @@ import io
 import os
 import re
 import selectors
+import shlex
 import signal
 import socket
 import tarfile
@@ -169,7 +170,7 @@ class Container:
         self._removed = False
         self._kept: Path | None = None
         self._lock = threading.RLock()
-        self.exit_status: int | None = None
+        self._exit_status: int | None = None
         self._forwarders: dict[int, Any] = {}  # container port -> network.Forwarder
 
     def __repr__(self) -> str:
@@ -192,6 +193,14 @@ class Container:
         finally:
             os.close(log)
             os.close(null)
+
+    @property
+    def exit_status(self) -> int | None:
+        """The main process's exit status once it has ended; None while it runs or without one."""
+        if self._exit_status is None and self._main is not None:
+            with contextlib.suppress(ContainerError):
+                self._exit_status = self._main.wait(0)
+        return self._exit_status
 
     @property
     def pid(self) -> int | None:
@@ -217,7 +226,7 @@ class Container:
         status = self._main.wait(timeout)
         if status is None:
             raise ExecTimeout(self.command or [], timeout or 0.0, self.logs())
-        self.exit_status = status
+        self._exit_status = status
         return status
 
     def logs(self) -> str:
@@ -495,7 +504,7 @@ class Container:
             self._rt.destroy(remove=remove)
             if self._main is not None:
                 with contextlib.suppress(ContainerError):
-                    self.exit_status = self._main.wait(5)
+                    self._exit_status = self._main.wait(5)
             self._stopped = True
         self.engine._finished(self)
         return self.exit_status
@@ -516,8 +525,12 @@ class Container:
         return self._kept
 
     def shell_command(self) -> str:
-        """A command line opening a shell in this container's kept files."""
-        return f"minicontainer run --rm -it minicontainer-kept:{self.id} /bin/sh"
+        """A command line opening a shell in this container's kept files (see :meth:`keep`)."""
+        from .paths import default_store_path
+
+        store = self.engine.store_path
+        prefix = "" if store == default_store_path() else f"MINICONTAINER_STORE={shlex.quote(str(store))} "
+        return f"{prefix}minicontainer run --rm -it minicontainer-kept:{self.id} /bin/sh"
 
     def remove(self) -> None:
         """Stop the container and delete its writable layer (idempotent)."""

@@ -20,6 +20,8 @@ from typing import Any
 from .container import Container, Mount
 from .errors import ContainerError, ImageError, MiniContainerError
 from .image import Image
+from .paths import default_store_path
+from .runtime import idmap as _idmap
 from .runtime.client import Runtime
 from .store import Store
 
@@ -29,15 +31,6 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NETWORKS = ("none", "host", "slirp")
 
 ImageResolver = Callable[[str], "Image | str | None"]
-
-
-def default_store_path() -> Path:
-    """``$MINICONTAINER_STORE``, else ``$XDG_CACHE_HOME/pytest-minicontainer`` (~/.cache)."""
-    env = os.environ.get("MINICONTAINER_STORE")
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "pytest-minicontainer"
 
 
 class Engine:
@@ -96,14 +89,27 @@ class Engine:
                     self._runtime.clean_stale()
             return self._runtime
 
+    def start(self) -> None:
+        """Start the runtime now (it starts on the first container otherwise).
+
+        Raises RuntimeUnavailable, with the fix, on a host that refuses containers.
+        """
+        self.runtime  # noqa: B018 - the property starts it
+
+    @property
+    def _idmap(self) -> _idmap.IdMap:
+        # the runtime's own choice once it runs; before that the same choice, made cheaply
+        return self._runtime.idmap if self._runtime is not None else _idmap.choose(self._idmap_mode)
+
     @property
     def mode(self) -> str:
-        """``root`` or ``rootless``."""
-        return "root" if os.geteuid() == 0 and self.runtime.idmap.kind == "root" else "rootless"
+        """``root`` or ``rootless`` (does not start the runtime)."""
+        return "root" if os.geteuid() == 0 and self._idmap.kind == "root" else "rootless"
 
     @property
     def id_mapping(self) -> str:
-        return self.runtime.idmap.describe()
+        """How ids inside containers map to the host's (does not start the runtime)."""
+        return self._idmap.describe()
 
     @property
     def containers(self) -> list[Container]:

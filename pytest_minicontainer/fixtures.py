@@ -1,0 +1,340 @@
+"""The fixtures, in the three levels pytest-httpserver made familiar.
+
+* ``container_image`` (function): small and overridable; says *which* image.
+* ``minicontainer`` (session): owns the expensive thing, the :class:`Engine`, created on first
+  use so that a run whose tests need no container never starts a runtime or touches a store.
+* ``container_factory`` / ``container`` (function): hand each test clean containers and
+  remove them afterwards, whatever the test did.
+
+:class:`State` is the per-process glue between these fixtures and the hooks in
+:mod:`pytest_minicontainer.plugin`: the settings read from options and ini keys, the lazily
+created engine, and which containers each test used (for failure reports and ``keep``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import pytest
+
+from .markers import MARKER_KEYS, ContainerSpec, MarkerError, MountSpec, check_options, spec_from_markers
+from .paths import default_store_path
+
+if TYPE_CHECKING:
+    from .container import Container
+    from .engine import Engine
+    from .errors import RuntimeUnavailable
+    from .image import Image
+
+__all__ = ["State", "container", "container_factory", "container_image", "minicontainer"]
+
+#: How long ``ready=`` may take when the marker gives no ``timeout=``.
+DEFAULT_READY_TIMEOUT = 60.0
+FACTORY_KEYS = (*MARKER_KEYS[1:], "hostname")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The plugin's options, each resolved from its command-line option or else its ini key."""
+
+    store: str | None = None
+    pull: str = "missing"
+    keep: str = "never"
+    image: str = "host"
+    unavailable: str = "error"
+
+
+@dataclass
+class Tracked:
+    """A container a test used, and whether (and where) its writable layer was kept."""
+
+    container: Container
+    kept: Path | None = None
+    shell: str = ""
+
+    def keep(self) -> None:
+        if self.kept is None:
+            self.kept = self.container.keep()
+            self.shell = self.container.shell_command()
+
+
+def exit_status(container: Container) -> int | None:
+    """The main process's exit status if it has ended (None while it runs or if there is none)."""
+    return container.exit_status
+
+
+CONTAINERS_KEY = pytest.StashKey[list[Tracked]]()
+REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+def item_failed(item: pytest.Item) -> bool:
+    """Whether the test failed so far (setup or call): decides ``--minicontainer-keep=failed``."""
+    reports = item.stash.get(REPORTS_KEY, {})
+    return any(r.failed for r in reports.values())
+
+
+@dataclass
+class State:
+    """Per-process plugin state; one per ``pytest.Config`` (xdist workers each have their own)."""
+
+    config: pytest.Config
+    settings: Settings
+    _engine: Engine | None = field(default=None, init=False)
+    _refused: RuntimeUnavailable | None = field(default=None, init=False)
+
+    def engine(self) -> Engine:
+        """The session's engine, created on first call; raises RuntimeUnavailable on a refusing host.
+
+        Starting the runtime here makes a host's refusal surface once, in the fixture.
+        """
+        if self._refused is not None:
+            raise self._refused
+        if self._engine is None:
+            from .engine import Engine  # heavy: only once a test needs a container
+            from .errors import RuntimeUnavailable
+
+            engine = Engine(
+                self.settings.store,
+                image_resolver=self._resolve_image,
+                on_start=self._started,
+                on_finish=self._finished,
+            )
+            try:
+                engine.start()
+            except RuntimeUnavailable as exc:
+                engine.close()
+                self._refused = exc
+                raise
+            self._engine = engine
+        return self._engine
+
+    def describe(self) -> str:
+        """The header line: runtime mode, id mapping and store, without starting anything.
+
+        Before the engine exists the facts come from the id-map choice the runtime will make
+        (a cheap read of /etc/subuid) and the store path rules, so a run that needs no
+        container still gets its header for free.
+        """
+        if self._engine is not None:
+            e = self._engine
+            return f"{e.mode}, id mapping {e.id_mapping}, store {e.store_path}"
+        from .runtime.idmap import choose
+
+        idmap = choose()
+        mode = "root" if os.geteuid() == 0 and idmap.kind == "root" else "rootless"
+        return f"{mode}, id mapping {idmap.describe()}, store {self.settings.store or default_store_path()}"
+
+    def refused(self, exc: RuntimeUnavailable) -> NoReturn:
+        """Skip or fail the current test, as ``minicontainer_unavailable`` says."""
+        __tracebackhide__ = True
+        if self.settings.unavailable == "skip":
+            pytest.skip(f"minicontainer: containers cannot run on this host: {exc.cause} (fix: {exc.fix})")
+        pytest.fail(
+            f"minicontainer: containers cannot run on this host: {exc.cause}\n  fix: {exc.fix}\n"
+            "  (or pass --minicontainer-unavailable=skip to skip the tests that need containers)",
+            pytrace=False,
+        )
+
+    def close(self) -> None:
+        if self._engine is not None:
+            engine, self._engine = self._engine, None
+            engine.close()
+
+    def _resolve_image(self, reference: str) -> Image | str | None:
+        hook = self.config.hook.pytest_minicontainer_resolve_image
+        result: Image | str | None = hook(config=self.config, engine=self._engine, reference=reference)
+        return result
+
+    def _started(self, container: Container) -> None:
+        self.config.hook.pytest_minicontainer_container_started(config=self.config, container=container)
+
+    def _finished(self, container: Container, exit_status: int | None) -> None:
+        self.config.hook.pytest_minicontainer_container_finished(
+            config=self.config, container=container, exit_status=exit_status
+        )
+
+
+STATE_KEY = pytest.StashKey[State]()
+
+
+def _mount(value: Any) -> Any:
+    """Turn what the marker or a hook put in ``mounts`` into the engine's ``Mount``."""
+    from . import Mount
+
+    if isinstance(value, str):
+        (value,) = check_options({"mounts": [value]})["mounts"]
+    if isinstance(value, MountSpec):
+        return Mount(value.source, value.target, readonly=value.readonly)
+    return value
+
+
+def wait_ready(container: Container, ready: Any, timeout: float | None) -> None:
+    """Block until ``ready`` says the container is ready; raise ContainerError when it never does.
+
+    A callable is polled: it is ready once it returns a true value or None (so a function that
+    raises until the service answers works too).  A wait strategy (anything with
+    ``.wait(container, timeout)``) does its own waiting; returning False means it timed out.
+    """
+    __tracebackhide__ = True
+    from .errors import ContainerError
+
+    limit = DEFAULT_READY_TIMEOUT if timeout is None else timeout
+    name = getattr(ready, "__name__", None) or type(ready).__name__
+
+    def fail(why: str) -> ContainerError:
+        # The failure report's section for this container shows its logs and changes.
+        return ContainerError(f"container {container.id} ({container.image}) was not ready: {why}")
+
+    waiter = getattr(ready, "wait", None)
+    if callable(waiter):
+        if waiter(container, limit) is False:
+            raise fail(f"{name}.wait() gave up after {limit:g}s")
+        return
+    deadline = time.monotonic() + limit
+    delay = 0.01
+    last = "it was never called"
+    while True:
+        exited = exit_status(container)
+        try:
+            result = ready(container)
+        except Exception as exc:
+            last = f"raised {type(exc).__name__}: {exc}"
+        else:
+            if result is None or result:
+                return
+            last = f"returned {result!r}"
+        if exited is not None:
+            raise fail(f"its main process exited with status {exited} (ready check {name} {last})")
+        if time.monotonic() >= deadline:
+            raise fail(f"ready check {name} still {last} after the timeout of {limit:g}s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
+class ContainerFactory:
+    """``container_factory(image=None, **options)``: start containers that go away after the test.
+
+    ``image`` is a reference string or an :class:`Image` and defaults to ``container_image``;
+    ``options`` are those of the ``container`` marker plus ``hostname``.  Every container it
+    started is stopped and removed when the test ends (kept first if ``--minicontainer-keep``
+    says so).
+    """
+
+    def __init__(self, request: pytest.FixtureRequest, engine: Engine, default_image: str | Image) -> None:
+        self._request = request
+        self._engine = engine
+        self._default_image = default_image
+        self._state = request.config.stash[STATE_KEY]
+        self._tracked: list[Tracked] = []
+
+    def __call__(self, image: str | Image | None = None, **options: Any) -> Container:
+        __tracebackhide__ = True
+        try:
+            checked = check_options({"image": image, **options}, allowed=("image", *FACTORY_KEYS))
+        except MarkerError as exc:
+            raise TypeError(f"container_factory(): {exc}") from None
+        if checked["image"] is None:
+            checked["image"] = self._default_image
+        return self.start(ContainerSpec(**checked))
+
+    def start(self, spec: ContainerSpec) -> Container:
+        """Start one container from ``spec``, after the ``container_options`` hook had its say."""
+        __tracebackhide__ = True
+        config = self._request.config
+        options: dict[str, Any] = {"image": spec.image or self._default_image, **spec.run_options()}
+        config.hook.pytest_minicontainer_container_options(config=config, options=options)
+        image = options.pop("image")
+        options["mounts"] = [_mount(m) for m in options.get("mounts") or ()]
+        if isinstance(image, str):
+            image = self._engine.image(image, pull=self._state.settings.pull)
+        from .errors import RuntimeUnavailable
+
+        refusal: RuntimeUnavailable | None = None
+        try:
+            container = self._engine.run(image, **options)
+        except RuntimeUnavailable as exc:  # e.g. overlayfs refused: known only at the first container
+            refusal = exc
+        if refusal is not None:  # outside the except block: no "during handling" chain
+            self._state.refused(refusal)
+        tracked = Tracked(container)
+        self._tracked.append(tracked)
+        item = self._request.node
+        item.stash.setdefault(CONTAINERS_KEY, []).append(tracked)
+        if spec.ready is not None:
+            wait_ready(container, spec.ready, spec.timeout)
+        return container
+
+    def close(self) -> None:
+        """Keep (per ``--minicontainer-keep``), stop and remove every container, newest first."""
+        keep = self._state.settings.keep
+        keep_all = keep == "always" or (keep == "failed" and item_failed(self._request.node))
+        errors: list[BaseException] = []
+        while self._tracked:
+            tracked = self._tracked.pop()
+            try:
+                if keep_all:
+                    tracked.keep()
+                tracked.container.stop()
+                tracked.container.remove()
+            except Exception as exc:  # remove the others before reporting
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+@pytest.fixture(scope="session")
+def minicontainer(pytestconfig: pytest.Config) -> Iterator[Engine]:
+    """The session's Engine (created on first use; one per xdist worker, all sharing one store)."""
+    from .errors import RuntimeUnavailable
+
+    state = pytestconfig.stash[STATE_KEY]
+    try:
+        engine = state.engine()
+    except RuntimeUnavailable as exc:
+        refusal = exc  # reported outside the except block: no "during handling" chain
+    else:
+        yield engine
+        state.close()
+        return
+    state.refused(refusal)
+
+
+@pytest.fixture
+def container_image(request: pytest.FixtureRequest) -> str | Image:
+    """The image of ``container``: the marker's ``image``, else the ini key ``minicontainer_image``.
+
+    Override this fixture, or parametrize it (``@pytest.mark.parametrize("container_image",
+    [...])``, directly or with ``indirect=True``) to run a test against several images.
+    """
+    param = getattr(request, "param", None)
+    if param is not None:
+        return param  # type: ignore[no-any-return]
+    spec = spec_from_markers(request.node.iter_markers("container"))
+    if spec.image is not None:
+        return spec.image
+    return request.config.stash[STATE_KEY].settings.image
+
+
+@pytest.fixture
+def container_factory(
+    request: pytest.FixtureRequest, minicontainer: Engine, container_image: str | Image
+) -> Iterator[ContainerFactory]:
+    """Start containers with ``container_factory(image=None, **options)``; all removed after the test."""
+    factory = ContainerFactory(request, minicontainer, container_image)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def container(
+    request: pytest.FixtureRequest, container_factory: ContainerFactory, container_image: str | Image
+) -> Container:
+    """A clean, started container from ``container_image`` with the ``container`` marker's options."""
+    __tracebackhide__ = True
+    spec = spec_from_markers(request.node.iter_markers("container"))
+    return container_factory.start(replace(spec, image=container_image))

@@ -1,0 +1,52 @@
+"""Hooks a ``conftest.py`` or plugin can implement to shape every container of a test run.
+
+Registered by ``pytest_addhooks`` in :mod:`pytest_minicontainer.plugin`.  Implement them in a
+``conftest.py`` with the same name and any subset of the arguments, for example::
+
+    def pytest_minicontainer_container_options(config, options):
+        options["env"]["CI"] = "1"
+
+Only containers started through the plugin's fixtures (``container``, ``container_factory``)
+go through ``container_options``, whose ``options`` dict holds the keys image, command, env,
+workdir, user, mounts, network and hostname; ``resolve_image``, ``container_started`` and
+``container_finished`` see every container of the session's engine (``minicontainer``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import pytest
+
+    from .container import Container
+    from .engine import Engine
+    from .image import Image
+
+hookspec = pluggy.HookspecMarker("pytest")
+
+
+@hookspec
+def pytest_minicontainer_container_options(config: pytest.Config, options: dict[str, Any]) -> None:
+    """Change a container's start options in place before it starts (e.g. add env to every one)."""
+
+
+@hookspec(firstresult=True)
+def pytest_minicontainer_resolve_image(
+    config: pytest.Config, engine: Engine, reference: str
+) -> Image | str | None:
+    """Resolve a custom image reference: return an Image, another reference, or None to pass."""
+
+
+@hookspec
+def pytest_minicontainer_container_started(config: pytest.Config, container: Container) -> None:
+    """Called once a container of the session's engine has started."""
+
+
+@hookspec
+def pytest_minicontainer_container_finished(
+    config: pytest.Config, container: Container, exit_status: int | None
+) -> None:
+    """Called when a container stops, with its main process's exit status (None if it had none)."""

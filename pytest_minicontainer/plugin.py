@@ -1,0 +1,251 @@
+"""The ``pytest11`` entry point: options and ini keys, the marker, hooks, header and reports.
+
+Nothing here imports the engine: a run whose tests use no container only pays for parsing
+options.  The engine is created by the ``minicontainer`` fixture the first time a test needs it
+(:mod:`pytest_minicontainer.fixtures`).
+
+Each command-line option has an ini key of the same name with ``_`` (the option wins), so a
+project sets its defaults in ``pyproject.toml`` and a developer overrides them per run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .fixtures import CONTAINERS_KEY, REPORTS_KEY, STATE_KEY, Settings, State, Tracked, exit_status
+from .fixtures import container as container
+from .fixtures import container_factory as container_factory
+from .fixtures import container_image as container_image
+from .fixtures import minicontainer as minicontainer
+from .image import Image
+from .markers import MARKER_SIGNATURE, iter_problems
+
+PULL = ("missing", "always", "never")
+KEEP = ("never", "failed", "always")
+UNAVAILABLE = ("error", "skip")
+#: How many log lines and changed paths a failure report shows per container.
+LOG_LINES = 10
+DIFF_LINES = 20
+KEPT_SECTION = "minicontainer kept"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("minicontainer", "throw-away containers (pytest-minicontainer)")
+
+    def add(name: str, help: str, default: str | None, choices: tuple[str, ...] | None = None) -> None:
+        ini = "minicontainer_" + name.replace("-", "_")
+        if choices:
+            help = f"{help} ({'|'.join(choices)}, default {default})"
+        group.addoption(f"--minicontainer-{name}", dest=ini, default=None, choices=choices, help=help,
+                        metavar=None if choices else "DIR")
+        parser.addini(ini, help, default=default)
+
+    add("store", "directory of the image store, shared by all xdist workers; default "
+        "$MINICONTAINER_STORE, else ~/.cache/pytest-minicontainer", None)
+    add("pull", "when to fetch a named image from its registry", "missing", PULL)
+    add("keep", "keep containers' writable layers after their tests, and print where", "never", KEEP)
+    add("unavailable", "what tests that need containers do on a host that cannot run them",
+        "error", UNAVAILABLE)
+    parser.addini("minicontainer_image", "default image of the `container` fixture (default host)",
+                  default="host")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspec
+
+    pluginmanager.add_hookspecs(hookspec)
+
+
+def _setting(config: pytest.Config, name: str, choices: tuple[str, ...] | None = None) -> str | None:
+    value = config.getoption(name, None)
+    if value is None:
+        value = config.getini(name) or None
+        if value is not None and choices and value not in choices:
+            raise pytest.UsageError(f"ini key {name} = {value!r}: must be one of {', '.join(choices)}")
+    return value  # type: ignore[no-any-return]
+
+
+def _store(config: pytest.Config) -> str | None:
+    """Option (relative to the invocation dir), else ini (relative to the ini file), else env."""
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is not None and "minicontainer_store" in workerinput:
+        return workerinput["minicontainer_store"]  # type: ignore[no-any-return]  # the controller decided
+    option = config.getoption("minicontainer_store")
+    if option:
+        return str(config.invocation_params.dir / Path(option).expanduser())
+    ini = config.getini("minicontainer_store")
+    if ini:
+        base = config.inipath.parent if config.inipath else config.rootpath
+        return str(base / Path(ini).expanduser())
+    return os.environ.get("MINICONTAINER_STORE") or None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER_SIGNATURE}: options of the test's `container` fixture; markers combine key by "
+        "key, the closest (function > class > module) wins.",
+    )
+    settings = Settings(
+        store=_store(config),
+        pull=_setting(config, "minicontainer_pull", PULL) or "missing",
+        keep=_setting(config, "minicontainer_keep", KEEP) or "never",
+        image=_setting(config, "minicontainer_image") or "host",
+        unavailable=_setting(config, "minicontainer_unavailable", UNAVAILABLE) or "error",
+    )
+    config.stash[STATE_KEY] = State(config, settings)
+    config.pluginmanager.register(KeptSummary(), "minicontainer-kept-summary")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE_KEY, None)
+    if state is not None:
+        state.close()  # normally the session fixture did; this covers interrupted runs
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: every worker uses the store the controller resolved, so all share one."""
+    store = node.config.stash[STATE_KEY].settings.store
+    if store is not None:
+        node.workerinput["minicontainer_store"] = store
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """``minicontainer: rootless, id mapping ..., store ...``; starts nothing (see State.describe)."""
+    return f"minicontainer: {config.stash[STATE_KEY].describe()}"
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """Show the image in test ids when ``container_image`` is parametrized with Image objects."""
+    if argname == "container_image" and isinstance(val, Image):
+        return str(val)
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """Turn bad ``container`` markers into a collection error naming each test and the problem.
+
+    A collection error (rather than a ``UsageError``) is what pytest itself gives for an
+    unknown marker under ``--strict-markers``, and it reaches the terminal under xdist too.
+    """
+    report: pytest.CollectReport = yield
+    if report.outcome != "passed":
+        return report
+    problems = [
+        f"{item.nodeid}: @pytest.mark.container: {problem}"
+        for item in report.result
+        if isinstance(item, pytest.Item)
+        for problem in iter_problems(item.iter_markers("container"))
+    ]
+    if problems:
+        report.outcome = "failed"
+        report.result = []
+        report.longrepr = (
+            "invalid container marker" + ("s" if len(problems) > 1 else "") + ":\n  "
+            + "\n  ".join(dict.fromkeys(problems))
+            + f"\n  signature: @pytest.mark.{MARKER_SIGNATURE}"
+        )
+    return report
+
+
+def _describe(tracked: Tracked) -> str:
+    """The failure-report section of one container: what ran, what it said, what it changed."""
+    c = tracked.container
+
+    def attempt(what: str, fn: Any) -> Any:
+        try:
+            return fn()
+        except Exception as exc:  # a broken container must not hide the test's own failure
+            return f"<{what} unavailable: {type(exc).__name__}: {exc}>"
+
+    lines = [f"image:   {c.image} ({c.image.digest.split(':', 1)[0]}:{c.image.short_id})"]
+    status = attempt("status", lambda: exit_status(c))
+    if c.command is None or list(c.command) == []:
+        lines.append("command: none (exec only)")
+    else:
+        state = "still running" if status is None else f"exit status {status}"
+        lines.append(f"command: {shlex.join(c.command)}  ->  {state}")
+    logs = attempt("logs", c.logs)
+    if isinstance(logs, str) and logs.strip():
+        tail = logs.rstrip("\n").splitlines()
+        lines.append(f"logs (last {min(LOG_LINES, len(tail))} of {len(tail)} lines):")
+        lines += [f"  | {line}" for line in tail[-LOG_LINES:]]
+    changes = attempt("diff", c.diff)
+    if isinstance(changes, str):
+        lines.append(changes)
+    elif changes:
+        lines.append(f"changes ({len(changes)}):")
+        lines += [f"  {ch.kind} {ch.path}" for ch in changes[:DIFF_LINES]]
+        if len(changes) > DIFF_LINES:
+            lines.append(f"  ... and {len(changes) - DIFF_LINES} more")
+    else:
+        lines.append("changes: none")
+    if tracked.kept is not None:
+        lines.append(f"kept:    {tracked.kept}")
+        lines.append(f"shell:   {tracked.shell}")
+    return "\n".join(lines)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Remember each phase's report (for keep=failed) and add container sections to failures.
+
+    The sections are built here, while the containers still run: the fixtures remove them
+    during teardown, after this report is made.
+    """
+    report: pytest.TestReport = yield
+    item.stash.setdefault(REPORTS_KEY, {})[report.when] = report
+    tracked = item.stash.get(CONTAINERS_KEY, [])
+    if tracked and report.when in ("setup", "call") and report.failed:
+        keep = item.config.stash[STATE_KEY].settings.keep != "never"
+        for t in tracked:
+            if keep:
+                # A layer that cannot be kept must not hide the report of the test's failure.
+                with contextlib.suppress(Exception):
+                    t.keep()
+            report.sections.append((f"minicontainer {t.container.id} ({t.container.image})", _describe(t)))
+    elif tracked and report.when == "teardown":
+        kept = [t for t in tracked if t.kept is not None]
+        if kept:
+            report.sections.append((KEPT_SECTION, "\n".join(
+                f"{t.container.id} ({t.container.image}): {t.kept}\n  shell: {t.shell}" for t in kept
+            )))
+    return report
+
+
+class KeptSummary:
+    """Lists kept containers at the end of the run, whichever process ran their tests.
+
+    It reads the ``minicontainer kept`` section of teardown reports, which xdist ships from
+    the workers to the controller, so the list is complete with ``-n``.
+    """
+
+    def __init__(self) -> None:
+        self.kept: list[tuple[str, str]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "teardown":
+            self.kept += [(report.nodeid, text) for name, text in report.sections if name == KEPT_SECTION]
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if not self.kept:
+            return
+        tr = terminalreporter
+        tr.write_sep("=", f"minicontainer: kept the writable layers of {len(self.kept)} test(s)")
+        for nodeid, text in self.kept:
+            tr.write_line(nodeid)
+            for line in text.splitlines():
+                tr.write_line("  " + line)
