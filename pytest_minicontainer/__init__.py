@@ -14,7 +14,8 @@ _EXPORTS = {
     "Process": "container", "Engine": "engine", "HealthCheck": "image", "Image": "image",
     "ImageConfig": "image", "BuildError": "errors", "ContainerError": "errors", "ExecError": "errors",
     "ExecTimeout": "errors", "ImageError": "errors", "ImageNotFound": "errors",
-    "MiniContainerError": "errors", "RuntimeUnavailable": "errors", "StoreError": "errors",
+    "MiniContainerError": "errors", "RegistryError": "errors", "RuntimeUnavailable": "errors", "StoreError": "errors",
+    "WaitTimeout": "errors",
 }
 
 if TYPE_CHECKING:
@@ -28,8 +29,10 @@ if TYPE_CHECKING:
         ImageError,
         ImageNotFound,
         MiniContainerError,
+        RegistryError,
         RuntimeUnavailable,
         StoreError,
+        WaitTimeout,
     )
     from .image import HealthCheck, Image, ImageConfig
 
@@ -64,7 +67,9 @@ __all__ = [
     "MiniContainerError",
     "Mount",
     "Process",
+    "RegistryError",
     "RuntimeUnavailable",
     "StoreError",
+    "WaitTimeout",
     "__version__",
 ]

@@ -136,8 +136,12 @@ class Engine:
                 rt.close()
 
     # -- images ---------------------------------------------------------------------------------
-    def image(self, ref: str | Image, *, pull: str | None = None) -> Image:
-        """Resolve ``ref`` ("host", "rootfs:...", "oci:...", "NAME:TAG"...) to an image."""
+    def image(self, ref: str | Image, *, pull: str | None = None, platform: str | None = None) -> Image:
+        """Resolve ``ref`` ("host", "rootfs:...", "oci:...", "NAME:TAG", a registry name) to an image.
+
+        ``pull`` (missing, always, never) says when a registry is asked; ``platform``
+        ("linux/arm64") picks from a multi-platform image (default: this host's).
+        """
         if isinstance(ref, Image):
             return ref
         if not isinstance(ref, str) or not ref.strip():
@@ -148,14 +152,14 @@ class Engine:
             if isinstance(found, Image):
                 return found
             if isinstance(found, str) and found != ref:
-                return self.image(found, pull=pull)
+                return self.image(found, pull=pull, platform=platform)
         if ref == "host":
             from .images.host import host_image
 
             return host_image(self.store)
         from .images import resolve
 
-        return resolve(self.store, ref, pull=pull)  # registry pulls (issue 5): pull policy passed through
+        return resolve(self.store, ref, pull=pull, platform=platform)
 
     def build(self, containerfile: str | os.PathLike[str] | None = None, context: str | os.PathLike[str] = ".", *,
               tag: str | None = None, build_args: Mapping[str, str] | None = None, target: str | None = None,

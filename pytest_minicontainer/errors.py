@@ -6,10 +6,12 @@ catch one type; the subclasses say what went wrong and carry the context needed 
     MiniContainerError
     ├── RuntimeUnavailable      the host refuses to create containers (cause + fix)
     ├── ContainerError          a container could not be started or used
-    │   └── ExecError           a command exited non-zero with ``check=True`` (argv, status, output)
-    │       └── ExecTimeout     a command ran past its ``timeout`` and was killed
+    │   ├── ExecError           a command exited non-zero with ``check=True`` (argv, status, output)
+    │   │   └── ExecTimeout     a command ran past its ``timeout`` and was killed
+    │   └── WaitTimeout         a readiness wait gave up (what it waited for, logs tail, main status)
     ├── ImageError              an image or layer is unreadable, corrupt or hostile
-    │   └── ImageNotFound       a reference names no image (unknown tag, REF or file)
+    │   ├── ImageNotFound       a reference names no image (unknown tag, REF or file)
+    │   └── RegistryError       a registry cannot be reached or refuses a request (``registry``)
     ├── StoreError              the image store cannot be read or written (full disk, lock)
     └── BuildError              a Containerfile step failed (line, command, status, output)
 
@@ -28,8 +30,10 @@ __all__ = [
     "ImageError",
     "ImageNotFound",
     "MiniContainerError",
+    "RegistryError",
     "RuntimeUnavailable",
     "StoreError",
+    "WaitTimeout",
 ]
 
 
@@ -80,6 +84,40 @@ class ExecTimeout(ExecError):
         return str(self.args[0])
 
 
+class WaitTimeout(ContainerError):
+    """A container did not become ready: the timeout passed, or waiting could not help (its main
+    process exited, its HEALTHCHECK reports unhealthy); ``elapsed`` is set when it gave up early.
+
+    A bare "timed out" sends the reader to dig for the cause, so the message carries what was
+    awaited, the last reason it was not ready, whether the main process still runs (or its exit
+    status) and the last lines it logged.  The same facts are attributes, for code.
+    """
+
+    def __init__(self, container_id: str, waited_for: str, reason: str, timeout: float,
+                 exit_status: int | None, has_main: bool, logs: str, elapsed: float | None = None) -> None:
+        self.container_id = container_id
+        self.waited_for = waited_for
+        self.reason = reason
+        self.timeout = timeout
+        self.exit_status = exit_status
+        self.has_main = has_main
+        self.elapsed = elapsed
+        self.logs_tail = logs.splitlines()[-20:]
+        if exit_status is not None:
+            main = f"the main process exited with status {exit_status}"
+        else:
+            main = "the main process is still running" if has_main else "the container has no main process"
+        when = f"timed out after {timeout:g}s" if elapsed is None else f"gave up after {elapsed:.1f}s of {timeout:g}s"
+        tail = ("\n  last log lines:\n    " + "\n    ".join(self.logs_tail)) if self.logs_tail else (
+            "\n  the main process logged nothing" if has_main else "")
+        super().__init__(f"container {container_id} not ready: {waited_for} {when}: {reason}; {main}{tail}")
+
+    @property
+    def exited(self) -> bool:
+        """Whether the main process had exited when the wait gave up."""
+        return self.exit_status is not None
+
+
 class ImageError(MiniContainerError):
     """An image, manifest or layer is unreadable, corrupt or hostile (``path`` names the file)."""
 
@@ -94,6 +132,18 @@ class ImageNotFound(ImageError):
     def __init__(self, reference: str, message: str = "") -> None:
         super().__init__(message or f"image not found: {reference!r}")
         self.reference = reference
+
+
+class RegistryError(ImageError):
+    """A registry did not answer, refused the credentials, or sent something unusable.
+
+    ``registry`` is the address that was contacted (``host:port`` or a URL), so the message
+    and the attribute both say where to look.
+    """
+
+    def __init__(self, message: str, registry: str = "") -> None:
+        super().__init__(message)
+        self.registry = registry
 
 
 class StoreError(MiniContainerError):

@@ -55,6 +55,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "error", UNAVAILABLE)
     parser.addini("minicontainer_image", "default image of the `container` fixture (default host)",
                   default="host")
+    parser.addini("minicontainer_registry_mirror", "a Docker Hub mirror (host[:port]) tried first, falling "
+                  "back to Docker Hub; $MINICONTAINER_REGISTRY_MIRROR wins", default="")
+    parser.addini("minicontainer_insecure_registries", "registries (host[:port]) reachable over plain HTTP "
+                  "besides loopback ones; $MINICONTAINER_INSECURE_REGISTRIES wins", type="linelist", default=[])
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -102,6 +106,24 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[STATE_KEY] = State(config, settings)
     config.pluginmanager.register(KeptSummary(), "minicontainer-kept-summary")
+    _registry_settings(config)
+
+
+def _registry_settings(config: pytest.Config) -> None:
+    """Hand the registry ini keys to the pull code through its environment variables.
+
+    The environment wins when both are set; xdist workers inherit what is set here.
+    """
+    mirror = config.getini("minicontainer_registry_mirror")
+    insecure: list[str] = config.getini("minicontainer_insecure_registries")
+    if not mirror and not insecure:
+        return
+    from .images.registry import INSECURE_ENV, MIRROR_ENV
+
+    if mirror and not os.environ.get(MIRROR_ENV):
+        os.environ[MIRROR_ENV] = str(mirror)
+    if insecure and not os.environ.get(INSECURE_ENV):
+        os.environ[INSECURE_ENV] = ",".join(insecure)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

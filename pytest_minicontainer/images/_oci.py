@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import ImageError, ImageNotFound
 from . import _mediatypes as mt
 from ._plan import ImagePlan, LayerPlan
-from ._platform import platform_score, platform_str
+from ._platform import is_attestation, parse_platform, platform_score, platform_str
 from ._source import Source, blob_path, read_blob, read_small
 
 __all__ = ["REF_ANNOTATION", "layout_plan", "manifest_plan", "parse_json"]
@@ -44,18 +44,20 @@ def _kind(doc: Mapping[str, Any], media_type: str) -> str:
     return "unknown"
 
 
-def _pick_platform(src: Source, index: Mapping[str, Any], where: str) -> dict[str, Any]:
+def _pick_platform(src: Source, index: Mapping[str, Any], where: str, platform: str | None = None) -> dict[str, Any]:
     entries = [m for m in index.get("manifests") or () if isinstance(m, dict)]
-    scored = sorted(((platform_score(m), i, m) for i, m in enumerate(entries)), key=lambda t: (-t[0], t[1]))
+    wanted = parse_platform(platform) if platform else None
+    scored = sorted(((platform_score(m, wanted), i, m) for i, m in enumerate(entries)), key=lambda t: (-t[0], t[1]))
     if not scored or scored[0][0] == 0:
-        have = ", ".join(sorted({platform_str(m) for m in entries})) or "none"
-        raise ImageError(f"no manifest for this host's platform in {where} (available: {have})",
-                         path=src.name)
+        have = ", ".join(sorted({platform_str(m) for m in entries if not is_attestation(m)})) or "none"
+        which = f"platform {platform}" if platform else "this host's platform"
+        raise ImageError(f"no manifest for {which} in {where} (available: {have})", path=src.name)
     return scored[0][2]
 
 
-def manifest_plan(src: Source, desc: Mapping[str, Any], where: str, depth: int = 0) -> ImagePlan:
-    """Follow ``desc`` (a manifest or an index) to one image manifest for this host."""
+def manifest_plan(src: Source, desc: Mapping[str, Any], where: str, depth: int = 0,
+                  platform: str | None = None) -> ImagePlan:
+    """Follow ``desc`` (a manifest or an index) to one image manifest for ``platform`` (default: this host)."""
     if depth > 4:
         raise ImageError("indexes nested too deeply", path=src.name)
     digest = str(desc.get("digest", ""))
@@ -63,7 +65,7 @@ def manifest_plan(src: Source, desc: Mapping[str, Any], where: str, depth: int =
     doc = parse_json(data, f"manifest {digest}", src.name)
     kind = _kind(doc, str(desc.get("mediaType", "")))
     if kind == "index":
-        return manifest_plan(src, _pick_platform(src, doc, f"index {digest}"), where, depth + 1)
+        return manifest_plan(src, _pick_platform(src, doc, f"index {digest}", platform), where, depth + 1, platform)
     if kind == "schema1":
         raise ImageError(f"manifest {digest} is Docker schema 1, which is not supported"
                          " (convert it: skopeo copy --format oci ...)", path=src.name)

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["host_platform", "is_attestation", "platform_score", "platform_str"]
+__all__ = ["host_platform", "is_attestation", "parse_platform", "platform_score", "platform_str"]
 
 _ARCH = {
     "x86_64": ("amd64", ""), "amd64": ("amd64", ""), "aarch64": ("arm64", "v8"), "arm64": ("arm64", "v8"),
@@ -19,6 +19,18 @@ def host_platform() -> tuple[str, str, str]:
     """``(os, architecture, variant)`` of this machine."""
     arch, variant = _ARCH.get(os.uname().machine, (os.uname().machine, ""))
     return "linux", arch, variant
+
+
+def parse_platform(text: str) -> tuple[str, str, str]:
+    """``"linux/arm64/v8"`` -> ``("linux", "arm64", "v8")``; ``"arm64"`` alone means linux."""
+    parts = [p for p in text.strip().lower().split("/") if p]
+    if len(parts) == 1:
+        parts = ["linux", *parts]
+    if not 2 <= len(parts) <= 3:
+        from ..errors import ImageError
+
+        raise ImageError(f"platform {text!r} is not OS/ARCH[/VARIANT] (e.g. linux/arm64)")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else ""
 
 
 def is_attestation(desc: Mapping[str, Any]) -> bool:

@@ -1,8 +1,9 @@
 """Parse what a user writes as an image into (transport, path, sub-reference).
 
 Transport syntax follows skopeo: ``oci:PATH[:REF]``, ``oci-archive:FILE[:REF]``,
-``docker-archive:FILE[:REPO:TAG]``; plus ``rootfs:PATH`` and a plain ``NAME[:TAG]`` or digest
-for images already in the store.  The path ends at the first ``:`` (as in skopeo), so a path
+``docker-archive:FILE[:REPO:TAG]``, ``docker://NAME[:TAG][@DIGEST]`` (a registry); plus
+``rootfs:PATH`` and a plain ``NAME[:TAG][@DIGEST]`` or digest, found in the store or (by the
+pull policy) pulled from its registry.  The path ends at the first ``:`` (as in skopeo), so a path
 containing ``:`` cannot be used with a REF.
 """
 
@@ -18,14 +19,15 @@ __all__ = ["ACCEPTED_FORMS", "Reference", "parse_reference"]
 ACCEPTED_FORMS = (
     "accepted image references: oci:PATH[:REF], oci-archive:FILE[:REF],"
     " docker-archive:FILE[:REPO:TAG], rootfs:/DIR, rootfs:/FILE.tar[.gz|.zst],"
-    " NAME[:TAG] or sha256:DIGEST of an image in the store, or host"
+    " [docker://][REGISTRY/]NAME[:TAG][@sha256:DIGEST] from the store or a registry,"
+    " sha256:DIGEST of an image in the store, or host"
 )
 _TRANSPORTS = ("oci", "oci-archive", "docker-archive", "rootfs")
 
 
 @dataclass(frozen=True)
 class Reference:
-    transport: str  # oci, oci-archive, docker-archive, rootfs, store
+    transport: str  # oci, oci-archive, docker-archive, rootfs, store, docker (a registry)
     path: str
     ref: str | None
     text: str
@@ -33,6 +35,8 @@ class Reference:
 
 def parse_reference(text: str) -> Reference:
     text = text.strip()
+    if text.startswith("docker://"):
+        return Reference("docker", text[len("docker://"):], None, text)
     transport, sep, rest = text.partition(":")
     if sep and transport in _TRANSPORTS:
         if not rest:
@@ -45,6 +49,5 @@ def parse_reference(text: str) -> Reference:
     if is_digest(text) or (name and NAME_RE.match(name) and "://" not in text):
         return Reference("store", text, None, text)
     if "://" in text or (sep and "/" not in transport and transport.isalpha() and not rest[:1].isdigit()):
-        raise ImageError(f"image reference {text!r}: unknown transport {transport!r}"
-                         f" (registry pulls are not supported yet); {ACCEPTED_FORMS}")
+        raise ImageError(f"image reference {text!r}: unknown transport {transport!r}; {ACCEPTED_FORMS}")
     raise ImageError(f"image reference {text!r} is not valid; {ACCEPTED_FORMS}")

@@ -1,5 +1,9 @@
 """``resolve(store, reference)``: any accepted reference to an :class:`Image` in the store.
 
+Names (``alpine``, ``localhost:5000/app:1``, ``docker://...``) are looked up in the store and,
+as the pull policy allows, pulled from their registry (:mod:`.registry`).  Files and layouts
+are imported as described below.
+
 A second resolve of the same file must cost milliseconds, so each import remembers the
 source file's identity (path, size, mtime, inode) -> image digest; the fast path is a stat,
 two small reads and a few ``isdir`` calls.  The slow path holds a lock named after that
@@ -11,9 +15,10 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from ..errors import ImageError, ImageNotFound
+from ..errors import ImageError, ImageNotFound, RegistryError
 from ..image import Image
 from ..store import Store
+from ..store._names import is_digest
 from ._docker_archive import docker_archive_plan
 from ._import import materialise
 from ._oci import layout_plan
@@ -25,15 +30,15 @@ from ._source import DirSource, TarSource, open_source
 __all__ = ["resolve"]
 
 
-def resolve(store: Store, reference: str) -> Image:
-    """The image ``reference`` names, imported into ``store`` if needed."""
+def resolve(store: Store, reference: str, *, pull: str | None = None, platform: str | None = None) -> Image:
+    """The image ``reference`` names, imported into ``store`` if needed.
+
+    ``pull`` (``missing`` by default, ``always``, ``never``) and ``platform`` (``linux/arm64``;
+    default: this host's) apply to names that a registry can serve.
+    """
     ref = parse_reference(reference)
-    if ref.transport == "store":
-        try:
-            return store.load_image(ref.path)
-        except ImageNotFound as exc:
-            raise ImageNotFound(reference, f"{exc}; registry pulls are not supported yet;"
-                                           f" {ACCEPTED_FORMS}") from None
+    if ref.transport in ("store", "docker"):
+        return _named(store, ref, reference, pull or "missing", platform)
     if ref.transport == "rootfs" and os.path.isdir(ref.path):
         return rootfs_dir_image(store, ref.path, reference)
     ident = _identity_file(ref)
@@ -53,6 +58,41 @@ def resolve(store: Store, reference: str) -> Image:
         image = _import(store, ref)
         store.record_source(key, image.digest)
         return image
+
+
+def _named(store: Store, ref: Reference, reference: str, pull: str, platform: str | None) -> Image:
+    """A name: the store's image (tags, digests, id prefixes) unless the policy says pull."""
+    from .registry import PULL_POLICIES, pull_image
+
+    if pull not in PULL_POLICIES:
+        raise ImageError(f"pull policy {pull!r} is not one of {', '.join(PULL_POLICIES)}")
+    # With an explicit platform the tag may name another platform's image: pull_image knows
+    # which image each platform's pull gave, so only a digest is looked up here.
+    looked = ref.transport == "store" and (is_digest(ref.path) or (pull != "always" and not platform))
+    if looked:
+        try:
+            image = store.load_image(ref.path)
+            if store.image_complete(image):
+                return image
+        except ImageNotFound as exc:
+            if pull == "never" or is_digest(ref.path):
+                why = ("a bare digest names an image in the store (pull NAME@DIGEST instead)"
+                       if is_digest(ref.path) else "the pull policy is 'never', so registry pulls are off")
+                raise ImageNotFound(reference, f"{exc}; {why}; {ACCEPTED_FORMS}") from None
+    try:
+        return pull_image(store, ref.path, policy=pull, platform=platform)
+    except ImageError as exc:
+        if ref.transport != "store":
+            raise
+        # A bare name may have been meant as something else (a typo'd transport, a local
+        # file): say that the store was searched too, and what else could have been written.
+        note = (f"{reference!r} is not in the store {store.root}, and pulling it failed: " if looked else "")
+        note += f"{exc}; {ACCEPTED_FORMS}"
+        if isinstance(exc, RegistryError):
+            raise RegistryError(note, exc.registry) from exc
+        if isinstance(exc, ImageNotFound):
+            raise ImageNotFound(reference, note) from exc
+        raise ImageError(note) from exc
 
 
 def _identity_file(ref: Reference) -> str:

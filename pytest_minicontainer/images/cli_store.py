@@ -1,4 +1,4 @@
-"""``minicontainer images | import | rmi | prune | du``: the store seen from a shell.
+"""``minicontainer images | import | pull | rmi | prune | du``: the store seen from a shell.
 
 Each command is ``cmd_xxx(args, store) -> exit status``; :func:`add_store_commands` declares
 them on the CLI's subparsers (``set_defaults(store_command=cmd_xxx)``), and ``cli.py`` calls
@@ -16,7 +16,8 @@ from ..errors import ImageError, StoreError
 from ..store import Store, normalise_tag
 from ._resolve import resolve
 
-__all__ = ["add_store_commands", "cmd_du", "cmd_images", "cmd_import", "cmd_prune", "cmd_rmi", "human_size"]
+__all__ = ["add_store_commands", "cmd_du", "cmd_images", "cmd_import", "cmd_prune", "cmd_pull", "cmd_rmi",
+           "human_size"]
 
 
 def human_size(n: float) -> str:
@@ -52,7 +53,7 @@ def cmd_import(args: argparse.Namespace, store: Store) -> int:
     """Import REF (any accepted reference) into the store, optionally tagging it."""
     start = time.monotonic()
     try:
-        image = resolve(store, args.reference)
+        image = resolve(store, args.reference, pull="never")  # fetching from a registry is `pull`
         if image.digest.startswith("sha256:") and not store.has_image(image.digest):
             store.save_image(image)  # rootfs directories are not recorded until imported
         for tag in args.tag or ():
@@ -60,6 +61,48 @@ def cmd_import(args: argparse.Namespace, store: Store) -> int:
     except (ImageError, StoreError, ValueError) as exc:
         print(f"minicontainer import: {exc}", file=sys.stderr)
         return 1
+    tags = ", ".join(store.load_image(image.digest).tags) or "untagged"
+    print(f"{image.digest} ({tags}; {len(image.layer_dirs)} layers, {time.monotonic() - start:.2f}s)")
+    return 0
+
+
+class _PullProgress:
+    """One line per blob on a terminal, redrawn in place (``\r``) at most ten times a second."""
+
+    def __init__(self) -> None:
+        self._current = ""
+        self._last = 0.0
+
+    def __call__(self, digest: str, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if digest == self._current and now - self._last < 0.1 and done != total:
+            return
+        if digest != self._current and self._current:
+            sys.stdout.write("\n")
+        self._current, self._last = digest, now
+        of = f"/{human_size(total)}" if total else ""
+        sys.stdout.write(f"\r{digest[7:19]}: downloading {human_size(done)}{of}\x1b[K")
+        sys.stdout.flush()
+
+    def finish(self) -> None:
+        if self._current:
+            sys.stdout.write("\n")
+
+
+def cmd_pull(args: argparse.Namespace, store: Store) -> int:
+    """Pull REF from its registry (always asks the registry; downloads only missing blobs)."""
+    from .registry import pull_image
+
+    progress = _PullProgress() if sys.stdout.isatty() else None
+    start = time.monotonic()
+    try:
+        image = pull_image(store, args.reference, policy="always", platform=args.platform, progress=progress)
+    except (ImageError, StoreError) as exc:
+        print(f"minicontainer pull: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if progress is not None:
+            progress.finish()
     tags = ", ".join(store.load_image(image.digest).tags) or "untagged"
     print(f"{image.digest} ({tags}; {len(image.layer_dirs)} layers, {time.monotonic() - start:.2f}s)")
     return 0
@@ -115,6 +158,10 @@ def add_store_commands(subparsers: Any) -> None:
     p.add_argument("reference", metavar="REF")
     p.add_argument("--tag", "-t", action="append", metavar="NAME:TAG", help="tag the image (repeatable)")
     p.set_defaults(store_command=cmd_import)
+    p = subparsers.add_parser("pull", help="pull an image from a registry ([docker://]NAME[:TAG][@DIGEST])")
+    p.add_argument("reference", metavar="REF")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="default: this host's")
+    p.set_defaults(store_command=cmd_pull)
     p = subparsers.add_parser("rmi", help="remove image tags or images")
     p.add_argument("references", metavar="REF", nargs="+")
     p.set_defaults(store_command=cmd_rmi)

@@ -267,3 +267,26 @@ def test_no_container_no_engine(run: RunPytest, pytester: pytest.Pytester) -> No
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([f"minicontainer: root*, store {store}*"])
     assert not store.exists()
+
+
+def test_registry_ini_keys_reach_the_pull_code(run: RunPytest, pytester: pytest.Pytester,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MINICONTAINER_REGISTRY_MIRROR", raising=False)
+    monkeypatch.delenv("MINICONTAINER_INSECURE_REGISTRIES", raising=False)
+    pytester.makeini("""
+        [pytest]
+        minicontainer_registry_mirror = mirror.example:5000
+        minicontainer_insecure_registries =
+            reg.example:5000
+            other.example
+    """)
+    pytester.makepyfile("""
+        from pytest_minicontainer.images.registry import RegistryOptions
+
+        def test_settings():
+            options = RegistryOptions.from_env()
+            assert options.mirror == "mirror.example:5000"
+            assert set(options.insecure) == {"reg.example:5000", "other.example"}
+    """)
+    result = run("-n", "2")
+    result.assert_outcomes(passed=1)

@@ -1,0 +1,17 @@
+"""Pulls from OCI distribution registries (Docker Hub, ghcr.io, a local ``docker-registry``).
+
+Standard library only: ``_reference`` normalises names the way Docker does, ``_auth`` reads
+credential files and challenges, ``_client`` owns HTTP (scheme, retries, redirects, tokens),
+``_source`` makes a repository look like an image source for the layout reader, and ``_pull``
+applies the pull policy, the cross-process lock and the mirror fallback.
+"""
+
+from __future__ import annotations
+
+from ._options import INSECURE_ENV, MIRROR_ENV, RegistryOptions
+from ._pull import PULL_POLICIES, pull_image
+from ._reference import RegistryRef, parse_registry_ref
+from ._source import Progress
+
+__all__ = ["INSECURE_ENV", "MIRROR_ENV", "PULL_POLICIES", "Progress", "RegistryOptions", "RegistryRef",
+           "parse_registry_ref", "pull_image"]

@@ -1,0 +1,233 @@
+"""HTTP for one repository on one registry: scheme, auth, retries and redirects.
+
+Written on :mod:`http.client` rather than :mod:`urllib.request` because the rules need control
+that urllib hides: a redirect to another host must lose the ``Authorization`` header (a blob
+redirect to a CDN or S3 must never see the registry token), 429 answers carry ``Retry-After``,
+and a 401 must be answered by running the challenge's token flow once, then retrying.
+
+Plain HTTP is used only for loopback registries and those the user lists as insecure, and
+even then HTTPS (unverified) is tried first, as Podman does, so a local TLS registry works.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import socket
+import ssl
+import time
+import urllib.parse
+from collections.abc import Mapping
+
+from ...errors import RegistryError
+from ._auth import Credentials, basic_header, find_credentials, parse_challenge, token_from
+from ._options import RegistryOptions
+from ._reference import is_loopback
+
+__all__ = ["RegistryClient", "Response"]
+
+_REDIRECTS = (301, 302, 303, 307, 308)
+_MAX_REDIRECTS = 10
+_RETRYABLE_ERRORS = (TimeoutError, socket.timeout, ConnectionResetError, http.client.RemoteDisconnected,
+                     http.client.IncompleteRead, BrokenPipeError)
+
+
+class Response:
+    """A response whose body is still on the wire; ``close`` closes the connection too."""
+
+    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse, url: str) -> None:
+        self._conn = conn
+        self._resp = resp
+        self.status = resp.status
+        self.headers = resp.headers
+        self.url = url
+
+    def read(self, n: int = -1) -> bytes:
+        return self._resp.read(n)
+
+    def read_small(self, limit: int = 1 << 20) -> bytes:
+        data = self._resp.read(limit)
+        self.close()
+        return data
+
+    def close(self) -> None:
+        self._resp.close()
+        self._conn.close()
+
+    def __enter__(self) -> Response:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class RegistryClient:
+    """Requests to ``endpoint`` (``host[:port]``) on behalf of ``repository`` (for token scopes)."""
+
+    def __init__(self, endpoint: str, repository: str, options: RegistryOptions,
+                 credentials_for: str | None = None) -> None:
+        self.endpoint = endpoint
+        self.repository = repository
+        self.options = options
+        self.plain_http = is_loopback(endpoint) or endpoint in options.insecure
+        self.scheme = ""  # decided by ping()
+        self._auth: str | None = None
+        self._creds: Credentials | None = find_credentials(credentials_for or endpoint)
+
+    @property
+    def base(self) -> str:
+        return f"{self.scheme or 'https'}://{self.endpoint}"
+
+    # -- one attempt, then retries, then redirects ----------------------------------------
+    def _connect(self, url: str) -> tuple[http.client.HTTPConnection, str]:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.netloc
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        if parts.scheme == "https":
+            ctx = ssl.create_default_context()
+            if is_loopback(host) or host in self.options.insecure:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            return http.client.HTTPSConnection(host, timeout=self.options.timeout, context=ctx), path or "/"
+        if parts.scheme == "http" and (is_loopback(host) or host in self.options.insecure):
+            return http.client.HTTPConnection(host, timeout=self.options.timeout), path or "/"
+        raise RegistryError(f"refusing to contact {url}: plain HTTP is allowed only for loopback registries"
+                            " and those listed in MINICONTAINER_INSECURE_REGISTRIES", registry=host)
+
+    def _once(self, method: str, url: str, headers: Mapping[str, str]) -> Response:
+        conn, path = self._connect(url)
+        try:
+            conn.request(method, path, headers=dict(headers))
+            return Response(conn, conn.getresponse(), url)
+        except BaseException:
+            conn.close()
+            raise
+
+    def _retrying(self, method: str, url: str, headers: Mapping[str, str], retries: int | None = None) -> Response:
+        retries = self.options.retries if retries is None else retries
+        host = urllib.parse.urlsplit(url).netloc
+        for attempt in range(retries + 1):
+            wait = min(self.options.backoff * 2 ** attempt, self.options.max_wait)
+            try:
+                resp = self._once(method, url, headers)
+            except ssl.SSLError:
+                raise
+            except _RETRYABLE_ERRORS as exc:
+                if attempt == retries:
+                    raise RegistryError(f"registry {host} did not answer {method} {url} after"
+                                        f" {retries + 1} attempts ({exc or type(exc).__name__})",
+                                        registry=host) from exc
+                time.sleep(wait)
+                continue
+            except OSError as exc:  # refused, no route, unknown host: waiting will not help
+                raise RegistryError(f"registry {host} is unreachable ({exc.strerror or exc})"
+                                    f" while requesting {url}", registry=host) from exc
+            if (resp.status == 429 or resp.status >= 500) and attempt < retries:
+                after = _retry_after(resp.headers.get("Retry-After"))
+                resp.close()
+                time.sleep(min(after, self.options.max_wait) if after is not None else wait)
+                continue
+            return resp
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def request(self, method: str, url: str, headers: Mapping[str, str] | None = None, *,
+                auth: bool = True, retries: int | None = None) -> Response:
+        """Send with retries, following redirects; Authorization only to the original host."""
+        origin = urllib.parse.urlsplit(url).netloc
+        hdrs = dict(headers or {})
+        if auth and self._auth:
+            hdrs["Authorization"] = self._auth
+        for _ in range(_MAX_REDIRECTS + 1):
+            resp = self._retrying(method, url, hdrs, retries)
+            location = resp.headers.get("Location")
+            if resp.status not in _REDIRECTS or not location:
+                return resp
+            resp.close()
+            url = urllib.parse.urljoin(url, location)
+            if urllib.parse.urlsplit(url).netloc != origin:
+                hdrs.pop("Authorization", None)
+            if resp.status == 303:
+                method = "GET"
+        raise RegistryError(f"more than {_MAX_REDIRECTS} redirects from {origin}", registry=origin)
+
+    # -- the registry API -------------------------------------------------------------------
+    def ping(self) -> None:
+        """``GET /v2/``: pick the scheme, and log in when the registry asks for it."""
+        schemes = ["https", "http"] if self.plain_http else ["https"]
+        for i, scheme in enumerate(schemes):
+            self.scheme = scheme
+            try:
+                resp = self.request("GET", f"{self.base}/v2/", auth=False,
+                                    retries=0 if i + 1 < len(schemes) else None)
+            except (ssl.SSLError, RegistryError) as exc:
+                if i + 1 < len(schemes):
+                    continue
+                if isinstance(exc, ssl.SSLError):
+                    raise RegistryError(f"registry {self.endpoint}: TLS failed ({exc}); list it in"
+                                        " MINICONTAINER_INSECURE_REGISTRIES if it is trusted",
+                                        registry=self.endpoint) from exc
+                raise
+            break
+        with resp:
+            status, challenge = resp.status, resp.headers.get("WWW-Authenticate", "")
+        if status == 401 and challenge:
+            self.authenticate(challenge)
+        elif status == 404:
+            raise RegistryError(f"{self.base} is not a registry (GET /v2/ answered 404)", registry=self.endpoint)
+        elif status >= 400 and status != 401:
+            raise RegistryError(f"registry {self.endpoint} answered GET /v2/ with HTTP {status}",
+                                registry=self.endpoint)
+
+    def authenticate(self, challenge: str) -> None:
+        """Answer a ``WWW-Authenticate`` challenge: Basic with credentials, or Bearer's token flow."""
+        scheme, params = parse_challenge(challenge)
+        if scheme == "basic":
+            if self._creds is None:
+                raise RegistryError(f"registry {self.endpoint} wants a user name and password; add them to"
+                                    " ~/.docker/config.json or $REGISTRY_AUTH_FILE", registry=self.endpoint)
+            self._auth = basic_header(self._creds)
+            return
+        if scheme != "bearer" or not params.get("realm"):
+            raise RegistryError(f"registry {self.endpoint} asks for unsupported authentication {challenge!r}",
+                                registry=self.endpoint)
+        query = {"scope": params.get("scope") or f"repository:{self.repository}:pull"}
+        if params.get("service"):
+            query["service"] = params["service"]
+        realm = params["realm"]
+        url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
+        headers = {"Authorization": basic_header(self._creds)} if self._creds else {}
+        with self.request("GET", url, headers, auth=False) as resp:
+            body = resp.read(1 << 20)
+            status = resp.status
+        if status in (401, 403):
+            who = "the credentials" if self._creds else "anonymous access"
+            raise RegistryError(f"the token service {realm} of registry {self.endpoint} refused {who}"
+                                f" (HTTP {status})", registry=self.endpoint)
+        if status != 200:
+            raise RegistryError(f"the token service {realm} answered HTTP {status}", registry=self.endpoint)
+        self._auth = "Bearer " + token_from(body, realm)
+
+    def get(self, path: str, headers: Mapping[str, str] | None = None) -> Response:
+        """GET ``/v2/<repository>/<path>``, answering one fresh 401 challenge (expired token, new scope)."""
+        url = f"{self.base}/v2/{self.repository}/{path}"
+        resp = self.request("GET", url, headers)
+        challenge = resp.headers.get("WWW-Authenticate", "")
+        if resp.status == 401 and challenge:
+            resp.close()
+            self.authenticate(challenge)
+            resp = self.request("GET", url, headers)
+        return resp
