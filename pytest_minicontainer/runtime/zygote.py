@@ -25,6 +25,7 @@ import select
 import signal
 import socket
 import sys
+import time
 from typing import Any
 
 from .. import _sys
@@ -33,6 +34,10 @@ from .init import container_main, spare_main  # imported once here, not in every
 from .trees import copy_tree, remove_tree
 
 __all__ = ["main"]
+
+
+class _SlirpFailed(Exception):
+    """network="slirp" could not be set up for a container (the message says why)."""
 
 
 class _Zygote:
@@ -45,6 +50,8 @@ class _Zygote:
         self.trash: list[str] = []  # trees to delete when idle (removal is off the hot path)
         # A spare container (private network) waiting for its spec: (keeper pid, socket).
         self.spare: tuple[int, socket.socket] | None = None
+        # network="slirp": keeper pid -> (slirp4netns pid, write end of its --exit-fd pipe)
+        self.slirps: dict[int, tuple[int, int]] = {}
         self.stage = os.path.join(scratch, ".stage")
         os.makedirs(self.stage, exist_ok=True)
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -126,14 +133,33 @@ class _Zygote:
     def create(self, message: dict[str, Any], reply: socket.socket, container_fd: int) -> None:
         spec = message["spec"]
         pid = None
+        slirp = spec.get("network") == "slirp"
+        if slirp and self.spare is None:
+            self.make_spare()  # slirp4netns attaches to a network namespace that exists already
         if self.spare is not None and spec.get("network", "none") != "host":
             pid, work = self.spare
             self.spare = None
             try:
+                if slirp:  # before pid 1 answers: the network is up when the main process starts
+                    self.start_slirp(pid, str(spec["slirp4netns"]))
                 protocol.send(work, {"spec": spec}, [reply.fileno(), container_fd])
+            except _SlirpFailed as exc:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(OSError):
+                    protocol.send(reply, {"ok": False, "error": str(exc), "step": "network"})
+                pid = None
             except OSError:  # the spare died: start one from scratch below
                 pid = None
+                if slirp:
+                    with contextlib.suppress(OSError):
+                        protocol.send(reply, {"ok": False, "error": "the container died while its network was "
+                                              "being set up", "step": "network"})
             work.close()
+            if pid is None and slirp:
+                os.close(container_fd)
+                reply.close()
+                return
         if pid is None:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - the keeper, reported through the reply socket
@@ -141,6 +167,62 @@ class _Zygote:
         os.close(container_fd)
         reply.close()
         self.keepers[str(spec["id"])] = pid
+
+    def start_slirp(self, keeper: int, binary: str) -> None:
+        """Give keeper ``keeper``'s network namespace outbound access through slirp4netns.
+
+        slirp4netns runs here, inside the user namespace that owns the container's network
+        namespace (so it may enter it), and creates ``tap0`` (10.0.2.100/24, gateway and
+        host loopback 10.0.2.2, DNS 10.0.2.3).  It exits when the write end of its exit pipe
+        closes: when the keeper is reaped, or when this zygote dies for any reason.
+        """
+        own = os.readlink("/proc/self/ns/net")
+        for _ in range(2000):  # the fresh keeper may not have unshared its network yet
+            try:
+                if os.readlink(f"/proc/{keeper}/ns/net") != own:
+                    break
+            except OSError as exc:
+                raise _SlirpFailed(f"the container exited before its network was set up: {exc}") from None
+            time.sleep(0.001)
+        else:
+            raise _SlirpFailed("the container did not create its network namespace within 2s")
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        exit_r, exit_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            os.set_inheritable(ready_w, True)
+            os.set_inheritable(exit_r, True)
+            argv = [binary, "--configure", "--mtu=65520", f"--ready-fd={ready_w}", f"--exit-fd={exit_r}",
+                    str(keeper), "tap0"]
+            log_path = os.path.join(self.scratch, f"slirp4netns-{keeper}.log")
+            log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                spid = os.posix_spawn(binary, argv, os.environ, file_actions=[
+                    (os.POSIX_SPAWN_DUP2, log, 1), (os.POSIX_SPAWN_DUP2, log, 2)])
+            except OSError as exc:
+                raise _SlirpFailed(f"cannot start {binary}: {exc}") from None
+            finally:
+                os.close(log)
+            os.close(ready_w)
+            ready_w = -1
+            ok = bool(select.select([ready_r], [], [], 10)[0]) and os.read(ready_r, 1) == b"1"
+        except BaseException:
+            os.close(exit_w)
+            raise
+        finally:
+            for fd in (ready_r, ready_w, exit_r):
+                if fd >= 0:
+                    os.close(fd)
+        if not ok:
+            os.close(exit_w)  # it exits, and reap() collects it
+            with contextlib.suppress(OSError), open(log_path, errors="replace") as f:
+                said = [line.strip() for line in f if line.strip()][-3:]
+            hint = ""
+            if any("/dev/net/tun" in line for line in said):
+                hint = ("\n  fix: slirp4netns needs read-write access to /dev/net/tun (most distributions' udev "
+                        "rules make it mode 0666: chmod 0666 /dev/net/tun), or use network=\"host\"")
+            raise _SlirpFailed("slirp4netns could not give the container a network: "
+                               + (" | ".join(said) or "it said nothing") + hint)
+        self.slirps[keeper] = (spid, exit_w)
 
     def make_spare(self) -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -162,6 +244,9 @@ class _Zygote:
             for cid, kpid in list(self.keepers.items()):
                 if kpid == pid:
                     del self.keepers[cid]
+            slirp = self.slirps.pop(pid, None)
+            if slirp is not None:
+                os.close(slirp[1])  # slirp4netns sees EOF on its exit fd and quits
             if self.spare is not None and self.spare[0] == pid:
                 self.spare[1].close()
                 self.spare = None
@@ -169,27 +254,40 @@ class _Zygote:
                 self.finish_destroy(reply, message)
 
     def shutdown(self) -> None:
-        """The library is gone: kill every container, wait for them, remove the scratch space."""
-        if self.spare is not None:
+        """The library is gone: kill every container, wait for them, remove the scratch space.
+
+        Keepers get SIGTERM, on which each kills its pid 1 and waits for it: a keeper's exit
+        then means its whole pid namespace is gone (SIGKILL would let pid 1 outlive it by a
+        moment).  Whatever is still there after a few seconds is killed outright.
+        """
+        keepers = list(self.keepers.values()) + ([self.spare[0]] if self.spare is not None else [])
+        for pid in keepers:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.spare[0], signal.SIGKILL)
-        for pid in self.keepers.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGTERM)
+        for _spid, exit_w in self.slirps.values():
+            os.close(exit_w)
+        self.slirps.clear()
+        deadline = time.monotonic() + 5
         while True:
             try:
-                os.waitpid(-1, 0)
+                pid, _status = os.waitpid(-1, os.WNOHANG if time.monotonic() < deadline else 0)
             except ChildProcessError:
                 break
             except InterruptedError:
                 continue
+            if pid == 0:
+                time.sleep(0.002)
+                if time.monotonic() >= deadline:
+                    for kpid in keepers:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(kpid, signal.SIGKILL)
         for path in self.trash:
             remove_tree(path)
         remove_tree(self.scratch)
 
     def close_in_child(self) -> None:
         signal.set_wakeup_fd(-1)
-        for fd in (self.wake_r, self.wake_w):
+        for fd in (self.wake_r, self.wake_w, *(w for _p, w in self.slirps.values())):
             with contextlib.suppress(OSError):
                 os.close(fd)
         self.ctl.close()
