@@ -33,10 +33,10 @@ __all__ = [
 
 MARKER_SIGNATURE = (
     'container(image=None, *, command=None, env=None, workdir=None, user=None, mounts=None, '
-    'network="none", ready=None, timeout=None)'
+    'network="none", ready=None, timeout=None, ports=None)'
 )
-MARKER_KEYS = ("image", "command", "env", "workdir", "user", "mounts", "network", "ready", "timeout")
-NETWORKS = ("none", "host")
+MARKER_KEYS = ("image", "command", "env", "workdir", "user", "mounts", "network", "ready", "timeout", "ports")
+NETWORKS = ("none", "host", "slirp")
 
 
 class MarkerError(ValueError):
@@ -77,6 +77,7 @@ class ContainerSpec:
     network: str = "none"
     ready: Any = None
     timeout: float | None = None
+    ports: tuple[int, ...] = ()
     hostname: str | None = None
 
     def run_options(self) -> dict[str, Any]:
@@ -89,6 +90,7 @@ class ContainerSpec:
             "mounts": list(self.mounts),
             "network": self.network,
             "hostname": self.hostname,
+            "ports": list(self.ports),
         }
 
 
@@ -189,6 +191,13 @@ def _check_one(key: str, value: object) -> Any:
         return _check_ready(value)
     if key == "timeout":
         return _check_timeout(value)
+    if key == "ports":
+        if value is None:
+            return ()
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not all(
+                isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in value):
+            raise MarkerError(f"ports must be a list of port numbers (1-65535), not {value!r}")
+        return tuple(value)
     raise AssertionError(key)  # pragma: no cover - callers filter keys first
 
 

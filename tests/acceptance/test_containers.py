@@ -215,6 +215,42 @@ def test_ready_callable_strategy_and_timeout(crun: RunPytest, pytester: pytest.P
     assert result.duration < 50
 
 
+def test_marker_ports_publish_a_service(crun: RunPytest, pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_ports="""
+        import socket
+        import pytest
+        from pytest_minicontainer import wait
+
+        SERVER = ["python3", "-c", "import socket; s = socket.socket(); "
+                  "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', 8123)); "
+                  "s.listen()\\nwhile True:\\n c, _ = s.accept(); c.sendall(b'hello from inside'); c.close()"]
+
+        @pytest.mark.container(command=SERVER, ports=[8123], ready=wait.port(8123), timeout=20)
+        def test_published(container):
+            host, port = container.ports[8123]
+            assert host == "127.0.0.1" and port != 8123
+            with socket.create_connection((host, port), timeout=10) as sock:
+                data = b""
+                while chunk := sock.recv(100):
+                    data += chunk
+            assert data == b"hello from inside"
+        """,
+        test_bad_ports="""
+        import pytest
+
+        @pytest.mark.container(ports=["80"])
+        def test_bad_ports(container):
+            pass
+        """,
+    )
+    result = crun("test_ports.py")
+    result.assert_outcomes(passed=1)
+    result = crun("test_bad_ports.py")
+    result.stdout.fnmatch_lines(["*ports must be a list of port numbers*"])
+    assert result.ret != 0
+
+
 def test_hooks_from_a_conftest(crun: RunPytest, pytester: pytest.Pytester) -> None:
     events = pytester.path / "events.jsonl"
     pytester.makeconftest(

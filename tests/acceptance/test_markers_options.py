@@ -18,7 +18,7 @@ def test_markers_lists_the_container_signature(run: RunPytest) -> None:
     assert result.ret == 0
     result.stdout.fnmatch_lines([
         '@pytest.mark.container(image=None, [*], command=None, env=None, workdir=None, user=None, '
-        'mounts=None, network="none", ready=None, timeout=None): *',
+        'mounts=None, network="none", ready=None, timeout=None, ports=None): *',
     ])
 
 
