@@ -16,6 +16,7 @@ import posixpath
 import stat
 
 from ..image import Image
+from ..rootpath import resolve_in_root
 
 __all__ = ["ImageView"]
 
@@ -76,32 +77,8 @@ class ImageView:
 
     def resolve(self, path: str, follow_last: bool = True) -> str | None:
         """The symlink-free path of ``path`` in the image (``rel``, no leading /), or None."""
-        todo = [p for p in path.split("/") if p]
-        done: list[str] = []
-        hops = 0
-        while todo:
-            part = todo.pop(0)
-            if part == ".":
-                continue
-            if part == "..":
-                if done:
-                    done.pop()
-                continue
-            rel = "/".join([*done, part])
-            host = self.entry(rel)
-            if host is None:
-                return None
-            if os.path.islink(host) and (todo or follow_last):
-                hops += 1
-                if hops > 40:
-                    return None
-                target = os.readlink(host)
-                if target.startswith("/"):
-                    done = []
-                todo = [p for p in target.split("/") if p] + todo
-                continue
-            done.append(part)
-        return "/".join(done)
+        parts = resolve_in_root(path, self.entry, follow_last=follow_last, must_exist=True)
+        return None if parts is None else "/".join(parts)
 
     def resolve_parent(self, path: str) -> str:
         """``path`` with the symlinks of its existing ancestors resolved (for destinations)."""

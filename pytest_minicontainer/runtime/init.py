@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -27,42 +26,24 @@ from typing import Any
 
 from .. import _sys
 from . import mounts, protocol, users
+from .server import Server
 
 __all__ = ["container_main", "spare_main"]
 
 
-class _Init:
+class _Init(Server):
     def __init__(self, ctl: socket.socket) -> None:
-        self.ctl = ctl
+        super().__init__(ctl)
         self.waiters: dict[int, socket.socket] = {}  # pid -> reply socket awaiting its status
-        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(self.wake_w)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
         # No handler for SIGTERM and friends: the kernel never delivers a signal without a
         # handler to a pid namespace's init, and children must not inherit an "ignore".
 
-    # -- the loop -----------------------------------------------------------------------
-    def serve(self) -> None:
-        while True:
-            try:
-                ready, _, _ = select.select([self.ctl.fileno(), self.wake_r], [], [])
-            except InterruptedError:
-                continue
-            if self.wake_r in ready:
-                with contextlib.suppress(BlockingIOError):
-                    while os.read(self.wake_r, 512):
-                        pass
-                self.reap()
-            if self.ctl.fileno() in ready:
-                try:
-                    message, fds = protocol.recv(self.ctl)
-                except OSError:
-                    message, fds = None, []
-                if message is None:
-                    self.shutdown()  # the library went away: take everything down
-                    return
-                if self.handle(message, fds):
-                    return
+    def _exited(self, pid: int, status: int) -> None:
+        reply = self.waiters.pop(pid, None)
+        if reply is not None:
+            with contextlib.suppress(OSError):
+                protocol.send(reply, {"status": _returncode(status)})
+            reply.close()
 
     def reap(self) -> None:
         while True:
@@ -72,11 +53,7 @@ class _Init:
                 return
             if pid == 0:
                 return
-            reply = self.waiters.pop(pid, None)
-            if reply is not None:
-                with contextlib.suppress(OSError):
-                    protocol.send(reply, {"status": _returncode(status)})
-                reply.close()
+            self._exited(pid, status)
 
     def handle(self, message: dict[str, Any], fds: list[int]) -> bool:
         reply = socket.socket(fileno=fds[0])
@@ -176,11 +153,7 @@ class _Init:
                 break
             except InterruptedError:
                 continue
-            reply = self.waiters.pop(pid, None)
-            if reply is not None:
-                with contextlib.suppress(OSError):
-                    protocol.send(reply, {"status": _returncode(status)})
-                reply.close()
+            self._exited(pid, status)
 
 
 def _tree(root: int) -> set[int]:

@@ -9,12 +9,14 @@ list of small operations, which is easy to read and to unit-test without privile
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .. import _sys
+from ..rootpath import resolve_in_root
 
 __all__ = [
     "Bind",
@@ -89,33 +91,14 @@ Op = MakePrivate | Overlay | Bind | Proc | DevTmpfs | Sysfs | PivotRoot
 def _inside(root: str, path: str) -> str:
     """``path`` (absolute, as the container sees it) below ``root`` on the host, never above it.
 
-    Symbolic links met on the way are followed *as the container would* (absolute targets
-    start at ``root``), so that an image's ``/var/run -> /run`` cannot point a mount, or the
-    directories created for it, at the host's own tree.
+    Symbolic links are followed as the container would (see :mod:`..rootpath`), so that an
+    image's ``/var/run -> /run`` cannot point a mount, or the directories created for it, at
+    the host's own tree.
     """
-    todo = [p for p in path.split("/") if p]
-    done: list[str] = []
-    hops = 0
-    while todo:
-        part = todo.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        candidate = os.path.join(root, *done, part)
-        if os.path.islink(candidate):
-            hops += 1
-            if hops > 40:
-                raise OSError(40, f"too many levels of symbolic links in {path!r}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                done = []
-            todo = [p for p in target.split("/") if p] + todo
-            continue
-        done.append(part)
-    return os.path.join(root, *done)
+    parts = resolve_in_root(path, lambda rel: os.path.join(root, rel))
+    if parts is None:
+        raise OSError(errno.ELOOP, f"too many levels of symbolic links in {path!r}")
+    return os.path.join(root, *parts)
 
 
 def build_plan(spec: dict[str, Any]) -> list[Op]:

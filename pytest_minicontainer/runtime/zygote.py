@@ -31,6 +31,7 @@ from typing import Any
 from .. import _sys
 from . import protocol
 from .init import container_main, spare_main  # imported once here, not in every container
+from .server import Server
 from .trees import copy_tree, remove_tree
 
 __all__ = ["main"]
@@ -40,9 +41,9 @@ class _SlirpFailed(Exception):
     """network="slirp" could not be set up for a container (the message says why)."""
 
 
-class _Zygote:
+class _Zygote(Server):
     def __init__(self, ctl: socket.socket, scratch: str) -> None:
-        self.ctl = ctl
+        super().__init__(ctl)
         self.scratch = scratch
         self.keepers: dict[str, int] = {}  # container id -> keeper pid
         # keeper pid -> (reply or None, request) to finish when that keeper has exited
@@ -54,55 +55,34 @@ class _Zygote:
         self.slirps: dict[int, tuple[int, int]] = {}
         self.stage = os.path.join(scratch, ".stage")
         os.makedirs(self.stage, exist_ok=True)
-        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(self.wake_w)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in pytest must not orphan containers
 
-    def serve(self) -> None:
-        while True:
-            idle_work = bool(self.trash) or self.spare is None
-            try:
-                ready, _, _ = select.select([self.ctl.fileno(), self.wake_r], [], [], 0 if idle_work else None)
-            except InterruptedError:
-                continue
-            if not ready:  # nothing asked: prepare the next container, then tidy up
-                if self.spare is None:
-                    self.make_spare()
-                elif self.trash:
-                    remove_tree(self.trash.pop())
-                continue
-            if self.wake_r in ready:
-                with contextlib.suppress(BlockingIOError):
-                    while os.read(self.wake_r, 512):
-                        pass
-                self.reap()
-            if self.ctl.fileno() in ready:
-                try:
-                    message, fds = protocol.recv(self.ctl)
-                except OSError:
-                    message, fds = None, []
-                if message is None:
-                    self.shutdown()
-                    return
-                self.handle(message, fds)
+    def has_idle_work(self) -> bool:
+        return bool(self.trash) or self.spare is None
 
-    def handle(self, message: dict[str, Any], fds: list[int]) -> None:
+    def idle(self) -> None:
+        """Nothing asked: prepare the next container, then tidy up."""
+        if self.spare is None:
+            self.make_spare()
+        elif self.trash:
+            remove_tree(self.trash.pop())
+
+    def handle(self, message: dict[str, Any], fds: list[int]) -> bool:
         reply = socket.socket(fileno=fds[0])
         op = message.get("op")
         try:
             if op == "create":
                 self.create(message, reply, fds[1])
-                return
+                return False
             if op == "destroy":
                 pid = self.keepers.get(str(message["id"]))
                 if pid is None:
                     self.finish_destroy(reply, message)
-                    return
+                    return False
                 self.pending.setdefault(pid, []).append((reply, message))
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
-                return
+                return False
             if op == "remove":
                 pid = self.keepers.get(str(message.get("id")))
                 if message.get("now"):
@@ -122,6 +102,7 @@ class _Zygote:
             with contextlib.suppress(OSError):
                 protocol.send(reply, {"ok": False, "error": str(exc), "errno": exc.errno or 0})
         reply.close()
+        return False
 
     def finish_destroy(self, reply: socket.socket | None, message: dict[str, Any]) -> None:
         self.trash.extend(str(p) for p in message.get("remove", ()))
@@ -286,11 +267,10 @@ class _Zygote:
         remove_tree(self.scratch)
 
     def close_in_child(self) -> None:
-        signal.set_wakeup_fd(-1)
-        for fd in (self.wake_r, self.wake_w, *(w for _p, w in self.slirps.values())):
+        super().close_in_child()
+        for _pid, exit_w in self.slirps.values():
             with contextlib.suppress(OSError):
-                os.close(fd)
-        self.ctl.close()
+                os.close(exit_w)
 
 
 def _keeper(zygote: _Zygote, spec: dict[str, Any] | None, reply: socket.socket | None,
