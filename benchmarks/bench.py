@@ -305,6 +305,25 @@ def bench_unpack(work: Path, n: int) -> None:
     print(f"  minicontainer unpack {o:7.1f} MB/s, GNU tar -x {t:7.1f} MB/s: {o / t:.2f}x (target >= 0.8x)")
 
 
+@benchmark
+def bench_build(work: Path, n: int) -> None:
+    """A 10-step Containerfile: the first build, then a rebuild with nothing changed (target <= 100 ms)."""
+    rootfs = make_rootfs(work / "rootfs-build")
+    context = work / "context"
+    context.mkdir()
+    (context / "app.txt").write_text("app\n")
+    (context / "Containerfile").write_text(
+        f"FROM rootfs:{rootfs}\nENV A=1\nRUN echo one > /one\nCOPY app.txt /srv/app.txt\nWORKDIR /srv\n"
+        "RUN cat app.txt > copy.txt\nLABEL k=v\nUSER root\nEXPOSE 80\nCMD [\"cat\", \"/srv/copy.txt\"]\n")
+    with Engine(store=work / "store") as engine:
+        start = time.perf_counter()
+        engine.build(context=context, tag="bench:latest")
+        first = (time.perf_counter() - start) * 1000
+        cached = median_ms(lambda: engine.build(context=context, tag="bench:latest"), max(5, n // 5), warmup=1)
+        row("first build (2 RUN steps, 1 COPY)", first)
+        row("rebuild, nothing changed", cached, first, "of the first")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all): {', '.join(BENCHMARKS)}")
