@@ -40,11 +40,14 @@ class Engine:
                  image_resolver: ImageResolver | None = None,
                  on_start: Callable[[Container], None] | None = None,
                  on_finish: Callable[[Container, int | None], None] | None = None,
-                 idmap: str | None = None) -> None:
+                 on_options: Callable[[dict[str, Any]], None] | None = None,
+                 pull: str | None = None, idmap: str | None = None) -> None:
         self.store = Store(Path(store) if store is not None else default_store_path())
         self.image_resolver = image_resolver
         self.on_start = on_start
         self.on_finish = on_finish
+        self.on_options = on_options
+        self.pull = pull  # the default pull policy of image() (None: "missing")
         self._idmap_mode = idmap
         self._runtime: Runtime | None = None
         self._containers: dict[str, Container] = {}
@@ -144,6 +147,8 @@ class Engine:
         """
         if isinstance(ref, Image):
             return ref
+        if pull is None:
+            pull = self.pull
         if not isinstance(ref, str) or not ref.strip():
             raise ImageError(f"an image reference must be a non-empty string, not {ref!r}")
         ref = ref.strip()
@@ -183,6 +188,17 @@ class Engine:
         """
         if options:
             raise TypeError(f"unknown run option(s): {', '.join(sorted(options))}")
+        if self.on_options is not None:
+            # Last word before the start (the pytest hook pytest_minicontainer_container_options):
+            # the callback may change any of these in place.
+            opts: dict[str, Any] = {
+                "image": image, "command": command, "env": dict(env or {}), "workdir": workdir, "user": user,
+                "mounts": list(mounts or ()), "network": network, "hostname": hostname, "ports": list(ports or ()),
+            }
+            self.on_options(opts)
+            image, command, env, workdir, user = (opts["image"], opts["command"], opts["env"], opts["workdir"],
+                                                  opts["user"])
+            mounts, network, hostname, ports = opts["mounts"], opts["network"], opts["hostname"], opts["ports"]
         img = self.image(image)
         if network not in NETWORKS:
             raise ValueError(f"network must be one of {NETWORKS}, not {network!r}")

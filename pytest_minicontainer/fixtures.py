@@ -103,6 +103,8 @@ class State:
                 image_resolver=self._resolve_image,
                 on_start=self._started,
                 on_finish=self._finished,
+                on_options=self._options,
+                pull=self.settings.pull,
             )
             try:
                 engine.start()
@@ -149,6 +151,9 @@ class State:
         hook = self.config.hook.pytest_minicontainer_resolve_image
         result: Image | str | None = hook(config=self.config, engine=self._engine, reference=reference)
         return result
+
+    def _options(self, options: dict[str, Any]) -> None:
+        self.config.hook.pytest_minicontainer_container_options(config=self.config, options=options)
 
     def _started(self, container: Container) -> None:
         self.config.hook.pytest_minicontainer_container_started(config=self.config, container=container)
@@ -245,13 +250,9 @@ class ContainerFactory:
     def start(self, spec: ContainerSpec) -> Container:
         """Start one container from ``spec``, after the ``container_options`` hook had its say."""
         __tracebackhide__ = True
-        config = self._request.config
-        options: dict[str, Any] = {"image": spec.image or self._default_image, **spec.run_options()}
-        config.hook.pytest_minicontainer_container_options(config=config, options=options)
-        image = options.pop("image")
+        options: dict[str, Any] = spec.run_options()
         options["mounts"] = [_mount(m) for m in options.get("mounts") or ()]
-        if isinstance(image, str):
-            image = self._engine.image(image, pull=self._state.settings.pull)
+        image = spec.image or self._default_image  # the engine calls the container_options hook
         from .errors import RuntimeUnavailable
 
         refusal: RuntimeUnavailable | None = None

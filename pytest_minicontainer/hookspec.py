@@ -6,10 +6,10 @@ Registered by ``pytest_addhooks`` in :mod:`pytest_minicontainer.plugin`.  Implem
     def pytest_minicontainer_container_options(config, options):
         options["env"]["CI"] = "1"
 
-Only containers started through the plugin's fixtures (``container``, ``container_factory``)
-go through ``container_options``, whose ``options`` dict holds the keys image, command, env,
-workdir, user, mounts, network and hostname; ``resolve_image``, ``container_started`` and
-``container_finished`` see every container of the session's engine (``minicontainer``).
+Every container of the session's engine (``minicontainer``) goes through these hooks: those of
+the fixtures (``container``, ``container_factory``) and those a test or fixture starts with
+``minicontainer.run(...)``.  ``container_options`` gets a dict with the keys image, command,
+env, workdir, user, mounts, network, hostname and ports, to change in place.
 """
 
 from __future__ import annotations

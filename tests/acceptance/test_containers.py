@@ -289,15 +289,19 @@ def test_hooks_from_a_conftest(crun: RunPytest, pytester: pytest.Pytester) -> No
         def test_factory(container_factory):
             c = container_factory("myimg:other", env={"X": "1"}, command=["sleep", "600"])
             assert c.exec("echo $FROM_HOOK$X").stdout == "yes1\\n"
+
+        def test_engine_run(minicontainer):
+            with minicontainer.run("myimg:direct", command=()) as c:
+                assert c.exec("echo $FROM_HOOK").stdout == "yes\\n"
         """
     )
-    crun("-p", "no:randomly").assert_outcomes(passed=2)
+    crun("-p", "no:randomly").assert_outcomes(passed=3)
     log = [json.loads(line) for line in events.read_text().splitlines()]
-    assert [e["image"] for e in log if e["event"] == "options"] == ["myimg:latest", "myimg:other"]
+    assert [e["image"] for e in log if e["event"] == "options"] == ["myimg:latest", "myimg:other", "myimg:direct"]
     started = [e for e in log if e["event"] == "started"]
     finished = {e["id"]: e["status"] for e in log if e["event"] == "finished"}
-    assert len(started) == 2 and set(finished) == {e["id"] for e in started}
-    first, second = (e["id"] for e in started)
+    assert len(started) == 3 and set(finished) == {e["id"] for e in started}
+    first, second, _direct = (e["id"] for e in started)
     assert finished[first] == 5
     assert finished[second] != 5  # killed by the teardown: a signal status, not 5
 

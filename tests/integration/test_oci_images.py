@@ -129,59 +129,6 @@ def test_rootfs_tarball_made_by_gnu_tar(umoci_image: Built, store: Store,
     assert_same_tree(image.layer_dirs, reference)
 
 
-def _synthetic_tree(root: Path) -> None:
-    """Many small files (like /usr/lib/python3) plus a few large ones (like shared libraries)."""
-    for d in range(40):
-        sub = root / f"pkg{d}"
-        sub.mkdir(parents=True)
-        for f in range(100):
-            (sub / f"mod{f}.py").write_bytes(os.urandom(64) * (1 + f % 40))
-    for i in range(4):
-        (root / f"lib{i}.so").write_bytes(os.urandom(16 << 20))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("compression", ["tar", "gzip"])
-def test_unpack_throughput_vs_gnu_tar(tmp_path: Path, compression: str) -> None:
-    """Benchmark (issue 4): unpack MB/s against GNU ``tar -x`` of the same layer, same run."""
-    import time
-
-    from pytest_minicontainer.images import unpack_layer
-
-    _need("tar", "tar")
-    src = tmp_path / "src"
-    _synthetic_tree(src)
-    layer = tmp_path / ("layer.tar.gz" if compression == "gzip" else "layer.tar")
-    run("tar", "-C", src, "-c", *(["-z"] if compression == "gzip" else []), "-f", layer, ".")
-    raw_size = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
-
-    def timed(argv_or_none: list[str] | None, out: Path) -> float:
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir()
-        os.sync()  # start both from clean page cache writeback, or the disk decides the winner
-        start = time.perf_counter()
-        if argv_or_none is not None:
-            run(*argv_or_none, "-C", out, "-x", "-f", layer)
-        else:
-            with open(layer, "rb") as f:
-                unpack_layer(f, out, source=str(layer))
-        return time.perf_counter() - start
-
-    gnu_runs, our_runs = [], []
-    for _ in range(5):  # interleaved, best of 5: the host is shared and noisy
-        gnu_runs.append(timed(["tar"], tmp_path / "gnu"))
-        our_runs.append(timed(None, tmp_path / "ours"))
-    gnu_s, ours_s = min(gnu_runs), min(our_runs)
-    ratio = gnu_s / ours_s
-    print(f"\n{compression}: GNU tar {raw_size / gnu_s / 1e6:.0f} MB/s,"
-          f" ours {raw_size / ours_s / 1e6:.0f} MB/s, ratio {ratio:.2f} (target >= 0.8)")
-    # The target is >= 0.8 (issue 4).  On a quiet host this measures 1.0-1.6 for gzip layers
-    # and 0.6-1.3 for plain ones (CPU-bound on tmpfs: ~0.5, the per-entry Python cost); on a
-    # shared 2-core CI box single runs swing by 2x either way, so only a regression floor is
-    # asserted here and the numbers are printed for the benchmark record.
-    assert ratio >= 0.4
-
-
 _LIST_TREE = r"""
 for top in /bin /etc /opt /tmp /usr /var; do find "$top"; done | while read -r p; do
   own=$(stat -c %u:%g "$p")
@@ -196,7 +143,7 @@ done
 
 def test_container_sees_the_same_tree(umoci_image: Built, tmp_path: Path) -> None:
     """The tree inside a running container (overlayfs over our layers) equals umoci's unpack."""
-    engine_mod = pytest.importorskip("pytest_minicontainer.engine", reason="the Engine is not available yet")
+    from pytest_minicontainer import engine as engine_mod
     from pytest_minicontainer.errors import RuntimeUnavailable
 
     layout, tag, reference = umoci_image
