@@ -58,10 +58,10 @@ def test_unknown_key_and_wrong_types_are_collection_errors(run: RunPytest, pytes
         "invalid container markers:",
         "invalid container marker:",
         "*test_typo: @pytest.mark.container: unexpected keyword argument 'imgae' "
-        "(allowed: image, command, env, workdir, user, mounts, network, ready, timeout)",
+        "(allowed: image, command, env, workdir, user, mounts, network, ready, timeout, ports)",
         "*test_types: @pytest.mark.container: env must be a dict of str to str, not 'A=1'",
         "*test_two_images: @pytest.mark.container: takes at most one positional argument*",
-        "*TestNetwork::test_it: @pytest.mark.container: network must be one of 'none', 'host', not 'bridge'",
+        "*TestNetwork::test_it: @pytest.mark.container: network must be one of 'none', 'host', 'slirp', not 'bridge'",
         "*signature: @pytest.mark.container(image=None, [*], command=None*",
     ])
     result.assert_outcomes(errors=2)
