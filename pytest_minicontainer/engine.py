@@ -54,6 +54,7 @@ class Engine:
         self._lock = threading.RLock()
         self._closed = False
         self._empty: Path | None = None
+        self._image_cache: dict[str, Image] = {}
 
     # -- context -----------------------------------------------------------------------------
     def __enter__(self) -> Engine:
@@ -158,13 +159,22 @@ class Engine:
                 return found
             if isinstance(found, str) and found != ref:
                 return self.image(found, pull=pull, platform=platform)
+        # The host and rootfs directories are named by path, not content: resolving them again
+        # in one session gives the same image, so the per-test cost is a dict lookup.
+        cacheable = ref == "host" or (ref.startswith("rootfs:") and os.path.isdir(ref[len("rootfs:"):]))
+        if cacheable and ref in self._image_cache:
+            return self._image_cache[ref]
         if ref == "host":
             from .images.host import host_image
 
-            return host_image(self.store)
-        from .images import resolve
+            image = host_image(self.store)
+        else:
+            from .images import resolve
 
-        return resolve(self.store, ref, pull=pull, platform=platform)
+            image = resolve(self.store, ref, pull=pull, platform=platform)
+        if cacheable:
+            self._image_cache[ref] = image
+        return image
 
     def build(self, containerfile: str | os.PathLike[str] | None = None, context: str | os.PathLike[str] = ".", *,
               tag: str | None = None, build_args: Mapping[str, str] | None = None, target: str | None = None,
