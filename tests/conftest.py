@@ -6,9 +6,12 @@ runs offline.  One store per test session keeps ~/.cache clean and lets tests sh
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,3 +60,17 @@ def engine(store_dir: Path) -> Iterator[object]:
         pytest.skip(f"containers cannot run on this host: {exc.cause}; to enable: {exc.fix}")
     with Engine(store=store_dir) as e:
         yield e
+
+
+@contextlib.contextmanager
+def http_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[int]:
+    """Serve ``handler`` on the host's 127.0.0.1 (a free port, yielded) until the block ends."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

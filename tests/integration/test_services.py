@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from pytest_minicontainer import Container, ContainerError, Engine, HealthCheck, Image, Mount, WaitTimeout, wait
+from tests.conftest import http_server
 
 HTTPD = ('mkdir -p /www/cgi-bin && echo "${MSG:-hello}" > /www/index.html '
          "&& exec httpd -f -vv -p 127.0.0.1:8080 -h /www")
@@ -301,15 +302,8 @@ class _Hello(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def host_server() -> Iterator[int]:
     """An HTTP server on the host's 127.0.0.1 (slirp4netns shows it to containers as 10.0.2.2)."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with http_server(_Hello) as port:
+        yield port
 
 
 def _slirp_children(engine: Engine) -> list[int]:

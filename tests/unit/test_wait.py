@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.server
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from pytest_minicontainer import ContainerError, ExecResult, ExecTimeout, HealthCheck, WaitTimeout, wait
+from tests.conftest import http_server
 
 
 class FakeMain:
@@ -112,15 +112,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def http_port() -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with http_server(_Handler) as port:
+        yield port
 
 
 def wait_for(strategy: wait.Strategy, c: FakeContainer, timeout: float = 0.3) -> None:
