@@ -444,6 +444,8 @@ class Container:
     def diff(self) -> list[Change]:
         """Files added (A), changed (C) or deleted (D) compared with the image, sorted by path."""
         skip = {"/proc", "/dev", "/sys"} | {m.target.rstrip("/") or "/" for m in self.mounts}
+        if self.network != "none":
+            skip.add("/etc/resolv.conf")  # the runtime's resolver configuration, not the test's
         lowers = [Path(p) for p in reversed(self.image.layer_dirs)]
         host = [Path(p) for p in self.image.host_dirs]
         changes: list[Change] = []

@@ -29,6 +29,7 @@ __all__ = ["Engine", "default_store_path"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NETWORKS = ("none", "host", "slirp")
+RESOLV_CONF = "/etc/resolv.conf"
 
 ImageResolver = Callable[[str], "Image | str | None"]
 
@@ -280,10 +281,26 @@ class Engine:
                        "work": str(work), "merged": str(merged)},
             "overlays": overlays,
             "binds": [{"source": os.path.abspath(m.source), "target": m.target, "readonly": m.readonly}
-                      for m in mounts],
+                      for m in mounts] + self._resolv_conf(scratch, network),
             "hostname": hostname,
             "network": network,
         }
+
+    @staticmethod
+    def _resolv_conf(scratch: Path, network: str) -> list[dict[str, Any]]:
+        """Name resolution for networks that reach out, as Docker sets it up.
+
+        ``host`` shares the host's resolver configuration; ``slirp`` points at slirp4netns's
+        DNS forwarder (10.0.2.3); a private network has no resolver to point at.
+        """
+        if network == "host" and os.path.isfile("/etc/resolv.conf"):
+            source = "/etc/resolv.conf"
+        elif network == "slirp":
+            source = str(scratch / "resolv.conf")
+            Path(source).write_text("nameserver 10.0.2.3\n")
+        else:
+            return []
+        return [{"source": source, "target": RESOLV_CONF, "readonly": True}]
 
     def _check_user(self, container: Container, user: str) -> None:
         try:

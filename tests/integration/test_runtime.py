@@ -78,6 +78,10 @@ def test_host_network_shares_the_hosts_interfaces(engine: Engine, busybox_rootfs
     with engine.run(f"rootfs:{busybox_rootfs}", network="host") as c:
         out = c.exec(["cat", "/proc/net/dev"]).stdout
         assert sorted(line.split(":")[0].strip() for line in out.splitlines()[2:]) == host_ifaces
+        if os.path.isfile("/etc/resolv.conf"):  # the host's resolver, read-only, as Docker does
+            assert c.read_text("/etc/resolv.conf") == Path("/etc/resolv.conf").read_text()
+            assert c.exec("echo x >> /etc/resolv.conf").returncode != 0
+            assert c.diff() == []
 
 
 def test_writes_stay_in_the_container(engine: Engine, busybox_rootfs: Path) -> None:

@@ -324,6 +324,8 @@ def test_slirp_network_reaches_the_outside_and_keeps_its_own_loopback(
     _needs_slirp()
     with engine.run(busybox, command=HTTPD, network="slirp", ports=[8080]) as c:
         assert "10.0.2.100/24" in c.exec("ip addr show tap0").stdout
+        assert c.read_text("/etc/resolv.conf") == "nameserver 10.0.2.3\n"  # slirp4netns's DNS
+        assert all(ch.path != "/etc/resolv.conf" for ch in c.diff())
         out = c.exec(f"wget -q -O- http://10.0.2.2:{host_server}/", timeout=30)
         assert (out.returncode, out.stdout) == (0, "hello from the host\n"), out.stderr
         c.wait_for_port(8080, timeout=30)  # its own loopback, reached as before
