@@ -26,10 +26,10 @@ from pathlib import Path
 
 from ..errors import BuildError, ImageError
 from ..images import unpack_layer
+from ..images._view import ImageView
 from ._context import walk
 from ._ignore import IgnoreRules
 from ._plan import Step
-from ._view import ImageView
 
 __all__ = ["make_dirs", "parse_chown", "stage_files"]
 

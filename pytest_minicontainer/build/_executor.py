@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 
 from ..errors import BuildError, MiniContainerError
 from ..image import Image
+from ..images._view import ImageView
 from . import _cache
 from ._copy import make_dirs, parse_chown, stage_files
 from ._ignore import IgnoreRules
 from ._layers import commit_upper, config_image, layer_image
 from ._plan import Stage, Step
-from ._view import ImageView
 
 if TYPE_CHECKING:
     from ..engine import Engine

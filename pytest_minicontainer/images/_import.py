@@ -10,7 +10,8 @@ for :meth:`Store.gc` to find by its free owner lock).
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import IO
@@ -22,16 +23,17 @@ from ..store._fs import disk_full
 from ._plan import ImagePlan, LayerPlan
 from ._unpack import UnpackResult, unpack_layer
 
-__all__ = ["import_layer", "materialise", "unpack_to_tmp"]
+__all__ = ["chain_id", "import_layer", "materialise", "unpack_to_tmp"]
 
 
 def unpack_to_tmp(store: Store, open_blob: Callable[[], IO[bytes]], name: str,
-                  check: Callable[[UnpackResult], None] | None = None) -> tuple[UnpackResult, Path]:
+                  check: Callable[[UnpackResult], None] | None = None,
+                  lowers: Sequence[str] = ()) -> tuple[UnpackResult, Path]:
     """Unpack a blob into a fresh tmp dir of the store; the caller finishes or discards it."""
     tmp = store.new_tmp_dir("layer-")
     try:
         with open_blob() as blob:
-            result = unpack_layer(blob, tmp, source=name)
+            result = unpack_layer(blob, tmp, source=name, lowers=lowers)
         if check is not None:
             check(result)
     except OSError as exc:
@@ -45,11 +47,23 @@ def unpack_to_tmp(store: Store, open_blob: Callable[[], IO[bytes]], name: str,
     return result, tmp
 
 
-def import_layer(store: Store, layer: LayerPlan) -> str:
-    """Make sure the layer is in the store; returns its directory."""
+def chain_id(parent: str | None, diff_id: str) -> str:
+    """OCI's ChainID: a layer applied onto exactly these parents (the first layer: its diff id)."""
+    if parent is None:
+        return diff_id
+    return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
+
+
+def import_layer(store: Store, layer: LayerPlan, chain: str | None = None, lowers: Sequence[str] = ()) -> str:
+    """Make sure the layer, applied onto ``lowers`` (its parents' dirs), is in the store.
+
+    Stored by chain id: unpacking follows the parents' symlinks, so the same diff applied to
+    different parents can give different trees.  Returns its directory.
+    """
+    chain = chain or layer.diff_id
     try:
-        if store.has_layer(layer.diff_id):
-            return str(store.layer_dir(layer.diff_id))
+        if store.has_layer(chain):
+            return str(store.layer_dir(chain))
     except StoreError:
         raise ImageError(f"layer has an unsupported diff id {layer.diff_id!r}", path=layer.name) from None
 
@@ -61,18 +75,22 @@ def import_layer(store: Store, layer: LayerPlan) -> str:
             raise ImageError(f"uncompressed layer does not match its diff id: expected"
                              f" {layer.diff_id}, content is {result.diff_digest}", path=layer.name)
 
-    with store.layer_lock(layer.diff_id):
-        if store.has_layer(layer.diff_id):
-            return str(store.layer_dir(layer.diff_id))
-        _, tmp = unpack_to_tmp(store, layer.open, layer.name, verify)
-        _, path = store.finish_layer(tmp, layer.diff_id)
+    with store.layer_lock(chain):
+        if store.has_layer(chain):
+            return str(store.layer_dir(chain))
+        _, tmp = unpack_to_tmp(store, layer.open, layer.name, verify, lowers=lowers)
+        _, path = store.finish_layer(tmp, chain)
         return str(path)
 
 
 def materialise(store: Store, plan: ImagePlan, reference: str, *, tags: tuple[str, ...] = ()) -> Image:
     """Unpack what is missing, record the image, return it with its layer dirs."""
     with store.in_use():
-        dirs = tuple(import_layer(store, layer) for layer in plan.layers)
+        dirs: list[str] = []
+        chain: str | None = None
+        for layer in plan.layers:
+            chain = chain_id(chain, layer.diff_id)
+            dirs.append(import_layer(store, layer, chain, lowers=tuple(dirs)))
         for digest, data in plan.blobs.items():
             store.put_blob(data, digest)
         all_tags = []
@@ -87,7 +105,7 @@ def materialise(store: Store, plan: ImagePlan, reference: str, *, tags: tuple[st
             layers=tuple(layer.diff_id for layer in plan.layers),
             tags=tuple(all_tags),
             reference=reference,
-            layer_dirs=dirs,
+            layer_dirs=tuple(dirs),
         )
         store.save_image(image, blobs=plan.blobs.keys())
     return replace(store.load_image(image.digest), reference=reference)

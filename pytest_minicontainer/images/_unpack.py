@@ -36,14 +36,17 @@ import os
 import posixpath
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO
 
 from .. import _sys
 from ..errors import ImageError
+from ..image import Image
+from ..rootpath import resolve_in_root
 from ._stream import CHUNK, LayerReader
 from ._tar import Member, TarReader
+from ._view import ImageView
 
 __all__ = ["OPAQUE_XATTR", "UnpackResult", "normalise_member", "unpack_layer"]
 
@@ -103,10 +106,12 @@ def _ns(mtime: float) -> int:
 
 
 class _Unpacker:
-    def __init__(self, dest: str, source: str, *, is_root: bool) -> None:
+    def __init__(self, dest: str, source: str, *, is_root: bool, lowers: Sequence[str] = ()) -> None:
         self.dest = dest
         self.source = source
         self.is_root = is_root
+        # The parents' merged view (bottom first), to follow their symlinks as Docker does.
+        self.below = ImageView(Image(digest="", layer_dirs=tuple(lowers))) if lowers else None
         self.kinds: dict[str, str] = {"": _DIR}
         # rel -> mode, mtime_ns (None: implicit parent, leave it), uid, gid
         self.dirs: dict[str, tuple[int, int | None, int, int]] = {}
@@ -140,6 +145,37 @@ class _Unpacker:
         os.mkdir(self.abs(rel), 0o755)
         self.kinds[rel] = _DIR
         self.dirs[rel] = (0o755, None, 0, 0)  # Docker creates missing parents 0755 root:root
+
+    def through_lower_links(self, rel: str) -> str:
+        """``rel`` with a lower layer's symlinked parent followed (``bin/x`` -> ``usr/bin/x``).
+
+        Docker applies a layer onto its parents' merged tree, so a member below a directory that
+        a lower layer made a symlink is written where the link points.  Only parents this layer
+        does not have itself are looked up below (this layer's own entries decide the rest), and
+        the link is resolved inside the image, so the result never leaves the layer.
+        """
+        if self.below is None or "/" not in rel:
+            return rel
+        parts = rel.split("/")
+        for n in range(1, len(parts)):
+            head = "/".join(parts[:n])
+            if head in self.kinds:
+                continue
+            host = self.below.entry(head)
+            if host is None or not os.path.islink(host):
+                continue
+
+            def lookup(sub: str) -> str | None:
+                if sub in self.kinds:
+                    return self.abs(sub)
+                assert self.below is not None
+                return self.below.entry(sub)
+
+            resolved = resolve_in_root("/".join(parts[:-1]), lookup)
+            if resolved is None:
+                raise self.fail(rel, "too many levels of symbolic links in its parents")
+            return "/".join([*resolved, parts[-1]])
+        return rel
 
     def _hidden_by_non_dir(self, rel: str) -> bool:
         """True when ``rel`` or one of its parents is a non-directory in this layer."""
@@ -199,6 +235,7 @@ class _Unpacker:
             raise self.fail(member, str(exc)) from None
         if rel.startswith(_AUFS):
             return  # aufs metadata (.wh..wh.plnk, .wh..wh.aufs): skipped, as Docker does
+        rel = self.through_lower_links(rel)
         parent, base = posixpath.split(rel)
         if base.startswith(_WH):
             if self._hidden_by_non_dir(parent):
@@ -311,7 +348,7 @@ class _Unpacker:
 
     def hardlink(self, info: Member, rel: str, path: str) -> None:
         try:
-            target = normalise_member(info.linkname)
+            target = self.through_lower_links(normalise_member(info.linkname))
         except ValueError as exc:
             raise self.fail(info.name, f"hard link target {info.linkname!r}: {exc}") from None
         kind = self.kinds.get(target)
@@ -336,9 +373,13 @@ class _Unpacker:
 
 
 def unpack_layer(blob: IO[bytes], dest: str | os.PathLike[str], *, source: str,
-                 is_root: bool | None = None,
+                 is_root: bool | None = None, lowers: Sequence[str] = (),
                  on_entry: Callable[[Member], None] | None = None) -> UnpackResult:
     """Unpack the tar (plain, gzip or zstd) read from ``blob`` into the empty directory ``dest``.
+
+    ``lowers`` are the unpacked parent layers (bottom first): their symlinked directories are
+    followed the way Docker applies a layer onto its parents (the result then depends on them:
+    the store keys such layers by chain id).
 
     ``source`` names the blob in error messages.  Raises :class:`ImageError` for a corrupt
     or hostile layer; ``dest`` is then in an undefined state and must be discarded (the
@@ -346,7 +387,7 @@ def unpack_layer(blob: IO[bytes], dest: str | os.PathLike[str], *, source: str,
     filesystem (ENOSPC...) is passed through for the caller to report.
     """
     root = os.fspath(dest)
-    un = _Unpacker(root, source, is_root=os.geteuid() == 0 if is_root is None else is_root)
+    un = _Unpacker(root, source, is_root=os.geteuid() == 0 if is_root is None else is_root, lowers=lowers)
     try:
         with LayerReader(blob) as reader:
             _unpack_members(un, TarReader(reader, source), reader, on_entry)

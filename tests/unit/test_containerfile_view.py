@@ -10,8 +10,8 @@ import pytest
 from pytest_minicontainer.build._copy import stage_files
 from pytest_minicontainer.build._ignore import IgnoreRules
 from pytest_minicontainer.build._plan import Step
-from pytest_minicontainer.build._view import ImageView
 from pytest_minicontainer.image import Image, ImageConfig
+from pytest_minicontainer.images._view import ImageView
 
 
 def layers(tmp_path: Path, n: int) -> list[Path]:

@@ -384,3 +384,26 @@ def test_concurrent_imports_unpack_each_layer_once(store: Store, tmp_path: Path)
     assert len(set(outputs)) == 1
     assert len(log.read_text().splitlines()) == 3
     assert list((store.root / "tmp").iterdir()) == []
+
+
+def test_a_layer_writes_through_a_lower_layers_symlinked_directory(store: Store, tmp_path: Path) -> None:
+    """As Docker applies layers: ``bin/tool`` lands in ``usr/bin`` when a parent made ``bin -> usr/bin``."""
+    base = (TarBuilder().dir("usr").dir("usr/bin").file("usr/bin/old", b"old").symlink("bin", "usr/bin")
+            .dir("etc").symlink("etc/alt", "/usr/bin").bytes())
+    top = (TarBuilder().file("bin/tool", b"tool").file("etc/alt/other", b"other")
+           .hardlink("bin/tool2", "bin/tool").whiteout("bin/old").bytes())
+    image = resolve(store, f"oci:{write_oci_layout(tmp_path / 'img', [base, top]).path}")
+    tree = merge_layers(image.layer_dirs)
+    assert tree["bin"][0] == "symlink"  # still the link, not a directory hiding it
+    assert tree["usr/bin/tool"][:1] == ("file",) and "usr/bin/other" in tree and "usr/bin/tool2" in tree
+    assert "usr/bin/old" not in tree
+    assert not (Path(image.layer_dirs[1]) / "bin").exists()
+    # the same diff on a parent without the link is stored apart (layers are keyed by chain id)
+    plain = TarBuilder().dir("bin").dir("etc").dir("etc/alt").dir("usr").bytes()
+    other = resolve(store, f"oci:{write_oci_layout(tmp_path / 'other', [plain, top]).path}")
+    assert other.layer_dirs[1] != image.layer_dirs[1]
+    assert merge_layers(other.layer_dirs)["bin"][0] == "dir"
+    assert "bin/tool" in merge_layers(other.layer_dirs)
+    # a directory entry for the link itself replaces it, as Docker's applier does
+    replaced = resolve(store, f"oci:{write_oci_layout(tmp_path / 'r', [base, TarBuilder().dir('bin').bytes()]).path}")
+    assert merge_layers(replaced.layer_dirs)["bin"][0] == "dir"

@@ -1,7 +1,9 @@
 """Read an image's files on the host, the way its overlay mount would show them.
 
 COPY --from and the placement of COPY destinations need to look into an image without
-starting a container (a ``scratch`` image or one without ``tar`` could not serve them).
+starting a container (a ``scratch`` image or one without ``tar`` could not serve them), and
+unpacking a layer needs its parents' symlinks (a member under ``bin/`` lands where a lower
+layer's ``bin -> usr/bin`` points, as Docker applies it).
 Layers are searched top first; a whiteout (a 0:0 character device) deletes a name, an opaque
 directory hides what lower layers have below it, and the ``host`` image's host directories
 are the bottom-most layer below their mount points.  Symlinks are resolved inside the image,
