@@ -352,6 +352,8 @@ class _Unpacker:
         except ValueError as exc:
             raise self.fail(info.name, f"hard link target {info.linkname!r}: {exc}") from None
         kind = self.kinds.get(target)
+        if kind is None and self.below is not None:
+            kind = self.copy_up(target, info.name)
         if kind is None:
             raise self.fail(info.name, f"hard link to {info.linkname!r}, which is not in this layer"
                                        " (links must stay inside the layer)")
@@ -361,6 +363,27 @@ class _Unpacker:
         # every parent of target was checked when target was created, so this cannot escape
         os.link(self.abs(target), path, follow_symlinks=False)
         self.kinds[rel] = kind
+
+    def copy_up(self, target: str, member: str) -> str | None:
+        """Bring a lower layer's regular file into this layer, as overlayfs's copy-up does.
+
+        A hard link to a parent's file (Docker applies layers onto the merged tree, where the
+        link is made) needs both names in one directory tree: the file is copied here with
+        its mode and owner, so the merged view shows the same content under both names.
+        """
+        assert self.below is not None
+        host = self.below.entry(target)
+        if host is None or not os.path.isfile(host) or os.path.islink(host):
+            return None
+        self.ensure_dir(posixpath.dirname(target), member)
+        st = os.lstat(host)
+        path = self.abs(target)
+        shutil.copyfile(host, path, follow_symlinks=False)
+        self.chown(path, st.st_uid, st.st_gid)
+        os.chmod(path, stat.S_IMODE(st.st_mode))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        self.kinds[target] = _FILE
+        return _FILE
 
     def finish_dirs(self) -> None:
         for rel in sorted(self.dirs, key=lambda r: r.count("/") + 1 if r else 0, reverse=True):

@@ -407,3 +407,17 @@ def test_a_layer_writes_through_a_lower_layers_symlinked_directory(store: Store,
     # a directory entry for the link itself replaces it, as Docker's applier does
     replaced = resolve(store, f"oci:{write_oci_layout(tmp_path / 'r', [base, TarBuilder().dir('bin').bytes()]).path}")
     assert merge_layers(replaced.layer_dirs)["bin"][0] == "dir"
+
+
+def test_a_hard_link_to_a_parents_file_copies_it_up(store: Store, tmp_path: Path) -> None:
+    base = TarBuilder().dir("usr").file("usr/lib.so", b"library", mode=0o755).bytes()
+    top = TarBuilder().hardlink("usr/lib.so.1", "usr/lib.so").bytes()
+    image = resolve(store, f"oci:{write_oci_layout(tmp_path / 'img', [base, top]).path}")
+    upper = Path(image.layer_dirs[1]) / "usr"
+    assert (upper / "lib.so").read_bytes() == (upper / "lib.so.1").read_bytes() == b"library"
+    assert (upper / "lib.so").stat().st_ino == (upper / "lib.so.1").stat().st_ino
+    assert (upper / "lib.so").stat().st_mode & 0o777 == 0o755
+    assert (Path(image.layer_dirs[0]) / "usr" / "lib.so").read_bytes() == b"library"  # the parent is untouched
+    outside = TarBuilder().hardlink("x", "../../etc/passwd").bytes()
+    with pytest.raises(ImageError, match="x"):
+        resolve(store, f"oci:{write_oci_layout(tmp_path / 'bad', [base, outside]).path}")
