@@ -14,7 +14,8 @@ WORDS = st.sampled_from([*sorted(SUPPORTED), "FROM", "RUN", "VOLUME", "ONBUILD",
                          "--chown=1:1", "AS", "=", " ", "\t", "\n", "\\\n", "<<EOF", "EOF", "scratch", "a b"])
 TEXT = st.lists(st.one_of(WORDS, st.text(max_size=8)), max_size=40).map("".join)
 
-fuzz = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# no example database: the tests must not write into the checkout (it may be read-only)
+fuzz = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @fuzz
