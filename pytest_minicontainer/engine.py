@@ -56,6 +56,7 @@ class Engine:
         self._closed = False
         self._empty: Path | None = None
         self._image_cache: dict[str, Image] = {}
+        self._pinned: set[str] = set()
 
     # -- context -----------------------------------------------------------------------------
     def __enter__(self) -> Engine:
@@ -229,6 +230,7 @@ class Engine:
         name = hostname or cid
         full_env.setdefault("HOSTNAME", name)
         try:
+            self._pin(img, rt)
             spec = self._spec(img, scratch, mounts, network, name)
             if slirp is not None:
                 spec["slirp4netns"] = slirp
@@ -255,6 +257,13 @@ class Engine:
         if self.on_start is not None:
             self.on_start(container)
         return container
+
+    def _pin(self, img: Image, rt: Runtime) -> None:
+        """Tell the store's garbage collector that this session mounts ``img``'s layers."""
+        new = [d for d in img.layer_dirs if d not in self._pinned]
+        if new:
+            self.store.pin(rt.scratch, new)
+            self._pinned.update(new)
 
     def _empty_layer(self) -> str:
         if self._empty is None:

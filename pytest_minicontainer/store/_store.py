@@ -45,6 +45,7 @@ from ._treehash import tree_digest
 __all__ = ["Store"]
 
 _GC_WAIT = 30.0
+PINS = "pins"  # in a session's run directory: layers its containers use
 
 
 class Store:
@@ -366,6 +367,8 @@ class Store:
                                          " an image); try `minicontainer prune` again later") from None
                     time.sleep(0.05)
             freed = self._gc_tmp()
+            if run_cleaner is not None:  # first: what dead sessions pinned is then gone too
+                freed += run_cleaner(self.run_dir)
             images = []
             for path in self._images.glob("*.json"):
                 try:
@@ -380,6 +383,7 @@ class Store:
                     if not p.is_absolute() and p.parts[:1] == ("layers",):
                         layers.add(p.parts[1])
                 blobs.update(b[7:] for b in rec.get("blobs", ()))
+            layers |= self.pinned_layers()
             seen: set[tuple[int, int]] = set()
             for entry in list(self._layers.iterdir()):
                 if entry.name not in layers:
@@ -400,11 +404,29 @@ class Store:
                     del tags[name]
 
             self._update_tags(drop_dangling)
-            if run_cleaner is not None:
-                freed += run_cleaner(self.run_dir)
             return freed
         finally:
             os.close(fd)
+
+    def pin(self, session_dir: Path, layer_dirs: Iterable[str]) -> None:
+        """Keep ``layer_dirs`` from :meth:`gc` while ``session_dir`` (in ``run_dir``) exists.
+
+        A running session's containers have these layers mounted; an ``rmi`` followed by a
+        ``prune`` must not delete them under it.  Dead sessions' directories are removed by the
+        runtime's cleaner, which :meth:`gc` runs first.
+        """
+        names = [Path(d).name for d in layer_dirs if Path(d).parent == self._layers]
+        if names:
+            with open(Path(session_dir) / PINS, "a", encoding="utf-8") as f:
+                f.write("".join(n + "\n" for n in names))
+
+    def pinned_layers(self) -> set[str]:
+        """Layer names pinned by the sessions that have a directory in ``run_dir``."""
+        found: set[str] = set()
+        for pins in self.run_dir.glob(f"*/{PINS}"):
+            with contextlib.suppress(OSError):
+                found.update(line for line in pins.read_text(encoding="utf-8").split() if line)
+        return found
 
     def _gc_tmp(self) -> int:
         freed = 0

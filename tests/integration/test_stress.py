@@ -207,3 +207,24 @@ def test_full_disk_is_a_clear_error_and_the_store_recovers(busybox_rootfs: Path,
     assert "ERROR:" in r.stdout and ("full" in r.stdout or "space" in r.stdout)
     assert "RAN: ok" in r.stdout
     assert issubclass(StoreError, Exception)
+
+
+def test_prune_during_a_session_keeps_the_layers_it_uses(busybox_rootfs: Path, tmp_path: Path) -> None:
+    """``rmi`` then ``prune`` while containers run from that image: their layers stay."""
+    tarball = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "-cf", str(tarball), "-C", str(busybox_rootfs), "."], check=True)
+    store = tmp_path / "store"
+    with Engine(store=store) as e:
+        image = e.image(f"rootfs:{tarball}")
+        with e.run(image, command=["sleep", "100"]) as c:
+            removed = e.store.remove_image(image.digest)
+            assert removed
+            from pytest_minicontainer.cli import _clean_run_dir
+
+            e.store.gc(run_cleaner=_clean_run_dir)
+            assert all(Path(d).is_dir() for d in image.layer_dirs)
+            assert c.exec("cat /data/keep.txt").stdout == "original\n"
+            with e.run(image) as again:  # a new container of the same image still starts
+                assert again.exec("true").returncode == 0
+    e.store.gc()  # the session has ended: now the layers go
+    assert not any(Path(d).exists() for d in image.layer_dirs)
