@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import BuildError
+from ..store import file_digest
 from ._ignore import IgnoreRules, translate
 
 __all__ = ["Source", "content_digest", "resolve_sources", "walk"]
@@ -127,11 +128,7 @@ def content_digest(sources: list[Source], ignore: IgnoreRules) -> str:
             if stat.S_ISLNK(st.st_mode):
                 h.update(head + os.fsencode(os.readlink(full)) + b"\n")
             elif stat.S_ISREG(st.st_mode):
-                fh = hashlib.sha256()
-                with open(full, "rb") as f:
-                    while chunk := f.read(1 << 20):
-                        fh.update(chunk)
-                h.update(head + fh.hexdigest().encode() + b"\n")
+                h.update(head + file_digest(full).encode() + b"\n")
             else:
                 h.update(head + b"\n")
     return "sha256:" + h.hexdigest()

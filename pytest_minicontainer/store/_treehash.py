@@ -12,7 +12,7 @@ import hashlib
 import os
 import stat
 
-__all__ = ["tree_digest"]
+__all__ = ["file_digest", "tree_digest"]
 
 _OPAQUE = "user.overlay.opaque"
 
@@ -22,6 +22,15 @@ def _opaque(path: str) -> bool:
         return os.getxattr(path, _OPAQUE, follow_symlinks=False) == b"y"
     except OSError:
         return False
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """The sha256 (hex) of a file's bytes, read in large chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def tree_digest(root: str | os.PathLike[str]) -> str:
@@ -47,11 +56,7 @@ def tree_digest(root: str | os.PathLike[str]) -> str:
             elif stat.S_ISLNK(st.st_mode):
                 h.update(head + os.fsencode(os.readlink(full)) + b"\n")
             elif stat.S_ISREG(st.st_mode):
-                fh = hashlib.sha256()
-                with open(full, "rb") as f:
-                    while chunk := f.read(1 << 20):
-                        fh.update(chunk)
-                h.update(head + fh.hexdigest().encode() + b"\n")
+                h.update(head + file_digest(full).encode() + b"\n")
             elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
                 h.update(head + f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}\n".encode())
             else:
