@@ -149,7 +149,7 @@ class Container:
 
     def __init__(self, engine: Engine, rt: RuntimeContainer, image: Image, *, command: list[str] | None,
                  env: dict[str, str], workdir: str, user: str | None, hostname: str, network: str,
-                 mounts: Sequence[Mount], options: Mapping[str, Any]) -> None:
+                 mounts: Sequence[Mount]) -> None:
         self.engine = engine
         self.id = rt.id
         self.image = image
@@ -160,7 +160,6 @@ class Container:
         self.hostname = hostname
         self.network = network
         self.mounts = list(mounts)
-        self.options = dict(options)
         self.scratch = rt.scratch
         self.upper_dir = rt.scratch / "upper"
         self._rt = rt
@@ -251,14 +250,15 @@ class Container:
         except OSError as exc:
             raise ContainerError(f"cannot run {argv!r} in container {self.id}: {exc.strerror or exc}") from exc
 
-    def exec(self, cmd: Command, *, input: str | bytes | None = None, env: Mapping[str, str] | None = None,
-             workdir: str | None = None, user: str | None = None, timeout: float | None = None,
-             check: bool = False) -> ExecResult:
-        """Run ``cmd`` to completion (a string runs through ``/bin/sh -c``)."""
-        argv = _argv(cmd)
+    def _launch(self, argv: list[str], env: Mapping[str, str] | None, workdir: str | None, user: str | None,
+                stdin: bool) -> tuple[ExitWatch, int, int, int]:
+        """Start ``argv`` with pipes for its output (and its input with ``stdin``).
+
+        Returns the watch and our pipe ends: stdout, stderr and stdin (-1 without one).
+        """
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        in_r, in_w = os.pipe2(os.O_CLOEXEC) if input is not None else (os.open(os.devnull, os.O_RDONLY), -1)
+        in_r, in_w = os.pipe2(os.O_CLOEXEC) if stdin else (os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1)
         try:
             watch = self._start(argv, env, workdir, user, in_r, out_w, err_w)
         except BaseException:
@@ -269,16 +269,30 @@ class Container:
         finally:
             for fd in (out_w, err_w, in_r):
                 os.close(fd)
+        return watch, out_r, err_r, in_w
+
+    def _run(self, argv: list[str], *, input: str | bytes | None = None, env: Mapping[str, str] | None = None,
+             workdir: str | None = None, user: str | None = None,
+             timeout: float | None = None) -> tuple[int, bytes, bytes]:
+        """Run ``argv`` to completion: (status, stdout, stderr) as bytes; ExecTimeout after ``timeout``."""
+        watch, out_r, err_r, in_w = self._launch(argv, env, workdir, user, input is not None)
         data = input.encode() if isinstance(input, str) else input
-        raw_out, raw_err, timed_out = _communicate(out_r, err_r, in_w, data, timeout)
-        out, err = raw_out.decode(errors="replace"), raw_err.decode(errors="replace")
+        out, err, timed_out = _communicate(out_r, err_r, in_w, data, timeout)
         if timed_out:
             self._kill_tree(watch.pid, signal.SIGKILL)
             watch.wait(5)
             watch.close()
-            raise ExecTimeout(argv, timeout or 0.0, out, err)
+            raise ExecTimeout(argv, timeout or 0.0, out.decode(errors="replace"), err.decode(errors="replace"))
         status = watch.wait()
-        result = ExecResult(status if status is not None else -9, out, err, tuple(argv))
+        return (status if status is not None else -signal.SIGKILL), out, err
+
+    def exec(self, cmd: Command, *, input: str | bytes | None = None, env: Mapping[str, str] | None = None,
+             workdir: str | None = None, user: str | None = None, timeout: float | None = None,
+             check: bool = False) -> ExecResult:
+        """Run ``cmd`` to completion (a string runs through ``/bin/sh -c``)."""
+        argv = _argv(cmd)
+        status, out, err = self._run(argv, input=input, env=env, workdir=workdir, user=user, timeout=timeout)
+        result = ExecResult(status, out.decode(errors="replace"), err.decode(errors="replace"), tuple(argv))
         if check:
             result.check()
         return result
@@ -287,20 +301,8 @@ class Container:
               user: str | None = None, stdin: bool = False) -> Process:
         """Start ``cmd`` in the background; see :class:`Process`."""
         argv = _argv(cmd)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        in_r, in_w = os.pipe2(os.O_CLOEXEC) if stdin else (os.open(os.devnull, os.O_RDONLY), None)
-        try:
-            watch = self._start(argv, env, workdir, user, in_r, out_w, err_w)
-        except BaseException:
-            for fd in (out_r, err_r, in_w):
-                if fd is not None:
-                    os.close(fd)
-            raise
-        finally:
-            for fd in (out_w, err_w, in_r):
-                os.close(fd)
-        return Process(self, argv, watch, out_r, err_r, in_w)
+        watch, out_r, err_r, in_w = self._launch(argv, env, workdir, user, stdin)
+        return Process(self, argv, watch, out_r, err_r, in_w if in_w >= 0 else None)
 
     def _kill_tree(self, pid: int, sig: int) -> None:
         self._rt.kill(pid, sig, group=True)
@@ -354,8 +356,8 @@ class Container:
 
     def copy_out(self, source: str, target: str | os.PathLike[str]) -> None:
         """Copy a container file or directory to the host (into ``target`` when it is a directory)."""
-        status, data, err = self._exec_bytes(
-            ["/bin/sh", "-c", 'cd "$(dirname "$1")" && tar -cf - "$(basename "$1")"', "sh", source])
+        status, data, err = self._run(
+            ["/bin/sh", "-c", 'cd "$(dirname "$1")" && tar -cf - "$(basename "$1")"', "sh", source], user="0:0")
         if status != 0:
             raise ContainerError(f"copy_out {source} failed (the image needs sh and tar): "
                                  f"{err.decode(errors='replace').strip()}")
@@ -366,20 +368,6 @@ class Container:
             produced = Path(tmp) / os.path.basename(source.rstrip("/"))
             final = dest / produced.name if dest.is_dir() else dest
             os.replace(produced, final)
-
-    def _exec_bytes(self, cmd: Command) -> tuple[int, bytes, bytes]:
-        """Run ``cmd`` as root and return its raw output (for tar streams)."""
-        argv = _argv(cmd)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            watch = self._start(argv, None, None, "0:0", null, out_w, err_w)
-        finally:
-            for fd in (out_w, err_w, null):
-                os.close(fd)
-        out, err, _ = _communicate(out_r, err_r, -1, None, None)
-        return watch.wait() or 0, out, err
 
     # -- network ----------------------------------------------------------------------------
     def connect(self, port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> socket.socket:

@@ -10,6 +10,8 @@ importing images costs no namespace.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import tempfile
 import threading
@@ -23,7 +25,7 @@ from .image import Image
 from .paths import default_store_path
 from .runtime import idmap as _idmap
 from .runtime.client import Runtime
-from .store import Store
+from .store import Store, tree_digest
 
 __all__ = ["Engine", "default_store_path"]
 
@@ -240,9 +242,7 @@ class Engine:
                 rt.remove([scratch])
             raise
         container = Container(self, handle, img, command=main, env=full_env, workdir=workdir or cfg.workdir or "/",
-                              user=run_user, hostname=name, network=network, mounts=mounts,
-                              options={"env": dict(env or {}), "workdir": workdir, "user": user,
-                                       "network": network, "hostname": hostname, "ports": list(ports or ())})
+                              user=run_user, hostname=name, network=network, mounts=mounts)
         with self._lock:
             self._containers[cid] = container
         try:
@@ -335,10 +335,6 @@ class Engine:
             self._containers.pop(container.id, None)
 
     def _commit(self, container: Container, tag: str | None) -> Image:
-        import hashlib
-        import json
-
-        from .store import tree_digest
 
         tmp = self.store.new_tmp_dir("commit-")
         layer_tmp = tmp / "layer"

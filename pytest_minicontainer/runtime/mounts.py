@@ -8,7 +8,6 @@ list of small operations, which is easy to read and to unit-test without privile
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 from collections.abc import Sequence
@@ -26,7 +25,6 @@ __all__ = [
     "Overlay",
     "PivotRoot",
     "Proc",
-    "Sysfs",
     "apply_plan",
     "build_plan",
     "stage",
@@ -74,18 +72,11 @@ class DevTmpfs:
 
 
 @dataclass(frozen=True)
-class Sysfs:
-    root: str
-    target: str
-    network_private: bool
-
-
-@dataclass(frozen=True)
 class PivotRoot:
     new_root: str
 
 
-Op = MakePrivate | Overlay | Bind | Proc | DevTmpfs | Sysfs | PivotRoot
+Op = MakePrivate | Overlay | Bind | Proc | DevTmpfs | PivotRoot
 
 
 def _inside(root: str, path: str) -> str:
@@ -120,8 +111,6 @@ def build_plan(spec: dict[str, Any]) -> list[Op]:
         plan.append(Bind(merged, b["source"], b["target"], bool(b.get("readonly"))))
     plan.append(Proc(merged, "/proc"))
     plan.append(DevTmpfs(merged, "/dev"))
-    if spec.get("sysfs"):
-        plan.append(Sysfs(merged, "/sys", spec.get("network", "none") != "host"))
     plan.append(PivotRoot(merged))
     return plan
 
@@ -210,20 +199,6 @@ def _dev(target: str) -> None:
         os.symlink(dest, os.path.join(target, name))
 
 
-def _sysfs(op: Sysfs) -> None:
-    target = _inside(op.root, op.target)
-    _mkdir(target)
-    ro = _sys.MS_RDONLY | _sys.MS_NOSUID | _sys.MS_NODEV | _sys.MS_NOEXEC
-    try:
-        # sysfs may only be mounted by the owner of the network namespace: ours when private.
-        if not op.network_private:
-            raise OSError("shared network namespace")
-        _sys.mount("sysfs", target, "sysfs", ro)
-    except OSError:
-        with contextlib.suppress(OSError):  # a container without /sys still runs nearly everything
-            _bind("/sys", target, readonly=True, recursive=True)
-
-
 def _pivot(new_root: str) -> None:
     # pivot_root(".", ".") stacks the old root on top of the new one; detaching it then
     # leaves only the container's tree (runc's sequence, no put_old directory needed).
@@ -278,7 +253,5 @@ def apply_plan(plan: Sequence[Op], staged: str | None = None) -> None:
                 _dev(target)
             else:
                 _move(os.path.join(staged, "dev"), target)
-        elif isinstance(op, Sysfs):
-            _sysfs(op)
         elif isinstance(op, PivotRoot):
             _pivot(op.new_root)

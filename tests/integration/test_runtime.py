@@ -216,6 +216,7 @@ def test_files_in_and_out(engine: Engine, busybox_rootfs: Path, tmp_path: Path) 
         assert c.read_bytes("/new/dir/file.bin") == b"\x00\x01"
         with pytest.raises(FileNotFoundError):
             c.read_text("/nope")
+        assert c.exists("/new/dir/file.bin") and c.exists("/etc") and not c.exists("/nope")
         c.copy_in(src, "/srv")
         assert c.exec("cat /srv/a.txt").stdout == "A"
         c.exec("mkdir /dst", check=True)
