@@ -130,15 +130,9 @@ class Engine:
         with tempfile.TemporaryDirectory(prefix="minicontainer-probe-") as tmp:
             rt = Runtime(Path(store or tmp) / "run")
             try:
-                cid, scratch = rt.new_scratch()
                 empty = Path(tmp) / "empty"
                 empty.mkdir(exist_ok=True)
-                for d in ("upper", "work", "merged"):
-                    (scratch / d).mkdir()
-                c = rt.create(cid, scratch, {
-                    "rootfs": {"lowers": [str(empty)], "upper": str(scratch / "upper"),
-                               "work": str(scratch / "work"), "merged": str(scratch / "merged")},
-                    "hostname": "probe", "network": "none"})
+                c = rt.create({"lowers": [str(empty)], "hostname": "probe", "network": "none"})
                 c.destroy(remove=True)
             finally:
                 rt.close()
@@ -228,23 +222,17 @@ class Engine:
         full_env = {"PATH": DEFAULT_PATH, **cfg.env_dict, **{str(k): str(v) for k, v in (env or {}).items()}}
         run_user = user if user is not None else (cfg.user or None)
         rt = self.runtime
-        cid, scratch = rt.new_scratch()
-        name = hostname or cid
+        self._pin(img, rt)
+        spec = self._spec(img, mounts, network, hostname)
+        if slirp is not None:
+            spec["slirp4netns"] = slirp
+        handle = rt.create(spec)
+        name = hostname or handle.id
         full_env.setdefault("HOSTNAME", name)
-        try:
-            self._pin(img, rt)
-            spec = self._spec(img, scratch, mounts, network, name)
-            if slirp is not None:
-                spec["slirp4netns"] = slirp
-            handle = rt.create(cid, scratch, spec)
-        except BaseException:
-            with contextlib.suppress(MiniContainerError, OSError):
-                rt.remove([scratch])
-            raise
         container = Container(self, handle, img, command=main, env=full_env, workdir=workdir or cfg.workdir or "/",
                               user=run_user, hostname=name, network=network, mounts=mounts)
         with self._lock:
-            self._containers[cid] = container
+            self._containers[handle.id] = container
         try:
             if run_user is not None:
                 self._check_user(container, run_user)
@@ -272,44 +260,28 @@ class Engine:
             self._empty = path
         return str(self._empty)
 
-    def _spec(self, img: Image, scratch: Path, mounts: Sequence[Mount], network: str, hostname: str) -> dict[str, Any]:
-        upper, work, merged = scratch / "upper", scratch / "work", scratch / "merged"
-        for d in (upper, work, merged):
-            d.mkdir()
+    def _spec(self, img: Image, mounts: Sequence[Mount], network: str, hostname: str | None) -> dict[str, Any]:
+        """The runtime's description of the container (see ``runtime.mounts``)."""
         overlays = []
-        for n, hdir in enumerate(img.host_dirs):
+        for hdir in img.host_dirs:
             rel = hdir.lstrip("/")
-            (upper / rel).mkdir(parents=True, exist_ok=True)
-            w = scratch / f"work{n}"
-            w.mkdir()
             lowers = [hdir] + [os.path.join(layer, rel) for layer in img.layer_dirs
                                if os.path.isdir(os.path.join(layer, rel))]
-            overlays.append({"target": hdir, "lowers": lowers, "upper": str(upper / rel), "work": str(w)})
+            overlays.append({"target": hdir, "lowers": lowers})
+        binds = [{"source": os.path.abspath(m.source), "target": m.target, "readonly": m.readonly} for m in mounts]
+        # Name resolution for networks that reach out, as Docker sets it up: ``host`` shares
+        # the host's resolver configuration, ``slirp`` gets a file pointing at slirp4netns's
+        # DNS forwarder; a private network has no resolver to point at.
+        if network == "host" and os.path.isfile(RESOLV_CONF):
+            binds.append({"source": RESOLV_CONF, "target": RESOLV_CONF, "readonly": True})
         return {
-            "rootfs": {"lowers": list(img.layer_dirs) or [self._empty_layer()], "upper": str(upper),
-                       "work": str(work), "merged": str(merged)},
+            "lowers": list(img.layer_dirs) or [self._empty_layer()],
             "overlays": overlays,
-            "binds": [{"source": os.path.abspath(m.source), "target": m.target, "readonly": m.readonly}
-                      for m in mounts] + self._resolv_conf(scratch, network),
+            "binds": binds,
+            "resolv": "slirp" if network == "slirp" else None,
             "hostname": hostname,
             "network": network,
         }
-
-    @staticmethod
-    def _resolv_conf(scratch: Path, network: str) -> list[dict[str, Any]]:
-        """Name resolution for networks that reach out, as Docker sets it up.
-
-        ``host`` shares the host's resolver configuration; ``slirp`` points at slirp4netns's
-        DNS forwarder (10.0.2.3); a private network has no resolver to point at.
-        """
-        if network == "host" and os.path.isfile("/etc/resolv.conf"):
-            source = "/etc/resolv.conf"
-        elif network == "slirp":
-            source = str(scratch / "resolv.conf")
-            Path(source).write_text("nameserver 10.0.2.3\n")
-        else:
-            return []
-        return [{"source": source, "target": RESOLV_CONF, "readonly": True}]
 
     def _check_user(self, container: Container, user: str) -> None:
         try:

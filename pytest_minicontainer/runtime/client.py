@@ -220,7 +220,7 @@ class Runtime:
         log = open(self.scratch / "zygote.log", "wb")  # noqa: SIM115 - handed to the child
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "pytest_minicontainer.runtime.zygote", str(theirs.fileno()), str(self.scratch)],
+                [sys.executable, "-c", _ZYGOTE_START, _PACKAGE_ROOT, str(theirs.fileno()), str(self.scratch)],
                 pass_fds=[theirs.fileno(), self._lock_fd], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 env=_zygote_env(),
             )
@@ -269,15 +269,12 @@ class Runtime:
         return message
 
     # -- containers -------------------------------------------------------------------------
-    def new_scratch(self) -> tuple[str, Path]:
-        cid = secrets.token_hex(6)
-        path = self.scratch / cid
-        path.mkdir()
-        return cid, path
+    def create(self, spec: dict[str, Any]) -> RuntimeContainer:
+        """Start a container described by ``spec`` (see ``mounts`` for its keys).
 
-    def create(self, cid: str, scratch: Path, spec: dict[str, Any]) -> RuntimeContainer:
-        """Start a container described by ``spec`` (see ``mounts.build_plan`` for its keys)."""
-        spec = dict(spec, id=cid)
+        The runtime picks the container's id and scratch directory (a spare container has
+        made its own before it was asked for); pid 1's answer names them.
+        """
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             answer, _fds, sock = protocol.call(self._ctl, {"op": "create", "spec": spec}, [theirs.fileno()])
@@ -289,9 +286,10 @@ class Runtime:
         sock.close()
         if answer is None or not answer.get("ok"):
             mine.close()
-            self.destroy(cid, [])
+            if answer and answer.get("id"):
+                self.destroy(str(answer["id"]), [str(answer["scratch"])])
             raise hostcheck.explain_container(answer or {"error": "container exited during set-up"}, spec)
-        return RuntimeContainer(cid, scratch, mine, self)
+        return RuntimeContainer(str(answer["id"]), Path(answer["scratch"]), mine, self)
 
     def destroy(self, cid: str, remove: Sequence[str]) -> None:
         """Wait until container ``cid``'s keeper has exited; then remove ``remove``."""
@@ -400,10 +398,14 @@ class Runtime:
         return self._proc.pid
 
 
+# The zygote must import this very package, even when the working directory or PYTHONPATH
+# holds another copy (``python -m`` would put the working directory first).
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+_ZYGOTE_START = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+                 "from pytest_minicontainer.runtime.zygote import main; sys.exit(main(sys.argv[1:]))")
+
+
 def _zygote_env() -> dict[str, str]:
     env = dict(os.environ)
-    # make sure the zygote imports this very package, even from a source checkout
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.pop("PYTHONSTARTUP", None)
     return env

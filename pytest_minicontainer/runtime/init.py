@@ -20,9 +20,8 @@ import errno
 import os
 import signal
 import socket
-import subprocess
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import _sys
 from . import mounts, protocol, users
@@ -116,8 +115,8 @@ class _Init(Server):
         if home and "HOME" not in env:
             env["HOME"] = home
         if uid == os.getuid() and gid == os.getgid() and not groups:
-            # The common case (root in the container): subprocess spawns with vfork, which
-            # costs a fraction of forking this Python process.
+            # The common case (root in the container): a vfork costs a fraction of forking
+            # this Python process.
             pid = _spawn(argv, env, cwd, stdio)
             if pid is not None:
                 return pid
@@ -182,17 +181,38 @@ def _tree(root: int) -> set[int]:
     return found
 
 
+# Signals a new command must start with at their default action: Python ignores SIGPIPE and
+# SIGXFSZ, and the zygote SIGINT; a handled signal is reset by exec anyway.
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP)
+
+
 def _spawn(argv: list[str], env: dict[str, str], cwd: str, stdio: list[int]) -> int | None:
-    """Start ``argv`` through subprocess (vfork); None when it fails, so that the fork path
-    runs it again and reports the failure the way a shell would (status 126/127, a message)."""
+    """Start ``argv`` with ``posix_spawn`` (a vfork: no copy of this Python process).
+
+    None when it cannot, so that the fork path runs it again and reports the failure the way
+    a shell would (status 126/127, a message).  The program is looked up on the command's
+    own PATH, as ``execvpe`` does.  Every descriptor of pid 1 is close-on-exec, so the
+    command gets exactly ``stdio``.
+    """
+    if "/" in argv[0]:
+        path = argv[0]
+    else:
+        found = [p for p in (os.path.join(d, argv[0]) for d in os.get_exec_path(env))
+                 if os.path.isfile(p) and os.access(p, os.X_OK)]
+        if not found:
+            return None
+        path = found[0]
     try:
-        proc = subprocess.Popen(argv, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], cwd=cwd, env=env,
-                                start_new_session=True, restore_signals=True, close_fds=True)
-    except (OSError, ValueError, subprocess.SubprocessError):
+        os.chdir(cwd)  # posix_spawn has no chdir action: pid 1 itself moves there for the call
+    except OSError:
         return None
-    # pid 1 reaps with waitpid(-1); tell subprocess the child is not its business any more.
-    proc.returncode = 0
-    return proc.pid
+    try:
+        return os.posix_spawn(path, argv, env, setsid=True, setsigmask=(), setsigdef=_DEFAULT_SIGNALS,
+                              file_actions=[(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio[:3])])
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.chdir("/")
 
 
 def _returncode(status: int) -> int:
@@ -250,18 +270,25 @@ def _child_exec(argv: list[str], env: dict[str, str], cwd: str, uid: int, gid: i
         os._exit(code)
 
 
-def spare_main(stage: str, work: socket.socket) -> None:
-    """Pid 1 of a *spare* container: set up what needs no spec, then wait for one.
+def spare_main(stage: str, work: socket.socket, scratch: str, cid: str,
+               template: dict[str, Any] | None) -> NoReturn:
+    """Pid 1 of a *spare* container: set up what it can before its spec is known, then wait.
 
-    The namespaces exist, loopback is up, /proc and /dev are mounted under ``stage``; the
-    zygote hands over the spec (and the reply and control sockets) when a test asks for a
-    container, and the rest of the set-up takes a fraction of the full cost.
+    The namespaces exist, loopback is up, /proc and /dev are mounted under ``stage``.  With
+    a ``template`` (the spec of the previous container, see ``mounts.template_key``) the
+    whole root is built and entered too, so that when the zygote hands over a spec with the
+    same key (and the reply and control sockets), only the hostname is left to set.
     """
     _sys.set_parent_death_signal(signal.SIGKILL)
     problem: BaseException | None = None
+    prepared = False
     try:
         _sys.bring_up_loopback()
         mounts.stage(stage)
+        if template is not None:
+            os.umask(0o022)
+            mounts.apply_plan(mounts.build_plan(template, scratch), stage)
+            prepared = True
     except BaseException as exc:
         problem = exc
     message, fds = protocol.recv(work)
@@ -269,36 +296,41 @@ def spare_main(stage: str, work: socket.socket) -> None:
     if message is None or len(fds) < 2:
         os._exit(0)
     ctl, reply = socket.socket(fileno=fds[1]), socket.socket(fileno=fds[0])
+    spec = message["spec"]
+    if problem is None and prepared and mounts.template_key(spec) != mounts.template_key(template or {}):
+        problem = ValueError("internal error: a spare prepared for another image was handed this container")
     if problem is not None:
-        _report(reply, problem)
+        _report(reply, problem, cid, scratch)
         os._exit(1)
-    container_main(message["spec"], ctl, reply, staged=stage)
+    container_main(spec, ctl, reply, scratch, cid, staged=stage, prepared=prepared)
 
 
-def _report(reply: socket.socket, exc: BaseException) -> None:
+def _report(reply: socket.socket, exc: BaseException, cid: str, scratch: str) -> None:
     with contextlib.suppress(OSError):
         protocol.send(reply, {"ok": False, "error": str(exc), "errno": getattr(exc, "errno", 0) or 0,
-                              "type": type(exc).__name__})
+                              "type": type(exc).__name__, "id": cid, "scratch": scratch})
 
 
-def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socket,
-                   staged: str | None = None) -> None:
-    """Run as pid 1 of a new container; never returns."""
+def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socket, scratch: str, cid: str,
+                   staged: str | None = None, prepared: bool = False) -> NoReturn:
+    """Run as pid 1 of a new container (``prepared``: its root is entered already); never returns."""
     code = 0
     try:
         _sys.set_parent_death_signal(signal.SIGKILL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # the zygote ignores it; commands must not
-        if staged is None and spec.get("network", "none") != "host":
-            _sys.bring_up_loopback()
-        _sys.sethostname(spec["hostname"])
-        mounts.apply_plan(mounts.build_plan(spec), staged)
+        os.umask(0o022)  # Docker's: files that commands and file requests create get usual modes
+        if not prepared:
+            if staged is None and spec.get("network", "none") != "host":
+                _sys.bring_up_loopback()
+            mounts.apply_plan(mounts.build_plan(spec, scratch), staged)
+        _sys.sethostname(spec.get("hostname") or cid)
         init = _Init(ctl)
-        protocol.send(reply, {"ok": True})
+        protocol.send(reply, {"ok": True, "id": cid, "scratch": scratch})
         reply.close()
         init.serve()
     except BaseException as exc:
         code = 1
-        _report(reply, exc)
+        _report(reply, exc, cid, scratch)
     finally:
         with contextlib.suppress(Exception):
             sys.stdout.flush()

@@ -1,14 +1,25 @@
 """The mount plan of a container: built as data first, then applied in order.
 
-Following bubblewrap's *plan, then execute*: :func:`build_plan` turns a container spec into a
-list of small operations, which is easy to read and to unit-test without privileges;
-:func:`apply_plan` runs them inside the container's fresh mount namespace (in pid 1, before
-``pivot_root``).  The order matters and is explained where it is decided.
+Following bubblewrap's *plan, then execute*: :func:`build_plan` turns a container spec and
+its scratch directory into a list of small operations, which is easy to read and to
+unit-test without privileges; :func:`apply_plan` runs them inside the container's fresh
+mount namespace (in pid 1, before ``pivot_root``).  The order matters and is explained where
+it is decided.
+
+A spec (the library's ``Engine`` writes it) holds what the container is made of, never
+where its writable layer lives: ``lowers`` (the image's layer directories, bottom first),
+``overlays`` (``{"target", "lowers"}`` for the ``host`` image's per-directory overlays),
+``binds`` (``{"source", "target", "readonly"}``), ``resolv`` (``"slirp"`` for a resolver
+file of its own), ``hostname`` and ``network``.  The writable layer, overlayfs's work
+directories and the mount point are made inside the scratch directory the runtime gives the
+container, so that a spare container can prepare all of it before the spec arrives.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,17 +29,26 @@ from .. import _sys
 from ..rootpath import resolve_in_root
 
 __all__ = [
+    "RESOLV_CONF",
     "Bind",
     "DevTmpfs",
+    "MakeDirs",
     "MakePrivate",
     "Op",
     "Overlay",
     "PivotRoot",
     "Proc",
+    "WriteFile",
     "apply_plan",
     "build_plan",
+    "host_entries",
     "stage",
+    "template_key",
 ]
+
+RESOLV_CONF = "/etc/resolv.conf"
+# slirp4netns's DNS forwarder, as Docker would write it for that network
+SLIRP_RESOLV = "nameserver 10.0.2.3\n"
 
 # /dev nodes bound from the host: all that a process reasonably expects (see RUNTIME-NOTES).
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
@@ -40,6 +60,19 @@ PROC_READONLY = ("sys", "bus", "fs", "irq")
 @dataclass(frozen=True)
 class MakePrivate:
     """Stop mount events propagating to the host; pivot_root also requires it."""
+
+
+@dataclass(frozen=True)
+class MakeDirs:
+    """The container's own directories in its scratch space (writable layer, work dirs)."""
+
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WriteFile:
+    path: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -76,7 +109,7 @@ class PivotRoot:
     new_root: str
 
 
-Op = MakePrivate | Overlay | Bind | Proc | DevTmpfs | PivotRoot
+Op = MakePrivate | MakeDirs | WriteFile | Overlay | Bind | Proc | DevTmpfs | PivotRoot
 
 
 def _inside(root: str, path: str) -> str:
@@ -92,27 +125,46 @@ def _inside(root: str, path: str) -> str:
     return os.path.join(root, *parts)
 
 
-def build_plan(spec: dict[str, Any]) -> list[Op]:
-    """Turn a container spec (see ``client.Runtime.create``) into mount operations.
+def build_plan(spec: dict[str, Any], scratch: str) -> list[Op]:
+    """Turn a container spec (see the module's docstring) into mount operations.
 
     Targets other than the root are container paths: they are resolved inside the new root
     only when applied, once the overlay is mounted and the image's symlinks are visible.
     """
-    root = spec["rootfs"]
-    merged = root["merged"]
-    plan: list[Op] = [MakePrivate(), Overlay(merged, "/", tuple(root["lowers"]), root["upper"], root["work"])]
+    upper, work, merged = (os.path.join(scratch, name) for name in ("upper", "work", "merged"))
+    dirs = [upper, work, merged]
     # Host directories (the ``host`` image) get overlays of their own *after* the root one, so
     # that they cover the root's (empty) directory of the same name.
-    for ov in spec.get("overlays", ()):
-        plan.append(Overlay(merged, ov["target"], tuple(ov["lowers"]), ov["upper"], ov["work"]))
+    host_overlays: list[Op] = []
+    for n, ov in enumerate(spec.get("overlays", ())):
+        ov_upper, ov_work = os.path.join(upper, ov["target"].lstrip("/")), os.path.join(scratch, f"work{n}")
+        dirs += [ov_upper, ov_work]
+        host_overlays.append(Overlay(merged, ov["target"], tuple(ov["lowers"]), ov_upper, ov_work))
+    plan: list[Op] = [MakePrivate(), MakeDirs(tuple(dirs)), Overlay(merged, "/", tuple(spec["lowers"]), upper, work),
+                      *host_overlays]
     # User mounts next: they may target any path of the image, and /proc, /dev come last so
     # that a careless mount of "/dev" from the host cannot hide the container's own.
     for b in spec.get("binds", ()):
         plan.append(Bind(merged, b["source"], b["target"], bool(b.get("readonly"))))
+    if spec.get("resolv") == "slirp":
+        resolv = os.path.join(scratch, "resolv.conf")
+        plan += [WriteFile(resolv, SLIRP_RESOLV), Bind(merged, resolv, RESOLV_CONF, readonly=True)]
     plan.append(Proc(merged, "/proc"))
     plan.append(DevTmpfs(merged, "/dev"))
     plan.append(PivotRoot(merged))
     return plan
+
+
+def template_key(spec: dict[str, Any]) -> str | None:
+    """What a spare container may prepare ahead of ``spec``: None if it must not.
+
+    Two specs with the same key make the same mounts (hostname and main command aside), so
+    a spare prepared with one serves the other.  Specs with bind mounts are never prepared:
+    a source directory replaced between the preparation and the test would be stale.
+    """
+    if spec.get("binds") or spec.get("network", "none") == "host":
+        return None
+    return json.dumps([spec["lowers"], spec.get("overlays", []), spec.get("resolv")], separators=(",", ":"))
 
 
 def _mkdir(path: str) -> None:
@@ -168,25 +220,40 @@ def _escape(path: str) -> str:
     return path.replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
 
 
+@functools.cache
+def host_entries() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The masked /proc files, read-only /proc directories and /dev nodes this host has.
+
+    They depend on the kernel, not on the container: the zygote asks once and every
+    container it forks inherits the answer instead of stat-ing two dozen paths.
+    """
+    return (tuple(n for n in PROC_MASKED if os.path.isfile("/proc/" + n)),
+            tuple(n for n in PROC_READONLY if os.path.isdir("/proc/" + n)),
+            tuple(n for n in DEV_NODES if os.path.exists("/dev/" + n)))
+
+
 def _proc(target: str) -> None:
+    masked, readonly, _nodes = host_entries()
     _mkdir(target)
     _sys.mount("proc", target, "proc", _sys.MS_NOSUID | _sys.MS_NODEV | _sys.MS_NOEXEC)
-    for name in PROC_MASKED:
+    for name in masked:
+        _sys.mount("/dev/null", os.path.join(target, name), None, _sys.MS_BIND)
+    # read-only again: a bind inherits the proc mount's flags and may not drop them
+    ro_flags = _sys.MS_REMOUNT | _sys.MS_BIND | _sys.MS_RDONLY | _sys.MS_NOSUID | _sys.MS_NODEV | _sys.MS_NOEXEC
+    for name in readonly:
         path = os.path.join(target, name)
-        if os.path.isfile(path):
-            _sys.mount("/dev/null", path, None, _sys.MS_BIND)
-    for name in PROC_READONLY:
-        path = os.path.join(target, name)
-        if os.path.isdir(path):
-            _bind(path, path, readonly=True, recursive=True)
+        _sys.mount(path, path, None, _sys.MS_BIND | _sys.MS_REC)
+        _sys.mount(None, path, None, ro_flags)
 
 
 def _dev(target: str) -> None:
+    _nodes = host_entries()[2]
     _mkdir(target)
     _sys.mount("tmpfs", target, "tmpfs", _sys.MS_NOSUID | _sys.MS_NOEXEC, "mode=755,size=65536k")
-    for name in DEV_NODES:
-        if os.path.exists("/dev/" + name):
-            _bind("/dev/" + name, os.path.join(target, name), readonly=False)
+    for name in _nodes:
+        path = os.path.join(target, name)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+        _sys.mount("/dev/" + name, path, None, _sys.MS_BIND)
     pts = os.path.join(target, "pts")
     os.mkdir(pts, 0o755)
     _sys.mount("devpts", pts, "devpts", _sys.MS_NOSUID | _sys.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
@@ -237,6 +304,12 @@ def apply_plan(plan: Sequence[Op], staged: str | None = None) -> None:
         if isinstance(op, MakePrivate):
             if staged is None:
                 _sys.mount(None, "/", None, _sys.MS_REC | _sys.MS_PRIVATE)
+        elif isinstance(op, MakeDirs):
+            for path in op.paths:
+                os.makedirs(path, exist_ok=True)
+        elif isinstance(op, WriteFile):
+            with open(op.path, "w") as f:
+                f.write(op.text)
         elif isinstance(op, Overlay):
             _overlay(op)
         elif isinstance(op, Bind):

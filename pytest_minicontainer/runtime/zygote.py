@@ -4,32 +4,32 @@ Why a separate process: ``unshare(CLONE_NEWUSER)`` refuses multi-threaded caller
 may run threads, and a warm Python that is already inside the user namespace can fork a
 container in about a millisecond, with no interpreter start and no id-map write per container.
 
-Life cycle: the library starts it with ``python -m pytest_minicontainer.runtime.zygote FD DIR``
+Life cycle: the library starts it with ``python -c`` calling :func:`main` with ``FD DIR``
 (FD: its end of a SEQPACKET socket; DIR: the engine's scratch directory).  It enters a new
 user namespace, tells the library its pid so that the maps are written from outside (writing
 them from inside breaks overlayfs for real root), then serves ``create``, ``destroy`` and
 ``remove``.  When the library's socket closes (the library exited, even by SIGKILL), it kills
 every container and removes DIR.
 
-Each container is two processes: *keeper* (A) unshares the mount, pid, uts, ipc and network
-namespaces and forks *init* (B), pid 1 of the new pid namespace.  A keeps B on a leash: A dies
-with the zygote (parent-death signal) and B dies with A, and when the kernel kills a pid
-namespace's init it kills everything in it.  A's exit therefore means the container is gone.
+Each container is one process forked from here straight into its new mount, pid, uts, ipc
+and network namespaces (``clone``): pid 1 of the new pid namespace.  It dies with the zygote
+(parent-death signal), and when the kernel kills a pid namespace's init it kills everything
+in it, so reaping a container's pid 1 here means the container is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import signal
 import socket
 import sys
-import time
-from typing import Any
+from typing import Any, NamedTuple, NoReturn
 
 from .. import _sys
-from . import protocol
+from . import mounts, protocol
 from .init import container_main, spare_main  # imported once here, not in every container
 from .server import Server
 from .trees import copy_tree, remove_tree
@@ -41,54 +41,81 @@ class _SlirpFailed(Exception):
     """network="slirp" could not be set up for a container (the message says why)."""
 
 
+class _Spare(NamedTuple):
+    """A container cloned ahead of time, waiting on ``sock`` for its spec."""
+
+    pid: int
+    sock: socket.socket
+    cid: str
+    scratch: str
+
+
 class _Zygote(Server):
     def __init__(self, ctl: socket.socket, scratch: str) -> None:
         super().__init__(ctl)
         self.scratch = scratch
-        self.keepers: dict[str, int] = {}  # container id -> keeper pid
-        # keeper pid -> (reply or None, request) to finish when that keeper has exited
+        self.inits: dict[str, int] = {}  # container id -> its pid 1 (as this namespace numbers it)
+        # pid 1 -> (reply or None, request) to finish when that container has ended
         self.pending: dict[int, list[tuple[socket.socket | None, dict[str, Any]]]] = {}
         self.trash: list[str] = []  # trees to delete when idle (removal is off the hot path)
-        # A spare container (private network) waiting for its spec: (keeper pid, socket).
-        self.spare: tuple[int, socket.socket] | None = None
-        # network="slirp": keeper pid -> (slirp4netns pid, write end of its --exit-fd pipe)
+        # Spare containers (private network), by the template they prepared (None: only the
+        # namespaces, /proc and /dev).  ``recent`` holds the templates worth preparing: the
+        # last two different ones asked for, most recent first.
+        self.spares: dict[str | None, _Spare] = {}
+        self.recent: list[tuple[str, dict[str, Any]]] = []
+        self.unused: dict[int, str] = {}  # pid 1 of a spare not handed out -> its scratch dir
+        self.spare_error = ""  # why the last spare could not be made (then none is tried when idle)
+        # network="slirp": pid 1 -> (slirp4netns pid, write end of its --exit-fd pipe)
         self.slirps: dict[int, tuple[int, int]] = {}
         self.stage = os.path.join(scratch, ".stage")
         os.makedirs(self.stage, exist_ok=True)
+        mounts.host_entries()  # asked once here, inherited by every container
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in pytest must not orphan containers
 
+    # -- idle work ------------------------------------------------------------------------------
+    def wanted_spare(self) -> tuple[str | None, dict[str, Any] | None] | None:
+        """The spare to make next as (key, template); (None, None) a plain one; None: enough."""
+        if self.spare_error:
+            return None
+        for key, spec in self.recent:
+            if key not in self.spares:
+                return key, spec
+        return None if None in self.spares else (None, None)
+
     def has_idle_work(self) -> bool:
-        return bool(self.trash) or self.spare is None
+        return bool(self.trash) or self.wanted_spare() is not None
 
     def idle(self) -> None:
-        """Nothing asked: prepare the next container, then tidy up."""
-        if self.spare is None:
-            self.make_spare()
+        """Nothing asked: prepare the next containers, then tidy up."""
+        want = self.wanted_spare()
+        if want is not None:
+            self.make_spare(*want)
         elif self.trash:
             remove_tree(self.trash.pop())
 
+    # -- requests -------------------------------------------------------------------------------
     def handle(self, message: dict[str, Any], fds: list[int]) -> bool:
         reply = socket.socket(fileno=fds[0])
         op = message.get("op")
         try:
             if op == "create":
-                self.create(message, reply, fds[1])
+                self.create(message["spec"], reply, fds[1])
                 return False
             if op == "destroy":
-                pid = self.keepers.get(str(message["id"]))
+                pid = self.inits.get(str(message["id"]))
                 if pid is None:
                     self.finish_destroy(reply, message)
                     return False
                 self.pending.setdefault(pid, []).append((reply, message))
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGTERM)
+                    os.kill(pid, signal.SIGKILL)
                 return False
             if op == "remove":
-                pid = self.keepers.get(str(message.get("id")))
+                pid = self.inits.get(str(message.get("id")))
                 if message.get("now"):
                     for path in message["paths"]:
                         remove_tree(str(path))
-                elif pid is not None:  # still tearing down: remove when the keeper is gone
+                elif pid is not None:  # still tearing down: remove when its pid 1 is reaped
                     self.pending.setdefault(pid, []).append((None, {"remove": message["paths"]}))
                 else:
                     self.trash.extend(str(p) for p in message["paths"])
@@ -111,70 +138,108 @@ class _Zygote(Server):
                 protocol.send(reply, {"ok": True})
             reply.close()
 
-    def create(self, message: dict[str, Any], reply: socket.socket, container_fd: int) -> None:
-        spec = message["spec"]
-        pid = None
+    def create(self, spec: dict[str, Any], reply: socket.socket, ctl_fd: int) -> None:
+        """Start a container: hand ``spec`` to a spare if one fits, else clone a new pid 1.
+
+        Pid 1 answers on ``reply`` (with the container's id and scratch dir) once it runs.
+        """
+        try:
+            pid, cid = self.start(spec, reply, ctl_fd)
+        except (OSError, _SlirpFailed) as exc:
+            with contextlib.suppress(OSError):
+                protocol.send(reply, {"ok": False, "error": str(exc), "errno": getattr(exc, "errno", 0) or 0,
+                                      "step": "network" if isinstance(exc, _SlirpFailed) else "namespaces"})
+        else:
+            self.inits[cid] = pid
+        finally:
+            os.close(ctl_fd)
+            reply.close()
+
+    def start(self, spec: dict[str, Any], reply: socket.socket, ctl_fd: int) -> tuple[int, str]:
+        key = mounts.template_key(spec)
+        if key is not None:
+            self.remember(key, spec)
         slirp = spec.get("network") == "slirp"
-        if slirp and self.spare is None:
-            self.make_spare()  # slirp4netns attaches to a network namespace that exists already
-        if self.spare is not None and spec.get("network", "none") != "host":
-            pid, work = self.spare
-            self.spare = None
+        private = spec.get("network", "none") != "host"
+        spare = (self.spares.pop(key, None) if key is not None else None) if private else None
+        if spare is None and private:
+            if slirp and None not in self.spares:
+                self.make_spare(None, None)  # slirp4netns attaches to a network namespace that exists
+            spare = self.spares.pop(None, None)
+            if spare is None and slirp:
+                raise OSError(errno.EPERM, self.spare_error or "no container could be started")
+        if spare is not None:
+            self.unused.pop(spare.pid, None)
             try:
                 if slirp:  # before pid 1 answers: the network is up when the main process starts
-                    self.start_slirp(pid, str(spec["slirp4netns"]))
-                protocol.send(work, {"spec": spec}, [reply.fileno(), container_fd])
-            except _SlirpFailed as exc:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                with contextlib.suppress(OSError):
-                    protocol.send(reply, {"ok": False, "error": str(exc), "step": "network"})
-                pid = None
-            except OSError:  # the spare died: start one from scratch below
-                pid = None
+                    self.start_slirp(spare.pid, str(spec["slirp4netns"]))
+                protocol.send(spare.sock, {"spec": spec}, [reply.fileno(), ctl_fd])
+                return spare.pid, spare.cid
+            except (OSError, _SlirpFailed):
+                self.retire(spare)
                 if slirp:
-                    with contextlib.suppress(OSError):
-                        protocol.send(reply, {"ok": False, "error": "the container died while its network was "
-                                              "being set up", "step": "network"})
-            work.close()
-            if pid is None and slirp:
-                os.close(container_fd)
-                reply.close()
-                return
-        if pid is None:
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the keeper, reported through the reply socket
-                _keeper(self, spec, reply, socket.socket(fileno=container_fd), None)
-        os.close(container_fd)
-        reply.close()
-        self.keepers[str(spec["id"])] = pid
+                    raise
+            finally:
+                spare.sock.close()
+        cid, scratch = self.new_scratch()
+        return self.start_init(spec, reply, ctl_fd, None, cid, scratch), cid
 
-    def start_slirp(self, keeper: int, binary: str) -> None:
-        """Give keeper ``keeper``'s network namespace outbound access through slirp4netns.
+    def remember(self, key: str, spec: dict[str, Any]) -> None:
+        """``spec`` was asked for: keep a spare prepared for it (and for the one before)."""
+        if self.recent and self.recent[0][0] == key:
+            return
+        self.recent = [(key, spec), *[(k, s) for k, s in self.recent if k != key][:1]]
+        keep = {k for k, _ in self.recent}
+        for stale in [k for k in self.spares if k is not None and k not in keep]:
+            self.retire(self.spares.pop(stale))
+
+    def retire(self, spare: _Spare) -> None:
+        """Kill a spare that will not be used; its scratch goes when it is reaped."""
+        self.unused[spare.pid] = spare.scratch
+        spare.sock.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(spare.pid, signal.SIGKILL)
+
+    def new_scratch(self) -> tuple[str, str]:
+        cid = os.urandom(6).hex()
+        path = os.path.join(self.scratch, cid)
+        os.mkdir(path, 0o755)
+        return cid, path
+
+    def start_init(self, spec: dict[str, Any] | None, reply: socket.socket | None, ctl_fd: int,
+                   spare: socket.socket | None, cid: str, scratch: str,
+                   template: dict[str, Any] | None = None) -> int:
+        """Clone pid 1 of a new container; with ``spare`` it waits there for its spec."""
+        flags = _sys.CLONE_NEWNS | _sys.CLONE_NEWPID | _sys.CLONE_NEWUTS | _sys.CLONE_NEWIPC
+        if spec is None or spec.get("network", "none") != "host":
+            flags |= _sys.CLONE_NEWNET
+        try:
+            pid = _sys.clone(flags)
+        except OSError:
+            self.trash.append(scratch)
+            raise
+        if pid == 0:  # pragma: no cover - pid 1, reported through its sockets
+            _init(self, spec, reply, ctl_fd, spare, cid, scratch, template)
+        return pid
+
+    def start_slirp(self, init: int, binary: str) -> None:
+        """Give container ``init``'s network namespace outbound access through slirp4netns.
 
         slirp4netns runs here, inside the user namespace that owns the container's network
         namespace (so it may enter it), and creates ``tap0`` (10.0.2.100/24, gateway and
         host loopback 10.0.2.2, DNS 10.0.2.3).  It exits when the write end of its exit pipe
-        closes: when the keeper is reaped, or when this zygote dies for any reason.
+        closes: when the container's pid 1 is reaped, or when this zygote dies for any reason.
         """
-        own = os.readlink("/proc/self/ns/net")
-        for _ in range(2000):  # the fresh keeper may not have unshared its network yet
-            try:
-                if os.readlink(f"/proc/{keeper}/ns/net") != own:
-                    break
-            except OSError as exc:
-                raise _SlirpFailed(f"the container exited before its network was set up: {exc}") from None
-            time.sleep(0.001)
-        else:
-            raise _SlirpFailed("the container did not create its network namespace within 2s")
+        if not os.path.exists(f"/proc/{init}/ns/net"):
+            raise _SlirpFailed("the container exited before its network was set up")
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         exit_r, exit_w = os.pipe2(os.O_CLOEXEC)
         try:
             os.set_inheritable(ready_w, True)
             os.set_inheritable(exit_r, True)
             argv = [binary, "--configure", "--mtu=65520", f"--ready-fd={ready_w}", f"--exit-fd={exit_r}",
-                    str(keeper), "tap0"]
-            log_path = os.path.join(self.scratch, f"slirp4netns-{keeper}.log")
+                    str(init), "tap0"]
+            log_path = os.path.join(self.scratch, f"slirp4netns-{init}.log")
             log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 spid = os.posix_spawn(binary, argv, os.environ, file_actions=[
@@ -203,16 +268,22 @@ class _Zygote(Server):
                         "rules make it mode 0666: chmod 0666 /dev/net/tun), or use network=\"host\"")
             raise _SlirpFailed("slirp4netns could not give the container a network: "
                                + (" | ".join(said) or "it said nothing") + hint)
-        self.slirps[keeper] = (spid, exit_w)
+        self.slirps[init] = (spid, exit_w)
 
-    def make_spare(self) -> None:
+    def make_spare(self, key: str | None, template: dict[str, Any] | None) -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the spare's keeper
-            mine.close()
-            _keeper(self, None, None, None, theirs)
-        theirs.close()
-        self.spare = (pid, mine)
+        try:
+            cid, scratch = self.new_scratch()
+            pid = self.start_init(None, None, -1, theirs, cid, scratch, template)
+        except OSError as exc:
+            mine.close()  # no spare then: create() reports the error when a container is asked for
+            self.spare_error = str(exc)
+            return
+        finally:
+            theirs.close()
+        self.spares[key] = _Spare(pid, mine, cid, scratch)
+        self.unused[pid] = scratch
+        self.spare_error = ""
 
     def reap(self) -> None:
         while True:
@@ -222,46 +293,40 @@ class _Zygote(Server):
                 return
             if pid == 0:
                 return
-            for cid, kpid in list(self.keepers.items()):
-                if kpid == pid:
-                    del self.keepers[cid]
+            for cid, ipid in list(self.inits.items()):
+                if ipid == pid:
+                    del self.inits[cid]
             slirp = self.slirps.pop(pid, None)
             if slirp is not None:
                 os.close(slirp[1])  # slirp4netns sees EOF on its exit fd and quits
-            if self.spare is not None and self.spare[0] == pid:
-                self.spare[1].close()
-                self.spare = None
+            for key, spare in list(self.spares.items()):
+                if spare.pid == pid:
+                    del self.spares[key]
+                    spare.sock.close()
+            if pid in self.unused:  # a spare that never became a container
+                self.trash.append(self.unused.pop(pid))
             for reply, message in self.pending.pop(pid, []):
                 self.finish_destroy(reply, message)
 
     def shutdown(self) -> None:
         """The library is gone: kill every container, wait for them, remove the scratch space.
 
-        Keepers get SIGTERM, on which each kills its pid 1 and waits for it: a keeper's exit
-        then means its whole pid namespace is gone (SIGKILL would let pid 1 outlive it by a
-        moment).  Whatever is still there after a few seconds is killed outright.
+        Killing a container's pid 1 makes the kernel kill the rest of its pid namespace, and
+        pid 1 is only reaped once all of it is gone: after the wait nothing is left.
         """
-        keepers = list(self.keepers.values()) + ([self.spare[0]] if self.spare is not None else [])
-        for pid in keepers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
         for _spid, exit_w in self.slirps.values():
             os.close(exit_w)
         self.slirps.clear()
-        deadline = time.monotonic() + 5
+        for pid in list(self.inits.values()) + [spare.pid for spare in self.spares.values()]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         while True:
             try:
-                pid, _status = os.waitpid(-1, os.WNOHANG if time.monotonic() < deadline else 0)
+                os.waitpid(-1, 0)
             except ChildProcessError:
                 break
             except InterruptedError:
                 continue
-            if pid == 0:
-                time.sleep(0.002)
-                if time.monotonic() >= deadline:
-                    for kpid in keepers:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(kpid, signal.SIGKILL)
         for path in self.trash:
             remove_tree(path)
         remove_tree(self.scratch)
@@ -271,60 +336,47 @@ class _Zygote(Server):
         for _pid, exit_w in self.slirps.values():
             with contextlib.suppress(OSError):
                 os.close(exit_w)
+        for spare in self.spares.values():  # a spare must see EOF when the zygote dies, not when we do
+            spare.sock.close()
+        for waiting in self.pending.values():
+            for reply, _message in waiting:
+                if reply is not None:
+                    reply.close()
 
 
-def _keeper(zygote: _Zygote, spec: dict[str, Any] | None, reply: socket.socket | None,
-            ctl: socket.socket | None, spare: socket.socket | None) -> None:  # pragma: no cover
-    """Unshare the namespaces, fork pid 1, and live exactly as long as it does.
+def _init(zygote: _Zygote, spec: dict[str, Any] | None, reply: socket.socket | None, ctl_fd: int,
+          spare: socket.socket | None, cid: str, scratch: str,
+          template: dict[str, Any] | None) -> NoReturn:  # pragma: no cover - runs in the clone
+    """The fresh clone: drop the zygote's descriptors and become the container's pid 1.
 
-    With ``spare`` the container's spec is not known yet: pid 1 prepares what it can and
-    waits on that socket (see ``init.spare_main``).
+    With ``spare`` the container's spec is not known yet: pid 1 prepares what it can (all
+    of ``template``'s root, if given) and waits on that socket (see ``init.spare_main``).
     """
-    code = 1
     try:
         zygote.close_in_child()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        _sys.set_parent_death_signal(signal.SIGKILL)
-        flags = _sys.CLONE_NEWNS | _sys.CLONE_NEWPID | _sys.CLONE_NEWUTS | _sys.CLONE_NEWIPC
-        if spec is None or spec.get("network", "none") != "host":
-            flags |= _sys.CLONE_NEWNET
-        _sys.unshare(flags)
-        child = os.fork()
-        if child == 0:
-            if spare is not None:
-                spare_main(zygote.stage, spare)
-            assert spec is not None and ctl is not None and reply is not None
-            container_main(spec, ctl, reply)
-        for sock in (ctl, reply, spare):
-            if sock is not None:
-                sock.close()
-
-        def stop(*_: object) -> None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGKILL)
-
-        signal.signal(signal.SIGTERM, stop)
-        while True:
-            try:
-                _pid, status = os.waitpid(child, 0)
-                code = os.waitstatus_to_exitcode(status) & 0xFF
-                break
-            except InterruptedError:
-                continue
-            except ChildProcessError:
-                break
+        if spare is not None:
+            spare_main(zygote.stage, spare, scratch, cid, template)
+        assert spec is not None and reply is not None
+        container_main(spec, socket.socket(fileno=ctl_fd), reply, scratch, cid)
     except BaseException as exc:
         if reply is not None:
             with contextlib.suppress(OSError):
                 protocol.send(reply, {"ok": False, "error": str(exc), "errno": getattr(exc, "errno", 0) or 0,
-                                      "step": "namespaces"})
+                                      "step": "namespaces", "id": cid, "scratch": scratch})
     finally:
-        os._exit(code)
+        os._exit(1)
 
 
 def main(argv: list[str]) -> int:
     ctl = socket.socket(fileno=int(argv[0]))
     scratch = argv[1]
+    # Descriptors handed down by the library (this socket, the scratch lock) stay with the
+    # zygote and the containers' pid 1, never with a command a container runs.
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if int(name) > 2:
+                os.set_inheritable(int(name), False)
     try:
         _sys.unshare(_sys.CLONE_NEWUSER)
     except OSError as exc:
