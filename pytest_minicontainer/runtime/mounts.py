@@ -42,6 +42,8 @@ __all__ = [
     "apply_plan",
     "build_plan",
     "host_entries",
+    "layers_key",
+    "layout",
     "stage",
     "template_key",
 ]
@@ -132,16 +134,14 @@ def build_plan(spec: dict[str, Any], scratch: str) -> list[Op]:
     only when applied, once the overlay is mounted and the image's symlinks are visible.
     """
     upper, work, merged = (os.path.join(scratch, name) for name in ("upper", "work", "merged"))
-    dirs = [upper, work, merged]
     # Host directories (the ``host`` image) get overlays of their own *after* the root one, so
     # that they cover the root's (empty) directory of the same name.
-    host_overlays: list[Op] = []
-    for n, ov in enumerate(spec.get("overlays", ())):
-        ov_upper, ov_work = os.path.join(upper, ov["target"].lstrip("/")), os.path.join(scratch, f"work{n}")
-        dirs += [ov_upper, ov_work]
-        host_overlays.append(Overlay(merged, ov["target"], tuple(ov["lowers"]), ov_upper, ov_work))
-    plan: list[Op] = [MakePrivate(), MakeDirs(tuple(dirs)), Overlay(merged, "/", tuple(spec["lowers"]), upper, work),
-                      *host_overlays]
+    host_overlays: list[Op] = [
+        Overlay(merged, ov["target"], tuple(ov["lowers"]), os.path.join(upper, ov["target"].lstrip("/")),
+                os.path.join(scratch, f"work{n}"))
+        for n, ov in enumerate(spec.get("overlays", ()))]
+    plan: list[Op] = [MakePrivate(), MakeDirs(tuple(os.path.join(scratch, d) for d in layout(spec))),
+                      Overlay(merged, "/", tuple(spec["lowers"]), upper, work), *host_overlays]
     # User mounts next: they may target any path of the image, and /proc, /dev come last so
     # that a careless mount of "/dev" from the host cannot hide the container's own.
     for b in spec.get("binds", ()):
@@ -153,6 +153,21 @@ def build_plan(spec: dict[str, Any], scratch: str) -> list[Op]:
     plan.append(DevTmpfs(merged, "/dev"))
     plan.append(PivotRoot(merged))
     return plan
+
+
+def layout(spec: dict[str, Any]) -> tuple[str, ...]:
+    """The directories (relative to the scratch dir, parents first) that ``spec``'s plan makes."""
+    dirs = ["upper", "work", "merged"]
+    for n, ov in enumerate(spec.get("overlays", ())):
+        parts = ov["target"].strip("/").split("/")
+        dirs += ["/".join(["upper", *parts[:i]]) for i in range(1, len(parts) + 1)]
+        dirs.append(f"work{n}")
+    return tuple(dict.fromkeys(dirs))
+
+
+def layers_key(spec: dict[str, Any]) -> str:
+    """What a writable layer depends on beyond its own content: the layers below it."""
+    return json.dumps([spec["lowers"], spec.get("overlays", [])], separators=(",", ":"))
 
 
 def template_key(spec: dict[str, Any]) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,6 +97,61 @@ def test_writes_stay_in_the_container(engine: Engine, busybox_rootfs: Path) -> N
     assert (busybox_rootfs / "data" / "keep.txt").read_text() == "original\n"
     assert (busybox_rootfs / "data" / "gone.txt").exists()
     assert not (busybox_rootfs / "data" / "new.txt").exists()
+
+
+def test_each_container_starts_from_its_image_whatever_the_last_one_did(engine: Engine, busybox_rootfs: Path) -> None:
+    """Spares are prepared ahead and scratch space is reused: none of it may carry state."""
+    image = engine.image(f"rootfs:{busybox_rootfs}")
+    for round_ in range(6):
+        with engine.run(image, hostname=f"round{round_}") as c:
+            assert c.exec(["hostname"]).stdout.strip() == f"round{round_}"
+            assert c.diff() == [], f"round {round_} starts with changes"
+            assert c.exec("ls -ld / /data | cut -c1-10").stdout.split() == ["drwxr-xr-x", "drwxr-xr-x"]
+            assert set(c.exec("ls /").stdout.split()) == {p.name for p in busybox_rootfs.iterdir()} | {"dev", "proc"}
+            c.exec("mkdir /made && echo x > /data/new && chmod 700 / /data && rm /data/gone.txt", check=True)
+    with engine.run("host") as c:
+        c.exec("mkdir -p /root/left && echo x > /tmp/left", check=True)
+    with engine.run("host") as c:
+        assert c.exec("test -e /root/left || test -e /tmp/left").returncode == 1
+        assert c.diff() == []
+
+
+def test_spares_follow_the_image_asked_for(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    """A spare prepared for one image must never serve another (or the same with other mounts)."""
+    other = tmp_path / "other"
+    shutil.copytree(busybox_rootfs, other, symlinks=True)
+    (other / "data" / "keep.txt").write_text("other image\n")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "f").write_text("mounted\n")
+    images = {"a": engine.image(f"rootfs:{busybox_rootfs}"), "b": engine.image(f"rootfs:{other}")}
+    expected = {"a": "original\n", "b": "other image\n"}
+    for name in "aabbabbaab":
+        with engine.run(images[name]) as c:
+            assert c.read_text("/data/keep.txt") == expected[name], name
+            assert not c.exists("/mnt/f")
+    for name in "ab":
+        with engine.run(images[name], mounts=[Mount(tmp_path / "m", "/mnt", readonly=True)]) as c:
+            assert c.read_text("/mnt/f") == "mounted\n" and c.read_text("/data/keep.txt") == expected[name]
+
+
+def test_runtime_helper_imports_this_package_whatever_the_working_directory(busybox_rootfs: Path,
+                                                                           tmp_path: Path) -> None:
+    """Another copy of the package in the working directory must not be what the zygote runs."""
+    fake = tmp_path / "work" / "pytest_minicontainer"
+    (fake / "runtime").mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('the wrong copy was imported')\n")
+    (fake / "runtime" / "__init__.py").write_text("")
+    (fake / "runtime" / "zygote.py").write_text("raise SystemExit('the wrong zygote ran')\n")
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(f"""
+        from pytest_minicontainer import Engine
+        with Engine(store={str(tmp_path / "store")!r}) as e:
+            print(e.run("rootfs:{busybox_rootfs}").exec(["true"]).returncode)
+    """))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    r = subprocess.run([sys.executable, str(script)], cwd=fake.parent, env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "0", r.stderr
 
 
 def test_host_image_runs_host_python_and_keeps_the_host_untouched(engine: Engine, tmp_path: Path) -> None:
