@@ -180,11 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if hasattr(args, "store_command"):
-            from .engine import default_store_path
-            from .store import Store
+            from .engine import Engine
 
             args.run_cleaner = _clean_run_dir
-            return int(args.store_command(args, Store(args.store or default_store_path())))
+            # through an Engine: its store reaches trees of subordinate ids (see store._trees)
+            with Engine(store=args.store) as engine:
+                return int(args.store_command(args, engine.store))
         return int(args.func(args))
     except MiniContainerError as exc:
         print(f"minicontainer: {exc}", file=sys.stderr)

@@ -78,6 +78,54 @@ class Change:
         return f"{self.kind} {self.path}"
 
 
+def changes(upper: str, lowers: list[str], host_dirs: list[str], skip: list[str]) -> list[tuple[str, str]]:
+    """(kind, path) of what the writable layer ``upper`` changes over ``lowers`` (top first).
+
+    Module-level and plain-typed so that it can also run in the runtime's user namespace
+    (``Runtime.call``) when this process may not read a directory; raises PermissionError then.
+    """
+    skipped = set(skip)
+    found: list[tuple[str, str]] = []
+
+    def in_lower(rel: str) -> os.stat_result | None:
+        for d in host_dirs:
+            if rel == d or rel.startswith(d + "/"):
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    return os.lstat(rel)
+        for layer in lowers:
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                st = os.lstat(os.path.join(layer, rel.lstrip("/")))
+                if not (st.st_mode & 0o170000 == 0o020000 and st.st_rdev == _WHITEOUT_DEV):
+                    return st
+                return None
+        return None
+
+    def walk(dirpath: str, rel: str) -> None:
+        try:
+            entries = sorted(os.scandir(dirpath), key=lambda e: e.name)
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            path = f"{rel}/{entry.name}"
+            if path in skipped:
+                continue
+            st = entry.stat(follow_symlinks=False)
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if (st.st_mode & 0o170000) == 0o020000 and st.st_rdev == _WHITEOUT_DEV:
+                found.append(("D", path))
+                continue
+            before = in_lower(path)
+            if before is None:
+                found.append(("A", path))
+            elif not (is_dir and (before.st_mode & 0o170000) == 0o040000):
+                found.append(("C", path))
+            if is_dir:
+                walk(entry.path, path)
+
+    walk(upper, "")
+    return found
+
+
 def _argv(cmd: Command) -> list[str]:
     if isinstance(cmd, str):
         return ["/bin/sh", "-c", cmd]
@@ -434,47 +482,14 @@ class Container:
         skip = {"/proc", "/dev", "/sys"} | {m.target.rstrip("/") or "/" for m in self.mounts}
         if self.network != "none":
             skip.add("/etc/resolv.conf")  # the runtime's resolver configuration, not the test's
-        lowers = [Path(p) for p in reversed(self.image.layer_dirs)]
-        host = [Path(p) for p in self.image.host_dirs]
-        changes: list[Change] = []
-
-        def in_lower(rel: str) -> os.stat_result | None:
-            for d in host:
-                if rel == str(d) or rel.startswith(str(d) + "/"):
-                    with contextlib.suppress(OSError):
-                        return os.lstat(rel)
-            for layer in lowers:
-                with contextlib.suppress(OSError):
-                    st = os.lstat(layer / rel.lstrip("/"))
-                    if not (st.st_mode & 0o170000 == 0o020000 and st.st_rdev == _WHITEOUT_DEV):
-                        return st
-                    return None
-            return None
-
-        def walk(dirpath: Path, rel: str) -> None:
-            try:
-                entries = sorted(os.scandir(dirpath), key=lambda e: e.name)
-            except OSError:
-                return
-            for entry in entries:
-                path = f"{rel}/{entry.name}"
-                if path in skip:
-                    continue
-                st = entry.stat(follow_symlinks=False)
-                is_dir = entry.is_dir(follow_symlinks=False)
-                if (st.st_mode & 0o170000) == 0o020000 and st.st_rdev == _WHITEOUT_DEV:
-                    changes.append(Change("D", path))
-                    continue
-                before = in_lower(path)
-                if before is None:
-                    changes.append(Change("A", path))
-                elif not (is_dir and (before.st_mode & 0o170000) == 0o040000):
-                    changes.append(Change("C", path))
-                if is_dir:
-                    walk(Path(entry.path), path)
-
-        walk(self.upper_dir, "")
-        return changes
+        args = (str(self.upper_dir), list(reversed(self.image.layer_dirs)), list(self.image.host_dirs), sorted(skip))
+        try:
+            found = changes(*args)
+        except PermissionError:
+            # rootless with a subordinate id range: a directory of another id inside the
+            # container is private to it on the host too; the user namespace can read it
+            found = self._rt.runtime.call("pytest_minicontainer.container", "changes", *args)
+        return [Change(kind, path) for kind, path in found]
 
     # -- life cycle -------------------------------------------------------------------------
     def stop(self, timeout: float = 10) -> int | None:

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from .container import Container, Mount
-from .errors import ContainerError, ImageError, MiniContainerError
+from .errors import ContainerError, ImageError, MiniContainerError, RuntimeUnavailable, StoreError
 from .image import Image
 from .paths import default_store_path
 from .runtime import idmap as _idmap
 from .runtime.client import Runtime
-from .store import Store, tree_digest
+from .store import Owner, Store, TreeAccess
 
 __all__ = ["Engine", "default_store_path"]
 
@@ -59,6 +59,8 @@ class Engine:
         self._empty: Path | None = None
         self._image_cache: dict[str, Image] = {}
         self._pinned: set[str] = set()
+        if self._idmap.kind == "range":  # layers keep their owners: subordinate ids on the host
+            self.store.trees = _NamespaceTrees(self)
 
     # -- context -----------------------------------------------------------------------------
     def __enter__(self) -> Engine:
@@ -318,7 +320,7 @@ class Engine:
                     if p.is_dir() and not any(p.iterdir()):
                         p.rmdir()
             base = container.image
-            layer_id = tree_digest(layer_tmp)
+            layer_id = self.store.trees.digest(layer_tmp)
             if layer_id in base.layers:
                 # The same content already lies lower in this image (a file deleted, then put
                 # back): overlayfs refuses one directory twice, so this layer needs its own id.
@@ -340,6 +342,50 @@ class Engine:
             self.store.tag(tag, digest)
             image = self.store.load_image(tag)
         return image
+
+
+class _NamespaceTrees(TreeAccess):
+    """Store trees that hold subordinate ids, worked on in the runtime's user namespace.
+
+    Rootless with a range, a layer's files keep their image's owners (uid 1000 inside is a
+    subordinate id on the host), which this process can neither give nor, for private
+    files and directories, read or delete.  Owners are set there; hashing and removal are
+    tried here first (most trees are the user's entirely) and done there when refused.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def _call(self, module: str, function: str, *args: Any) -> Any:
+        name, engine = f"pytest_minicontainer.store.{module}", self._engine
+        if not engine._closed:
+            return engine.runtime.call(name, function, *args)
+        rt = Runtime(engine.store.run_dir, engine._idmap_mode)  # the engine has ended: one for this call
+        try:
+            return rt.call(name, function, *args)
+        finally:
+            rt.close()
+
+    def apply_owners(self, root: Path, owners: Sequence[Owner]) -> None:
+        # no namespace on this host: the files stay the user's, as without a range
+        with contextlib.suppress(RuntimeUnavailable):
+            self._call("_fs", "apply_owners", str(root), [list(o) for o in owners])
+
+    def digest(self, root: Path) -> str:
+        try:
+            return super().digest(root)
+        except PermissionError:
+            return str(self._call("_treehash", "tree_digest", str(root)))
+
+    def remove(self, path: Path) -> None:
+        try:
+            super().remove(path)
+        except PermissionError as exc:
+            try:
+                self._call("_fs", "remove_tree", str(path))
+            except MiniContainerError as inner:
+                raise StoreError(f"cannot remove {path}: it holds files of subordinate ids ({exc.strerror}) and the "
+                                 f"user namespace that maps them is not available: {inner}") from exc
 
 
 def _slirp4netns() -> str:

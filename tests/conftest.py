@@ -14,6 +14,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,7 +52,7 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def engine(store_dir: Path) -> Iterator[object]:
+def engine(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from pytest_minicontainer import Engine, RuntimeUnavailable
 
     try:
@@ -60,6 +61,17 @@ def engine(store_dir: Path) -> Iterator[object]:
         pytest.skip(f"containers cannot run on this host: {exc.cause}; to enable: {exc.fix}")
     with Engine(store=store_dir) as e:
         yield e
+        if e.runtime.idmap.kind == "range":
+            _give_back(e, tmp_path_factory.getbasetemp())
+
+
+def _give_back(engine: Any, basetemp: Path) -> None:
+    """Rootless with a subuid range, tests leave files of subordinate ids (layers keep their
+    owners): give them back to the user, so that pytest can delete old temporary dirs."""
+    from pytest_minicontainer import Mount
+
+    with engine.run("host", mounts=[Mount(basetemp, "/basetemp")]) as c:
+        c.exec(["chown", "-hR", "0:0", "/basetemp"])
 
 
 @contextlib.contextmanager

@@ -36,6 +36,8 @@ def unpack_to_tmp(store: Store, open_blob: Callable[[], IO[bytes]], name: str,
             result = unpack_layer(blob, tmp, source=name, lowers=lowers)
         if check is not None:
             check(result)
+        if result.owners:  # where the ids are mapped (rootless with a subordinate id range)
+            store.trees.apply_owners(tmp, result.owners)
     except OSError as exc:
         store.discard_tmp(tmp)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -12,7 +12,9 @@ whiteouts are *recorded*, never applied across layers:
 
 Ownership: as root the tar's uid/gid are applied (``lchown``); unprivileged, every file
 belongs to the current user (the user namespace maps it to root inside the container), since
-an unprivileged process cannot chown.  Modes are kept including setuid/setgid/sticky; device
+an unprivileged process cannot chown, and the owners it could not give are returned
+(``UnpackResult.owners``) for the store to set where they are mapped (a subordinate id
+range: see ``store._trees``).  Modes are kept including setuid/setgid/sticky; device
 nodes are created only as root and skipped otherwise (they are useless in a rootless
 container, whose /dev is the runtime's); fifos are created.
 
@@ -68,6 +70,9 @@ class UnpackResult:
     blob_size: int
     compression: str
     entries: int
+    # (path relative to the layer, uid, gid) of entries not owned by root in the tar, whose
+    # owner this process could not give (unprivileged); they are the user's meanwhile
+    owners: tuple[tuple[str, int, int], ...] = ()
 
 
 def normalise_member(name: str) -> str:
@@ -117,6 +122,7 @@ class _Unpacker:
         self.dirs: dict[str, tuple[int, int | None, int, int]] = {}
         self.entries = 0
         self.umask = _umask()
+        self.owners: dict[str, tuple[int, int]] = {}  # see UnpackResult.owners
 
     # -- helpers -------------------------------------------------------------------------
     def fail(self, member: str, problem: str) -> ImageError:
@@ -191,6 +197,8 @@ class _Unpacker:
         kind = self.kinds.pop(rel, None)
         if kind is None:
             return
+        for key in [k for k in self.owners if k == rel or k.startswith(rel + "/")]:
+            del self.owners[key]
         path = self.abs(rel)
         if kind == _DIR:
             for p in self.dirs:
@@ -216,6 +224,8 @@ class _Unpacker:
         is unpacked as if rootless.
         """
         if not self.is_root:
+            if (uid, gid) != (0, 0) and len(path) > len(self.dest):
+                self.owners[path[len(self.dest) + 1:]] = (uid, gid)
             return
         try:
             if fd is not None:
@@ -419,7 +429,8 @@ def unpack_layer(blob: IO[bytes], dest: str | os.PathLike[str], *, source: str,
             raise ImageError(str(exc), path=source) from None
         raise
     return UnpackResult(reader.blob_digest, reader.diff_digest, reader.blob_size,
-                        reader.compression, un.entries)
+                        reader.compression, un.entries,
+                        tuple((rel, uid, gid) for rel, (uid, gid) in un.owners.items()))
 
 
 def _unpack_members(un: _Unpacker, tar: TarReader, reader: LayerReader,

@@ -328,6 +328,26 @@ class Runtime:
         """Copy a tree (a writable layer) keeping owners, xattrs and whiteouts."""
         self._simple({"op": "copy", "source": str(source), "target": str(target)})
 
+    def call(self, module: str, function: str, *args: Any) -> Any:
+        """``module.function(*args)`` run inside the user namespace (in a child of the zygote).
+
+        For the store's trees whose files belong to ids only the namespace maps.  Arguments
+        and result travel as JSON; an OSError there is raised here as OSError.
+        """
+        try:
+            answer, _fds, sock = protocol.call(self._ctl, {"op": "call", "module": module, "function": function,
+                                                          "args": list(args)})
+        except OSError as exc:
+            raise ContainerError(f"the runtime helper is gone: {exc}") from exc
+        sock.close()
+        if answer is None:
+            raise ContainerError(f"{module}.{function} died in the user namespace")
+        if not answer.get("ok"):
+            if answer.get("errno"):
+                raise OSError(int(answer["errno"]), str(answer.get("error")))
+            raise ContainerError(f"{module}.{function} failed in the user namespace: {answer.get('error')}")
+        return answer.get("result")
+
     def _simple(self, message: dict[str, Any]) -> None:
         if self._closed:
             return

@@ -7,9 +7,9 @@ container in about a millisecond, with no interpreter start and no id-map write 
 Life cycle: the library starts it with ``python -c`` calling :func:`main` with ``FD DIR``
 (FD: its end of a SEQPACKET socket; DIR: the engine's scratch directory).  It enters a new
 user namespace, tells the library its pid so that the maps are written from outside (writing
-them from inside breaks overlayfs for real root), then serves ``create``, ``destroy`` and
-``remove``.  When the library's socket closes (the library exited, even by SIGKILL), it kills
-every container and removes DIR.
+them from inside breaks overlayfs for real root), then serves ``create``, ``destroy``,
+``remove``, ``copy`` and ``call`` (see :func:`_call`).  When the library's socket closes
+(the library exited, even by SIGKILL), it kills every container and removes DIR.
 
 Each container is one process forked from here straight into its new mount, pid, uts, ipc
 and network namespaces (``clone``): pid 1 of the new pid namespace.  It dies with the zygote
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import os
 import select
 import signal
@@ -128,6 +129,9 @@ class _Zygote(Server):
             elif op == "copy":
                 copy_tree(str(message["source"]), str(message["target"]))
                 protocol.send(reply, {"ok": True})
+            elif op == "call":
+                if os.fork() == 0:  # pragma: no cover - the child answers on the reply socket
+                    _call(self, message, reply)
             else:
                 protocol.send(reply, {"ok": False, "error": f"unknown request {op!r}"})
         except OSError as exc:
@@ -380,6 +384,33 @@ class _Zygote(Server):
 # directory a merged one stands for, and "may hold entries from below".  They describe the
 # same layers again when the dir is reused for them (hence the pool by layers).
 _OVERLAY_XATTRS = ("user.overlay.uuid", "user.overlay.origin", "user.overlay.impure")
+
+
+def _call(zygote: _Zygote, message: dict[str, Any], reply: socket.socket) -> NoReturn:  # pragma: no cover
+    """Run one of the package's functions inside the user namespace, in a child of its own.
+
+    The library's store keeps trees whose files may belong to ids only this namespace maps
+    (layers unpacked with their owners, commits of what containers wrote); what it must do
+    to them (set owners, hash, delete) runs here.  A child per call keeps the zygote
+    single-threaded and free while the work goes on.
+    """
+    code = 1
+    try:
+        zygote.close_in_child()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        name = str(message["module"])
+        if not name.startswith("pytest_minicontainer."):
+            raise ValueError(f"not a function of this package: {name}")
+        function = getattr(importlib.import_module(name), str(message["function"]))
+        result = function(*message.get("args", ()))
+        protocol.send(reply, {"ok": True, "result": result})
+        code = 0
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            protocol.send(reply, {"ok": False, "error": str(exc), "errno": getattr(exc, "errno", 0) or 0,
+                                  "type": type(exc).__name__})
+    finally:
+        os._exit(code)
 
 
 def _untouched(scratch: str, layout: tuple[str, ...]) -> bool:

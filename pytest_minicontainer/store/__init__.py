@@ -8,5 +8,6 @@ from __future__ import annotations
 from ._names import normalise_tag
 from ._store import Store
 from ._treehash import file_digest, tree_digest
+from ._trees import Owner, TreeAccess
 
-__all__ = ["Store", "file_digest", "normalise_tag", "tree_digest"]
+__all__ = ["Owner", "Store", "TreeAccess", "file_digest", "normalise_tag", "tree_digest"]

@@ -13,13 +13,13 @@ import os
 import shutil
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
 
-__all__ = ["atomic_write_json", "disk_full", "read_json", "remove_tree", "tree_size", "write_errors"]
+__all__ = ["apply_owners", "atomic_write_json", "disk_full", "read_json", "remove_tree", "tree_size", "write_errors"]
 
 
 def disk_full(where: Path | str) -> StoreError:
@@ -88,6 +88,44 @@ def _rmtree(path: str) -> None:
         shutil.rmtree(path, onexc=_make_writable)
     else:
         shutil.rmtree(path, onerror=_make_writable)
+
+
+def apply_owners(root: str, owners: Sequence[Sequence[Any]]) -> int:
+    """``lchown`` each ``[relative path, uid, gid]`` below ``root``; the number applied.
+
+    Meant to run where the ids are mapped (the runtime's user namespace, see ``_trees``).
+    Each path is reached one directory at a time without following symlinks, so a tree
+    that holds a symlink where a directory was expected cannot redirect a chown outside it.
+    Entries that are gone, and ids the namespace does not map (EINVAL), are skipped: the
+    file then stays the user's, as if unpacked without a range.  A chown clears setuid and
+    setgid bits: they are set again.
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    root_fd = os.open(root, flags)
+    applied = 0
+    try:
+        for rel, uid, gid in owners:
+            parts = str(rel).split("/")
+            opened: list[int] = []
+            try:
+                fd = root_fd
+                for part in parts[:-1]:
+                    fd = os.open(part, flags, dir_fd=fd)
+                    opened.append(fd)
+                st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+                os.chown(parts[-1], int(uid), int(gid), dir_fd=fd, follow_symlinks=False)
+                if not stat.S_ISLNK(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+                    os.chmod(parts[-1], stat.S_IMODE(st.st_mode), dir_fd=fd)
+                applied += 1
+            except OSError as exc:
+                if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EINVAL):
+                    raise
+            finally:
+                for o in opened:
+                    os.close(o)
+    finally:
+        os.close(root_fd)
+    return applied
 
 
 def tree_size(path: Path | str, seen: set[tuple[int, int]] | None = None) -> int:

@@ -38,9 +38,9 @@ from filelock import FileLock
 from ..errors import ImageNotFound, StoreError
 from ..image import Image, ImageConfig
 from . import _owner
-from ._fs import atomic_write_json, disk_full, read_json, remove_tree, tree_size, write_errors
+from ._fs import atomic_write_json, disk_full, read_json, tree_size, write_errors
 from ._names import digest_hex, is_digest, normalise_tag
-from ._treehash import tree_digest
+from ._trees import TreeAccess
 
 __all__ = ["Store"]
 
@@ -62,6 +62,8 @@ class Store:
         self._tmp = self.root / "tmp"
         self._tags = self.root / "tags.json"
         self._owners: dict[Path, _owner.OwnerLock] = {}
+        # how owners are set in, and trees hashed and removed (the engine may replace it)
+        self.trees = TreeAccess()
         try:
             for d in (self._blobs, self._layers, self._images, self._sources, self._locks,
                       self._tmp, self.run_dir):
@@ -114,7 +116,7 @@ class Store:
     def discard_tmp(self, tmp: Path) -> None:
         """Remove a directory from :meth:`new_tmp_dir` (after a failure)."""
         tmp = Path(tmp)
-        remove_tree(tmp)
+        self.trees.remove(tmp)
         owner = self._owners.pop(tmp, None)
         if owner is not None:
             owner.release()
@@ -123,7 +125,7 @@ class Store:
         """Publish ``tmp`` as a layer (atomic rename); an existing equal layer wins."""
         tmp = Path(tmp)
         if layer_id is None:
-            layer_id = tree_digest(tmp)
+            layer_id = self.trees.digest(tmp)
         target = self.layer_dir(layer_id)
         if target.is_dir():
             self.discard_tmp(tmp)
@@ -388,7 +390,7 @@ class Store:
             for entry in list(self._layers.iterdir()):
                 if entry.name not in layers:
                     freed += tree_size(entry, seen) + 4096
-                    remove_tree(entry)
+                    self.trees.remove(entry)
             for entry in list(self._blobs.iterdir()):
                 if entry.name not in blobs:
                     freed += entry.lstat().st_blocks * 512
@@ -448,7 +450,7 @@ class Store:
             if entry in self._owners or _owner.owner_alive(entry):
                 continue
             freed += tree_size(entry)
-            remove_tree(entry)
+            self.trees.remove(entry)
             with contextlib.suppress(OSError):
                 entry.with_name(entry.name + _owner.SUFFIX).unlink()
         return freed
