@@ -22,8 +22,7 @@ import functools
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import _sys
 from ..rootpath import resolve_in_root
@@ -59,26 +58,22 @@ PROC_MASKED = ("kcore", "keys", "timer_list", "sched_debug", "latency_stats", "t
 PROC_READONLY = ("sys", "bus", "fs", "irq")
 
 
-@dataclass(frozen=True)
-class MakePrivate:
+class MakePrivate(NamedTuple):
     """Stop mount events propagating to the host; pivot_root also requires it."""
 
 
-@dataclass(frozen=True)
-class MakeDirs:
+class MakeDirs(NamedTuple):
     """The container's own directories in its scratch space (writable layer, work dirs)."""
 
     paths: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class WriteFile:
+class WriteFile(NamedTuple):
     path: str
     text: str
 
 
-@dataclass(frozen=True)
-class Overlay:
+class Overlay(NamedTuple):
     root: str
     target: str  # a container path; "/" is the root itself
     lowers: tuple[str, ...]  # bottom first
@@ -86,31 +81,29 @@ class Overlay:
     work: str
 
 
-@dataclass(frozen=True)
-class Bind:
+class Bind(NamedTuple):
     root: str
     source: str
     target: str
     readonly: bool = False
 
 
-@dataclass(frozen=True)
-class Proc:
+class Proc(NamedTuple):
     root: str
     target: str
 
 
-@dataclass(frozen=True)
-class DevTmpfs:
+class DevTmpfs(NamedTuple):
     root: str
     target: str
 
 
-@dataclass(frozen=True)
-class PivotRoot:
+class PivotRoot(NamedTuple):
     new_root: str
 
 
+# Named tuples rather than dataclasses: this module is imported by the zygote, and what it
+# imports is copied into every container it clones (dataclasses brings in inspect and ast).
 Op = MakePrivate | MakeDirs | WriteFile | Overlay | Bind | Proc | DevTmpfs | PivotRoot
 
 

@@ -71,6 +71,7 @@ class _Zygote(Server):
         self.recent: list[tuple[str, dict[str, Any]]] = []
         self.unused: dict[int, str] = {}  # pid 1 of a spare not handed out -> its scratch dir
         self.spare_error = ""  # why the last spare could not be made (then none is tried when idle)
+        self.spare_deaths = 0  # spares that died before they were used, in a row
         # network="slirp": pid 1 -> (slirp4netns pid, write end of its --exit-fd pipe)
         self.slirps: dict[int, tuple[int, int]] = {}
         self.stage = os.path.join(scratch, ".stage")
@@ -185,6 +186,7 @@ class _Zygote(Server):
                 if slirp:  # before pid 1 answers: the network is up when the main process starts
                     self.start_slirp(spare.pid, str(spec["slirp4netns"]))
                 protocol.send(spare.sock, {"spec": spec}, [reply.fileno(), ctl_fd])
+                self.spare_deaths = 0
                 return spare.pid, spare.cid
             except (OSError, _SlirpFailed):
                 self.retire(spare)
@@ -336,9 +338,12 @@ class _Zygote(Server):
             if slirp is not None:
                 os.close(slirp[1])  # slirp4netns sees EOF on its exit fd and quits
             for key, spare in list(self.spares.items()):
-                if spare.pid == pid:
+                if spare.pid == pid:  # died waiting, not killed by us: do not remake it forever
                     del self.spares[key]
                     spare.sock.close()
+                    self.spare_deaths += 1
+                    if self.spare_deaths >= 3:
+                        self.spare_error = "spare containers keep dying (see zygote.log)"
             if pid in self.unused:  # a spare that never became a container
                 self.discard(self.unused.pop(pid))
             for reply, message in self.pending.pop(pid, []):
