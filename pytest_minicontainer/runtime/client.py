@@ -292,7 +292,7 @@ class Runtime:
         return RuntimeContainer(str(answer["id"]), Path(answer["scratch"]), mine, self)
 
     def destroy(self, cid: str, remove: Sequence[str]) -> None:
-        """Wait until container ``cid``'s keeper has exited; then remove ``remove``."""
+        """Wait until container ``cid``'s pid 1 has been reaped; then remove ``remove``."""
         self._simple({"op": "destroy", "id": cid, "remove": list(remove)})
 
     def release(self, cid: str, remove: Sequence[str]) -> None:

@@ -115,7 +115,7 @@ def explain_idmap(idmap: IdMap, err: int, detail: str) -> RuntimeUnavailable:
 
 
 def explain_container(answer: dict[str, Any], spec: dict[str, Any]) -> Exception:
-    """A container's set-up failed in the keeper or in pid 1."""
+    """A container's set-up failed in the zygote or in pid 1."""
     detail = str(answer.get("error", "unknown error"))
     err = int(answer.get("errno") or 0)
     if answer.get("step") == "namespaces":
