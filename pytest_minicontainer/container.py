@@ -479,6 +479,8 @@ class Container:
     # -- changes ----------------------------------------------------------------------------
     def diff(self) -> list[Change]:
         """Files added (A), changed (C) or deleted (D) compared with the image, sorted by path."""
+        if self._removed:  # its scratch directory may already serve another container
+            raise ContainerError(f"container {self.id} is removed: its changes are gone")
         skip = {"/proc", "/dev", "/sys"} | {m.target.rstrip("/") or "/" for m in self.mounts}
         if self.network != "none":
             skip.add("/etc/resolv.conf")  # the runtime's resolver configuration, not the test's

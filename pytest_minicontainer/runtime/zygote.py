@@ -125,7 +125,8 @@ class _Zygote(Server):
                 elif pid is not None:  # still tearing down: remove when its pid 1 is reaped
                     self.pending.setdefault(pid, []).append((None, {"remove": message["paths"]}))
                 else:
-                    self.trash.extend(str(p) for p in message["paths"])
+                    for path in message["paths"]:
+                        self.discard(str(path))
                 protocol.send(reply, {"ok": True})
             elif op == "copy":
                 copy_tree(str(message["source"]), str(message["target"]))
@@ -423,15 +424,13 @@ def _untouched(scratch: str, layout: tuple[str, ...]) -> bool:
 
     Overlayfs's own ``work`` directories inside the work dirs must be empty too; any file,
     extra directory, changed owner or mode or extended attribute but overlayfs's own (a
-    ``chmod /`` in the container lands on ``upper`` itself) means the layer was written.  The library's own files
-    (``log``, ``resolv.conf``) are deleted.
+    ``chmod /`` in the container lands on ``upper`` itself) means the layer was written.  The
+    library's own files (a main process's ``log``, slirp's ``resolv.conf``) count as written
+    too: the library may still read the log of a container it has just removed.
     """
     expected = set(layout) | {f"{d}/work" for d in layout if d == "work" or (d[:4] == "work" and d[4:].isdigit())}
     allowed = expected | {"upper/proc", "upper/dev"}  # mount points made when the image has none
     try:
-        for name in ("log", "resolv.conf"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(scratch, name))
         seen = 0
         for top, dirs, files in os.walk(scratch):
             rel = os.path.relpath(top, scratch)
