@@ -106,6 +106,21 @@ def test_ownership_kept_as_root_squashed_otherwise(tmp_path: Path) -> None:
         assert stat.S_IMODE(st.st_mode) & 0o4000
 
 
+def test_owners_not_given_are_returned_for_the_store(tmp_path: Path) -> None:
+    """Unprivileged, non-root owners come back in the result (the store sets them where mapped);
+    an entry the layer later replaces or removes is not in the list."""
+    blob = (TarBuilder().dir("d", uid=42, gid=43).file("d/f", b"x", 0o600, uid=1000, gid=1000)
+            .file("root-owned", b"r").file("gone/x", b"1", uid=7, gid=7).file("gone", b"now a file")
+            .symlink("link", "d/f").bytes())
+    (tmp_path / "l").mkdir()
+    result = unpack_layer(io.BytesIO(blob), tmp_path / "l", source="layer.tar", is_root=False)
+    assert sorted(result.owners) == [("d", 42, 43), ("d/f", 1000, 1000)]
+    if ROOT:  # root gives them itself: nothing is left for the store
+        (tmp_path / "r").mkdir()
+        as_root = unpack_layer(io.BytesIO(blob), tmp_path / "r", source="layer.tar", is_root=True)
+        assert as_root.owners == () and os.lstat(tmp_path / "r/d/f").st_uid == 1000
+
+
 def test_whiteouts_become_devices_and_opaque_dirs_an_xattr(tmp_path: Path) -> None:
     blob = (TarBuilder().whiteout("etc/gone").opaque("var/lib").file("var/lib/new", b"n")
             .file(".wh..wh.plnk/123", b"aufs").bytes())
