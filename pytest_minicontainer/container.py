@@ -566,7 +566,7 @@ def _signal_number(name: str | None) -> int:
 def _communicate(out_r: int, err_r: int, in_w: int, data: bytes | None,
                  timeout: float | None) -> tuple[bytes, bytes, bool]:
     """Read both pipes (and feed stdin) until EOF or ``timeout``; closes the fds."""
-    sel = selectors.DefaultSelector()
+    sel = selectors.PollSelector()  # three fds at most: no epoll instance to create per command
     bufs: dict[int, list[bytes]] = {out_r: [], err_r: []}
     sel.register(out_r, selectors.EVENT_READ)
     sel.register(err_r, selectors.EVENT_READ)

@@ -182,16 +182,20 @@ class RuntimeContainer:
 
         Pid 1 kills and reaps everything in the pid namespace and answers before it exits
         itself, so this returns as soon as no process the container ran is left; tearing
-        down the namespaces and mounts (several ms) then happens off the caller's path.
+        down the namespaces and mounts (several ms) then happens off the caller's path, and
+        the zygote removes the scratch dir when it reaps pid 1 (its exit status says so).
         """
         with self._lock:
+            answered = False
             if self.alive:
                 self.alive = False
                 with contextlib.suppress(OSError):
-                    _a, _f, sock = protocol.call(self.ctl, {"op": "shutdown"})
+                    answer, _f, sock = protocol.call(self.ctl, {"op": "shutdown", "remove": remove})
                     sock.close()
+                    answered = bool(answer and answer.get("ok"))
                 self.ctl.close()
-            self.runtime.release(self.id, [str(self.scratch)] if remove else [])
+            if not answered:  # pid 1 did not take care of it: the zygote kills it and removes
+                self.runtime.release(self.id, [str(self.scratch)] if remove else [])
             for watch in self._watches:  # each learns its status, or EOF: -SIGKILL
                 with contextlib.suppress(ContainerError):
                     watch.wait(5)

@@ -8,7 +8,9 @@ and ``pivot_root`` it answers requests on the container's control socket:
 ``kill``    signal a process (and its process group) by pid;
 ``open``    open a file inside the container and hand the descriptor back (file access
             without ``cat`` in the image);
-``shutdown`` kill every process of the container and exit.
+``shutdown`` kill every process of the container and exit (with :data:`REMOVE_SCRATCH` when
+            asked to: the zygote then disposes of the scratch dir when it reaps pid 1,
+            and the library needs no second request).
 
 Pid 1 also reaps every orphan, as an init must.  It never runs user code itself.
 """
@@ -27,13 +29,17 @@ from .. import _sys
 from . import mounts, protocol, users
 from .server import Server
 
-__all__ = ["container_main", "spare_main"]
+__all__ = ["REMOVE_SCRATCH", "container_main", "spare_main"]
+
+#: Pid 1's exit status after a ``shutdown`` that asked for the container's scratch dir to go.
+REMOVE_SCRATCH = 77
 
 
 class _Init(Server):
     def __init__(self, ctl: socket.socket) -> None:
         super().__init__(ctl)
         self.waiters: dict[int, socket.socket] = {}  # pid -> reply socket awaiting its status
+        self.exit_code = 0
         # No handler for SIGTERM and friends: the kernel never delivers a signal without a
         # handler to a pid namespace's init, and children must not inherit an "ignore".
 
@@ -88,6 +94,7 @@ class _Init(Server):
                     os.close(fd)
             elif op == "shutdown":
                 self.shutdown()
+                self.exit_code = REMOVE_SCRATCH if message.get("remove") else 0
                 protocol.send(reply, {"ok": True})
                 reply.close()
                 return True
@@ -328,6 +335,7 @@ def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socke
         protocol.send(reply, {"ok": True, "id": cid, "scratch": scratch})
         reply.close()
         init.serve()
+        code = init.exit_code
     except BaseException as exc:
         code = 1
         _report(reply, exc, cid, scratch)

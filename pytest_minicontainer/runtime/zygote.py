@@ -32,7 +32,7 @@ from typing import Any, NamedTuple, NoReturn
 
 from .. import _sys
 from . import mounts, protocol
-from .init import container_main, spare_main  # imported once here, not in every container
+from .init import REMOVE_SCRATCH, container_main, spare_main  # imported once here, not in every container
 from .server import Server
 from .trees import copy_tree, remove_tree
 
@@ -57,6 +57,7 @@ class _Zygote(Server):
         super().__init__(ctl)
         self.scratch = scratch
         self.inits: dict[str, int] = {}  # container id -> its pid 1 (as this namespace numbers it)
+        self.scratch_of: dict[int, str] = {}  # pid 1 of a container -> its scratch dir
         # pid 1 -> (reply or None, request) to finish when that container has ended
         self.pending: dict[int, list[tuple[socket.socket | None, dict[str, Any]]]] = {}
         self.trash: list[str] = []  # trees to delete when idle (removal is off the hot path)
@@ -64,10 +65,10 @@ class _Zygote(Server):
         # overlays had (see discard); scratch dir -> (those layers, the directories made)
         self.clean: dict[str, list[str]] = {}
         self.layouts: dict[str, tuple[str, tuple[str, ...]]] = {}
-        # Spare containers (private network), by the template they prepared (None: only the
-        # namespaces, /proc and /dev).  ``recent`` holds the templates worth preparing: the
-        # last two different ones asked for, most recent first.
-        self.spares: dict[str | None, _Spare] = {}
+        # Spare containers (private network), oldest first, by the template they prepared
+        # (None: only the namespaces, /proc and /dev).  ``recent`` holds the templates worth
+        # preparing: the last two different ones asked for, most recent first.
+        self.spares: dict[str | None, list[_Spare]] = {}
         self.recent: list[tuple[str, dict[str, Any]]] = []
         self.unused: dict[int, str] = {}  # pid 1 of a spare not handed out -> its scratch dir
         self.spare_error = ""  # why the last spare could not be made (then none is tried when idle)
@@ -84,10 +85,12 @@ class _Zygote(Server):
         """The spare to make next as (key, template); (None, None) a plain one; None: enough."""
         if self.spare_error:
             return None
-        for key, spec in self.recent:
-            if key not in self.spares:
+        for n, (key, spec) in enumerate(self.recent):
+            # two for the latest kind: when tests follow each other closely, the next one's
+            # spare has had a whole container's lifetime to get ready
+            if len(self.spares.get(key, ())) < (2 if n == 0 else 1):
                 return key, spec
-        return None if None in self.spares else (None, None)
+        return None if self.spares.get(None) else (None, None)
 
     def has_idle_work(self) -> bool:
         return bool(self.trash) or self.wanted_spare() is not None
@@ -156,28 +159,29 @@ class _Zygote(Server):
         Pid 1 answers on ``reply`` (with the container's id and scratch dir) once it runs.
         """
         try:
-            pid, cid = self.start(spec, reply, ctl_fd)
+            pid, cid, scratch = self.start(spec, reply, ctl_fd)
         except (OSError, _SlirpFailed) as exc:
             with contextlib.suppress(OSError):
                 protocol.send(reply, {"ok": False, "error": str(exc), "errno": getattr(exc, "errno", 0) or 0,
                                       "step": "network" if isinstance(exc, _SlirpFailed) else "namespaces"})
         else:
             self.inits[cid] = pid
+            self.scratch_of[pid] = scratch
         finally:
             os.close(ctl_fd)
             reply.close()
 
-    def start(self, spec: dict[str, Any], reply: socket.socket, ctl_fd: int) -> tuple[int, str]:
+    def start(self, spec: dict[str, Any], reply: socket.socket, ctl_fd: int) -> tuple[int, str, str]:
         key = mounts.template_key(spec)
         if key is not None:
             self.remember(key, spec)
         slirp = spec.get("network") == "slirp"
         private = spec.get("network", "none") != "host"
-        spare = (self.spares.pop(key, None) if key is not None else None) if private else None
+        spare = self.take_spare(key) if private and key is not None else None
         if spare is None and private:
-            if slirp and None not in self.spares:
+            if slirp and not self.spares.get(None):
                 self.make_spare(None, None)  # slirp4netns attaches to a network namespace that exists
-            spare = self.spares.pop(None, None)
+            spare = self.take_spare(None)
             if spare is None and slirp:
                 raise OSError(errno.EPERM, self.spare_error or "no container could be started")
         if spare is not None:
@@ -188,7 +192,7 @@ class _Zygote(Server):
                     self.start_slirp(spare.pid, str(spec["slirp4netns"]))
                 protocol.send(spare.sock, {"spec": spec}, [reply.fileno(), ctl_fd])
                 self.spare_deaths = 0
-                return spare.pid, spare.cid
+                return spare.pid, spare.cid, spare.scratch
             except (OSError, _SlirpFailed):
                 self.retire(spare)
                 if slirp:
@@ -196,7 +200,7 @@ class _Zygote(Server):
             finally:
                 spare.sock.close()
         cid, scratch = self.new_scratch(spec)
-        return self.start_init(spec, reply, ctl_fd, None, cid, scratch), cid
+        return self.start_init(spec, reply, ctl_fd, None, cid, scratch), cid, scratch
 
     def remember(self, key: str, spec: dict[str, Any]) -> None:
         """``spec`` was asked for: keep a spare prepared for it (and for the one before)."""
@@ -205,7 +209,12 @@ class _Zygote(Server):
         self.recent = [(key, spec), *[(k, s) for k, s in self.recent if k != key][:1]]
         keep = {k for k, _ in self.recent}
         for stale in [k for k in self.spares if k is not None and k not in keep]:
-            self.retire(self.spares.pop(stale))
+            for spare in self.spares.pop(stale):
+                self.retire(spare)
+
+    def take_spare(self, key: str | None) -> _Spare | None:
+        waiting = self.spares.get(key)
+        return waiting.pop(0) if waiting else None
 
     def retire(self, spare: _Spare) -> None:
         """Kill a spare that will not be used; its scratch goes when it is reaped."""
@@ -237,6 +246,9 @@ class _Zygote(Server):
         on ext4 (more for the ``host`` image), more than the rest of a container's start; an
         untouched layout is as good as a new one.
         """
+        in_use = {s.scratch for spares in self.spares.values() for s in spares} | set(self.scratch_of.values())
+        if path in in_use or path in self.trash or any(path in pool for pool in self.clean.values()):
+            return  # asked twice, or already another container's: never delete that
         key, layout = self.layouts.pop(path, (None, None))
         pool = self.clean.setdefault(key, []) if key is not None else None
         if (pool is not None and layout is not None and len(pool) < 4 and os.path.dirname(path) == self.scratch
@@ -320,27 +332,30 @@ class _Zygote(Server):
             return
         finally:
             theirs.close()
-        self.spares[key] = _Spare(pid, mine, cid, scratch)
+        self.spares.setdefault(key, []).append(_Spare(pid, mine, cid, scratch))
         self.unused[pid] = scratch
         self.spare_error = ""
 
     def reap(self) -> None:
         while True:
             try:
-                pid, _status = os.waitpid(-1, os.WNOHANG)
+                pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
+            scratch = self.scratch_of.pop(pid, None)
+            if scratch is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == REMOVE_SCRATCH:
+                self.discard(scratch)  # removed by a shutdown that asked for it
             for cid, ipid in list(self.inits.items()):
                 if ipid == pid:
                     del self.inits[cid]
             slirp = self.slirps.pop(pid, None)
             if slirp is not None:
                 os.close(slirp[1])  # slirp4netns sees EOF on its exit fd and quits
-            for key, spare in list(self.spares.items()):
-                if spare.pid == pid:  # died waiting, not killed by us: do not remake it forever
-                    del self.spares[key]
+            for waiting in self.spares.values():
+                for spare in [s for s in waiting if s.pid == pid]:  # died waiting, not killed by us
+                    waiting.remove(spare)
                     spare.sock.close()
                     self.spare_deaths += 1
                     if self.spare_deaths >= 3:
@@ -359,7 +374,7 @@ class _Zygote(Server):
         for _spid, exit_w in self.slirps.values():
             os.close(exit_w)
         self.slirps.clear()
-        for pid in list(self.inits.values()) + [spare.pid for spare in self.spares.values()]:
+        for pid in list(self.inits.values()) + [spare.pid for w in self.spares.values() for spare in w]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         while True:
@@ -378,10 +393,11 @@ class _Zygote(Server):
         for _pid, exit_w in self.slirps.values():
             with contextlib.suppress(OSError):
                 os.close(exit_w)
-        for spare in self.spares.values():  # a spare must see EOF when the zygote dies, not when we do
-            spare.sock.close()
-        for waiting in self.pending.values():
-            for reply, _message in waiting:
+        for spares in self.spares.values():  # a spare must see EOF when the zygote dies, not when we do
+            for spare in spares:
+                spare.sock.close()
+        for finishing in self.pending.values():
+            for reply, _message in finishing:
                 if reply is not None:
                     reply.close()
 

@@ -24,16 +24,52 @@ from pytest_minicontainer import (
 )
 
 
-def _host_pids_in(ns: str) -> list[int]:
-    """Live (not zombie) host processes in pid namespace ``ns``."""
-    found = []
+def _procs_in(ns: str) -> dict[int, str]:
+    """Live (not zombie) host processes in pid namespace ``ns``, with their start times.
+
+    A namespace's inode number is reused once the namespace is gone (another xdist worker's
+    next container may get it at once): the start times tell our processes from later ones.
+    """
+    found = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
                 if os.readlink(f"/proc/{name}/ns/pid") == ns:
                     with open(f"/proc/{name}/stat") as f:
-                        if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                            found.append(int(name))
+                        fields = f.read().rsplit(")", 1)[1].split()
+                    if fields[0] != "Z":
+                        found[int(name)] = fields[19]
+            except OSError:
+                continue
+    return found
+
+
+def _alive(procs: dict[int, str]) -> list[int]:
+    """Which of ``procs`` (from :func:`_procs_in`) still run: same pid and start time, no zombie."""
+    alive = []
+    for pid, start in procs.items():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and fields[19] == start:
+            alive.append(pid)
+    return alive
+
+
+def _runtime_processes(scratch: str) -> list[int]:
+    """Live processes of the runtime whose scratch dir is ``scratch`` (it is in their arguments)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if scratch.encode() not in f.read().split(b"\0"):
+                        continue
+                with open(f"/proc/{name}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                        found.append(int(name))
             except OSError:
                 continue
     return found
@@ -377,20 +413,21 @@ def test_stop_and_close_leave_nothing(busybox_rootfs: Path, tmp_path: Path) -> N
     with Engine(store=store) as e:
         c = e.run(f"rootfs:{busybox_rootfs}", command=["sleep", "100"])
         c.spawn(["sleep", "101"])
-        ns = c.exec(["readlink", "/proc/self/ns/pid"]).stdout.strip()
-        assert len(_host_pids_in(ns)) >= 3
+        procs = _procs_in(c.exec(["readlink", "/proc/self/ns/pid"]).stdout.strip())
+        assert len(procs) >= 3
         c.stop(timeout=0.2)
         # Everything the container ran is gone when stop() returns; the runtime's own init
         # answers just before it exits, and the namespaces' teardown follows at once.
-        assert [p for p in _host_pids_in(ns) if _ns_pid(p) != 1] == []
+        assert [p for p in _alive(procs) if _ns_pid(p) != 1] == []
         deadline = time.monotonic() + 1.0
-        while _host_pids_in(ns) and time.monotonic() < deadline:
+        while _alive(procs) and time.monotonic() < deadline:
             time.sleep(0.005)
-        assert _host_pids_in(ns) == []
+        assert _alive(procs) == []
         d = e.run(f"rootfs:{busybox_rootfs}", command=["sleep", "100"])
-        ns2 = d.exec(["readlink", "/proc/self/ns/pid"]).stdout.strip()
+        procs2 = _procs_in(d.exec(["readlink", "/proc/self/ns/pid"]).stdout.strip())
+        assert len(procs2) >= 2
         zygote = e.runtime.zygote_pid
-    assert _host_pids_in(ns2) == []
+    assert _alive(procs2) == []
     assert not os.path.exists(f"/proc/{zygote}") or Path(f"/proc/{zygote}/stat").read_text().split()[2] == "Z"
     assert _mounts_of(store) == []
     assert list((store / "run").iterdir()) == []
@@ -405,23 +442,28 @@ def test_sigkill_of_the_owner_kills_its_containers_and_the_next_engine_cleans(
         from pytest_minicontainer import Engine
         e = Engine(store={str(store)!r})
         c = e.run("rootfs:{busybox_rootfs}", command=["sleep", "300"])
-        print(c.exec(["readlink", "/proc/self/ns/pid"]).stdout.strip(), e.runtime.zygote_pid, flush=True)
+        print(c.exec(["readlink", "/proc/self/ns/pid"]).stdout.strip(), e.runtime.zygote_pid, e.runtime.scratch,
+              flush=True)
         time.sleep(300)
     """)
     for kill_zygote_too in (False, True):
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
-        ns, zygote = proc.stdout.readline().split()
-        assert _host_pids_in(ns)
+        ns, zygote, scratch = proc.stdout.readline().split()
+        procs = _procs_in(ns)
+        assert procs
         if kill_zygote_too:  # the worst case: nobody is left to clean up
             os.kill(int(zygote), signal.SIGKILL)
         proc.kill()
         proc.wait()
         proc.stdout.close()
         deadline = time.monotonic() + 1.0
-        while _host_pids_in(ns) and time.monotonic() < deadline:
+        while (_alive(procs) or _runtime_processes(scratch)) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert _host_pids_in(ns) == [], "container processes outlived their owner by more than a second"
+        assert _alive(procs) == [], "container processes outlived their owner by more than a second"
+        # the zygote, the containers' pid 1 and the spares made ahead (their command line names
+        # the engine's scratch dir) are gone too
+        assert _runtime_processes(scratch) == []
     # The second crash left scratch space behind; the next engine removes it.
     deadline = time.monotonic() + 5
     with Engine(store=store) as e:
