@@ -259,8 +259,13 @@ class _Zygote(Server):
 
     def start_init(self, spec: dict[str, Any] | None, reply: socket.socket | None, ctl_fd: int,
                    spare: socket.socket | None, cid: str, scratch: str,
-                   template: dict[str, Any] | None = None) -> int:
-        """Clone pid 1 of a new container; with ``spare`` it waits there for its spec."""
+                   template: dict[str, Any] | None = None, ours: socket.socket | None = None) -> int:
+        """Clone pid 1 of a new container; with ``spare`` it waits there for its spec.
+
+        ``ours`` is the zygote's end of that socket: the clone must not keep it, or it would
+        never see the zygote go (the parent-death signal alone can be missed by a clone that
+        had not asked for it yet when the zygote died).
+        """
         flags = _sys.CLONE_NEWNS | _sys.CLONE_NEWPID | _sys.CLONE_NEWUTS | _sys.CLONE_NEWIPC
         if spec is None or spec.get("network", "none") != "host":
             flags |= _sys.CLONE_NEWNET
@@ -270,6 +275,8 @@ class _Zygote(Server):
             self.trash.append(scratch)
             raise
         if pid == 0:  # pragma: no cover - pid 1, reported through its sockets
+            if ours is not None:
+                ours.close()
             _init(self, spec, reply, ctl_fd, spare, cid, scratch, template)
         return pid
 
@@ -325,7 +332,7 @@ class _Zygote(Server):
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             cid, scratch = self.new_scratch(template)
-            pid = self.start_init(None, None, -1, theirs, cid, scratch, template)
+            pid = self.start_init(None, None, -1, theirs, cid, scratch, template, ours=mine)
         except OSError as exc:
             mine.close()  # no spare then: create() reports the error when a container is asked for
             self.spare_error = str(exc)
