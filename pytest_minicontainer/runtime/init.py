@@ -201,14 +201,11 @@ def _spawn(argv: list[str], env: dict[str, str], cwd: str, stdio: list[int]) -> 
     own PATH, as ``execvpe`` does.  Every descriptor of pid 1 is close-on-exec, so the
     command gets exactly ``stdio``.
     """
-    if "/" in argv[0]:
-        path = argv[0]
-    else:
-        found = [p for p in (os.path.join(d, argv[0]) for d in os.get_exec_path(env))
-                 if os.path.isfile(p) and os.access(p, os.X_OK)]
-        if not found:
-            return None
-        path = found[0]
+    path = argv[0] if "/" in argv[0] else next(
+        (p for p in (os.path.join(d, argv[0]) for d in os.get_exec_path(env)) if os.path.isfile(p)
+         and os.access(p, os.X_OK)), None)
+    if path is None:
+        return None
     try:
         os.chdir(cwd)  # posix_spawn has no chdir action: pid 1 itself moves there for the call
     except OSError:

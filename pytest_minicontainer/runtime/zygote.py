@@ -186,7 +186,8 @@ class _Zygote(Server):
                 raise OSError(errno.EPERM, self.spare_error or "no container could be started")
         if spare is not None:
             self.unused.pop(spare.pid, None)
-            self.layouts[spare.scratch] = (mounts.layers_key(spec), mounts.layout(spec))
+            if spare.scratch not in self.layouts:  # a plain spare: its layout is known only now
+                self.layouts[spare.scratch] = (mounts.layers_key(spec), mounts.layout(spec))
             try:
                 if slirp:  # before pid 1 answers: the network is up when the main process starts
                     self.start_slirp(spare.pid, str(spec["slirp4netns"]))
