@@ -25,13 +25,13 @@ from .image import Image
 from .paths import default_store_path
 from .runtime import idmap as _idmap
 from .runtime.client import Runtime
+from .runtime.mounts import RESOLV_CONF
 from .store import Owner, Store, TreeAccess
 
 __all__ = ["Engine", "default_store_path"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NETWORKS = ("none", "host", "slirp")
-RESOLV_CONF = "/etc/resolv.conf"
 
 ImageResolver = Callable[[str], "Image | str | None"]
 

@@ -285,14 +285,14 @@ def spare_main(stage: str, work: socket.socket, scratch: str, cid: str,
     """
     _sys.set_parent_death_signal(signal.SIGKILL)
     problem: BaseException | None = None
-    prepared = False
+    prepared: str | None = None  # the template key of the root made ahead
     try:
         _sys.bring_up_loopback()
         mounts.stage(stage)
         if template is not None:
             os.umask(0o022)
             mounts.apply_plan(mounts.build_plan(template, scratch), stage)
-            prepared = True
+            prepared = mounts.template_key(template)
     except BaseException as exc:
         problem = exc
     message, fds = protocol.recv(work)
@@ -301,12 +301,12 @@ def spare_main(stage: str, work: socket.socket, scratch: str, cid: str,
         os._exit(0)
     ctl, reply = socket.socket(fileno=fds[1]), socket.socket(fileno=fds[0])
     spec = message["spec"]
-    if problem is None and prepared and mounts.template_key(spec) != mounts.template_key(template or {}):
+    if problem is None and prepared is not None and message.get("key") != prepared:
         problem = ValueError("internal error: a spare prepared for another image was handed this container")
     if problem is not None:
         _report(reply, problem, cid, scratch)
         os._exit(1)
-    container_main(spec, ctl, reply, scratch, cid, staged=stage, prepared=prepared)
+    container_main(spec, ctl, reply, scratch, cid, staged=stage, prepared=prepared is not None)
 
 
 def _report(reply: socket.socket, exc: BaseException, cid: str, scratch: str) -> None:

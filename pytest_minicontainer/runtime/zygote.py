@@ -191,7 +191,7 @@ class _Zygote(Server):
             try:
                 if slirp:  # before pid 1 answers: the network is up when the main process starts
                     self.start_slirp(spare.pid, str(spec["slirp4netns"]))
-                protocol.send(spare.sock, {"spec": spec}, [reply.fileno(), ctl_fd])
+                protocol.send(spare.sock, {"spec": spec, "key": key}, [reply.fileno(), ctl_fd])
                 self.spare_deaths = 0
                 return spare.pid, spare.cid, spare.scratch
             except (OSError, _SlirpFailed):
