@@ -56,6 +56,7 @@ def busybox_rootfs(pytestconfig: pytest.Config) -> Path:
     return _busybox_dir(pytestconfig)
 
 
+@pytest.hookimpl(optionalhook=True)  # the conftest must load without the plugin too (-p no:minicontainer)
 def pytest_minicontainer_resolve_image(config: pytest.Config, engine: Any, reference: str) -> str | None:
     """Let tests say ``"busybox"``: it resolves to the rootfs built above."""
     if reference == "busybox":

@@ -11,13 +11,34 @@ import contextlib
 import os
 import platform
 import pwd
+import select
 import shutil
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from .errors import MiniContainerError, RuntimeUnavailable
 
+if TYPE_CHECKING:
+    from .container import Mount
+    from .image import ImageConfig
+    from .runtime.client import RuntimeContainer
+
 __all__ = ["main"]
+
+#: The status of an error of the CLI itself (a bad option value, an image or a container it
+#: cannot use): Docker's 125, apart from what a command in the container returns (126/127 when
+#: it cannot start, or its own status).  argparse's own errors (unknown option) stay 2.
+ERROR_STATUS = 125
+
+#: Signals ``run`` passes on to the container's command, as ``docker run`` does (sig-proxy).
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class UsageError(Exception):
+    """A command-line value the command cannot use; the message names the option and the right form."""
 
 
 def _check_lines() -> list[tuple[str, str, str]]:
@@ -94,10 +115,105 @@ def _parse_env(items: Sequence[str]) -> dict[str, str]:
     env: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
+        if not key:
+            raise UsageError(f"-e {item!r}: the variable has no name; use -e NAME=VALUE (or -e NAME to pass the "
+                             "host's value)")
         if not sep:
             value = os.environ.get(key, "")
         env[key] = value
     return env
+
+
+def _parse_volume(spec: str) -> Mount:
+    """``-v SRC:DST[:ro|rw]`` as a Mount; a UsageError naming the option otherwise.
+
+    Checked here rather than left to the engine, so that the message quotes the option as
+    typed and shows the form (Docker's anonymous ``-v /path`` volumes do not exist here).
+    """
+    from .container import Mount
+
+    parts = spec.split(":")
+    form = "HOST_PATH:CONTAINER_PATH[:ro|rw] (e.g. -v /tmp/data:/data:ro)"
+    if len(parts) == 1:
+        raise UsageError(f"-v {spec!r} names one path: use {form}; there are no anonymous volumes, a host "
+                         "directory or file must be named")
+    if len(parts) > 3 or not parts[0] or not parts[1] or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+        raise UsageError(f"-v {spec!r} is not {form}")
+    if not parts[1].startswith("/"):
+        raise UsageError(f"-v {spec!r}: the container path {parts[1]!r} must be absolute: use {form}")
+    return Mount(parts[0], parts[1], readonly=len(parts) == 3 and parts[2] == "ro")
+
+
+def _run_argv(config: ImageConfig, entrypoint: str | None, args: Sequence[str]) -> list[str]:
+    """The main process's argv, combined from the image and the command line as ``docker run`` does.
+
+    ARGS replace the image's Cmd and follow its Entrypoint; ``--entrypoint PROG`` replaces
+    the Entrypoint *and* drops the Cmd (Docker documents this: the Cmd was written for the
+    old entrypoint), ``--entrypoint ''`` clears it.  Computed here because ``Engine.run``
+    runs a given list exactly as it is.  With nothing at all, ``/bin/sh``, for rootfs images
+    that carry no config.
+    """
+    if entrypoint is None:
+        head, default_args = list(config.entrypoint or ()), list(config.cmd or ())
+    else:
+        head, default_args = ([entrypoint] if entrypoint else []), []
+    return [*head, *(list(args) or default_args)] or ["/bin/sh"]
+
+
+class _SignalProxy:
+    """Pass the signals in FORWARDED_SIGNALS on to the container's command, as ``docker run`` does.
+
+    The command runs in a session of its own in another pid namespace, so neither the
+    terminal's ^C nor a ``kill`` of this process would reach it: the CLI would die while the
+    command ran on unaware (its traps never run, its status is lost).  Only the command's
+    process is signalled, as Docker signals its pid 1, so that it decides what its children
+    get.  A second SIGINT kills the command and everything it started: a command that
+    ignores ^C can still be stopped from the keyboard.
+
+    The handlers are installed *before* the command starts and signals that arrive until its
+    pid is known are held back, so none is lost (or kills the CLI) in between.
+    """
+
+    def __init__(self, rt: RuntimeContainer) -> None:
+        self._rt = rt
+        self._pid: int | None = None
+        self._pending: list[int] = []
+        self._interrupts = 0
+        self._previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
+
+    def __enter__(self) -> _SignalProxy:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in FORWARDED_SIGNALS}
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for sig, handler in self._previous.items():
+            if handler is not None:  # None: not set from Python, nothing to put back
+                signal.signal(sig, handler)
+
+    def started(self, pid: int) -> None:
+        """The command runs as ``pid``: send what arrived before."""
+        self._pid = pid
+        while self._pending:
+            self._send(self._pending.pop(0))
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self._pid is None:
+            self._pending.append(signum)
+        else:
+            self._send(signum)
+
+    def _send(self, signum: int) -> None:
+        assert self._pid is not None
+        sig, group = signum, False
+        if signum == signal.SIGINT:
+            self._interrupts += 1
+            if self._interrupts > 1:
+                sig, group = signal.SIGKILL, True
+                with contextlib.suppress(OSError, RuntimeError):
+                    print("minicontainer: second interrupt: killing the command", file=sys.stderr)
+        # it may have just exited (ESRCH) or the container may be going: nothing left to signal
+        with contextlib.suppress(OSError, MiniContainerError):
+            self._rt.kill(self._pid, sig, group=group)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -105,16 +221,31 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     with Engine(store=args.store) as engine:
         image = engine.image(args.image)
-        command = list(args.command) or image.config.default_command() or ["/bin/sh"]
-        mounts = list(args.volume or ())
-        with engine.run(image, command=(), env=_parse_env(args.env or ()), workdir=args.workdir,
-                        user=args.user, mounts=mounts, network=args.network, hostname=args.hostname) as c:
+        try:
+            command = _run_argv(image.config, args.entrypoint, args.command)
+            mounts = [_parse_volume(v) for v in args.volume or ()]
+            # The engine validates the rest (paths, names); what it refuses is a bad option too.
+            # command=(): no main process of the engine's (its stdio go to the log); ours, with
+            # this terminal's stdio, is started below.
+            container = engine.run(image, command=(), env=_parse_env(args.env or ()), workdir=args.workdir,
+                                   user=args.user, mounts=mounts, network=args.network, hostname=args.hostname)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(str(exc)) from exc
+        with container as c, _SignalProxy(c._rt) as proxy:
             watch = c._rt.exec(command, c._exec_env(None), c.workdir, c.user, [0, 1, 2])
-            try:
-                status = watch.wait()
-            except KeyboardInterrupt:
-                status = 130
+            proxy.started(watch.pid)
+            status = watch.wait()
             return 128 - status if status is not None and status < 0 else (status or 0)
+
+
+def _stdout_closed() -> bool:
+    """True when nobody reads our stdout any more (the write end of a pipe whose reader exited)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _fd, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _clean_run_dir(run_dir: os.PathLike[str] | str) -> int:
@@ -155,11 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--interactive", action="store_true", help="accepted: stdin is always passed through")
     p.add_argument("-t", "--tty", action="store_true", help="accepted: the terminal is passed through as it is")
     p.add_argument("-e", "--env", action="append", metavar="K=V")
-    p.add_argument("-v", "--volume", action="append", metavar="SRC:DST[:ro]")
+    p.add_argument("-v", "--volume", action="append", metavar="SRC:DST[:ro|rw]")
     p.add_argument("-w", "--workdir")
     p.add_argument("-u", "--user")
     p.add_argument("--hostname")
     p.add_argument("--network", choices=("none", "host"), default="none")
+    p.add_argument("--entrypoint", metavar="PROG",
+                   help="replace the image's entrypoint (and its default arguments); '' clears it")
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_run)
@@ -179,14 +312,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if hasattr(args, "store_command"):
-            from .engine import Engine
+        try:
+            if hasattr(args, "store_command"):
+                from .engine import Engine
 
-            args.run_cleaner = _clean_run_dir
-            # through an Engine: its store reaches trees of subordinate ids (see store._trees)
-            with Engine(store=args.store) as engine:
-                return int(args.store_command(args, engine.store))
-        return int(args.func(args))
+                args.run_cleaner = _clean_run_dir
+                # through an Engine: its store reaches trees of subordinate ids (see store._trees)
+                with Engine(store=args.store) as engine:
+                    status = int(args.store_command(args, engine.store))
+            else:
+                status = int(args.func(args))
+            sys.stdout.flush()  # here, not at exit, so that a closed pipe is seen below
+            return status
+        except BrokenPipeError:
+            if not _stdout_closed():
+                raise
+            # `minicontainer images | head`: the reader has all it wanted.  Stop quietly with the
+            # status of a command killed by SIGPIPE, and point stdout at /dev/null so that the
+            # interpreter's final flush does not report the pipe again (Python's documented way).
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            return 128 + signal.SIGPIPE
+    except UsageError as exc:
+        print(f"minicontainer {args.command_name}: {exc}", file=sys.stderr)
+        return ERROR_STATUS
     except MiniContainerError as exc:
         print(f"minicontainer: {exc}", file=sys.stderr)
-        return 125
+        return ERROR_STATUS
+    except KeyboardInterrupt:  # ^C before the command started (once it runs, ^C is forwarded to it)
+        return 128 + signal.SIGINT

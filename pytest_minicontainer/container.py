@@ -9,6 +9,7 @@ directly, without copies through the runtime.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import re
@@ -16,6 +17,8 @@ import selectors
 import shlex
 import signal
 import socket
+import stat
+import sys
 import tarfile
 import tempfile
 import threading
@@ -25,6 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._diff import changes
+from ._env import checked_env
+from ._tarcopy import merge, owned_by_root, safe_extract
 from .errors import ContainerError, ExecError, ExecTimeout
 from .image import Image
 from .runtime.client import ExitWatch, RuntimeContainer
@@ -35,8 +41,6 @@ if TYPE_CHECKING:
 __all__ = ["Change", "Container", "ExecResult", "Mount", "Process"]
 
 Command = str | Sequence[str]
-_WHITEOUT_DEV = 0
-_OPAQUE = "user.overlay.opaque"
 
 
 @dataclass(frozen=True)
@@ -76,54 +80,6 @@ class Change:
 
     def __str__(self) -> str:
         return f"{self.kind} {self.path}"
-
-
-def changes(upper: str, lowers: list[str], host_dirs: list[str], skip: list[str]) -> list[tuple[str, str]]:
-    """(kind, path) of what the writable layer ``upper`` changes over ``lowers`` (top first).
-
-    Module-level and plain-typed so that it can also run in the runtime's user namespace
-    (``Runtime.call``) when this process may not read a directory; raises PermissionError then.
-    """
-    skipped = set(skip)
-    found: list[tuple[str, str]] = []
-
-    def in_lower(rel: str) -> os.stat_result | None:
-        for d in host_dirs:
-            if rel == d or rel.startswith(d + "/"):
-                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                    return os.lstat(rel)
-        for layer in lowers:
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                st = os.lstat(os.path.join(layer, rel.lstrip("/")))
-                if not (st.st_mode & 0o170000 == 0o020000 and st.st_rdev == _WHITEOUT_DEV):
-                    return st
-                return None
-        return None
-
-    def walk(dirpath: str, rel: str) -> None:
-        try:
-            entries = sorted(os.scandir(dirpath), key=lambda e: e.name)
-        except FileNotFoundError:
-            return
-        for entry in entries:
-            path = f"{rel}/{entry.name}"
-            if path in skipped:
-                continue
-            st = entry.stat(follow_symlinks=False)
-            is_dir = entry.is_dir(follow_symlinks=False)
-            if (st.st_mode & 0o170000) == 0o020000 and st.st_rdev == _WHITEOUT_DEV:
-                found.append(("D", path))
-                continue
-            before = in_lower(path)
-            if before is None:
-                found.append(("A", path))
-            elif not (is_dir and (before.st_mode & 0o170000) == 0o040000):
-                found.append(("C", path))
-            if is_dir:
-                walk(entry.path, path)
-
-    walk(upper, "")
-    return found
 
 
 def _argv(cmd: Command) -> list[str]:
@@ -174,7 +130,7 @@ class Process:
         """Wait for the exit status; :class:`ExecTimeout` when ``timeout`` passes first."""
         status = self._watch.wait(timeout)
         if status is None:
-            raise ExecTimeout(self.argv, timeout or 0.0, self.stdout, self.stderr)
+            raise ExecTimeout(self.argv, timeout or 0.0, self.stdout, self.stderr, killed=False)
         for t in self._readers:
             t.join(5)
         return status
@@ -272,7 +228,7 @@ class Container:
             raise ContainerError(f"container {self.id} has no main process to wait for")
         status = self._main.wait(timeout)
         if status is None:
-            raise ExecTimeout(self.command or [], timeout or 0.0, self.logs())
+            raise ExecTimeout(self.command or [], timeout or 0.0, self.logs(), killed=False)
         self._exit_status = status
         return status
 
@@ -285,9 +241,10 @@ class Container:
 
     # -- commands ---------------------------------------------------------------------------
     def _exec_env(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        """The container's environment with ``env`` on top, checked here: a bad name would
+        otherwise come back as exit status 127 from the container, naming nothing."""
         merged = dict(self.env)
-        if env:
-            merged.update({str(k): str(v) for k, v in env.items()})
+        merged.update(checked_env(env))
         return merged
 
     def _start(self, argv: list[str], env: Mapping[str, str] | None, workdir: str | None, user: str | None,
@@ -356,25 +313,57 @@ class Container:
         self._rt.kill(pid, sig, group=True)
 
     # -- files ------------------------------------------------------------------------------
+    def _path(self, path: str) -> str:
+        """``path`` made absolute against the working directory ("" stays "": it names no file)."""
+        return path if not path or path.startswith("/") else os.path.join(self.workdir, path)
+
+    def _file_error(self, err: int | None, path: str) -> OSError:
+        """An OSError about ``path`` in this container, made from the errno alone.
+
+        The runtime's text already holds an errno and a path (``str()`` of pid 1's error):
+        wrapping it again would print both twice.  ``OSError(errno, ...)`` picks the subclass
+        (FileNotFoundError, IsADirectoryError...), and ``filename`` is the container path.
+        """
+        code = err or errno.EIO
+        return OSError(code, f"{os.strerror(code)} (in container {self.id})", path)
+
     def _open(self, path: str, flags: int, mode: int = 0o644, mkdirs: bool = False) -> int:
-        if not path.startswith("/"):
-            path = os.path.join(self.workdir, path)
+        path = self._path(path)
+        if not path:  # the working directory would be opened: name the real mistake instead
+            raise self._file_error(errno.ENOENT, path)
         try:
             return self._rt.open(path, flags, mode, mkdirs)
         except OSError as exc:
-            raise type(exc)(exc.errno, f"{exc.strerror} (in container {self.id})", path) from None
+            raise self._file_error(exc.errno, path) from None
 
     def read_bytes(self, path: str) -> bytes:
-        with os.fdopen(self._open(path, os.O_RDONLY), "rb") as f:
-            return f.read()
+        full = self._path(path)
+        fd = self._open(full, os.O_RDONLY)
+        try:
+            # os.fdopen would name the descriptor, not the container path, for a directory
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise self._file_error(errno.EISDIR, full)
+            f = os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+        with f:
+            try:
+                return f.read()
+            except OSError as exc:
+                raise self._file_error(exc.errno, full) from None
 
     def read_text(self, path: str, encoding: str = "utf-8") -> str:
         return self.read_bytes(path).decode(encoding)
 
     def write_bytes(self, path: str, data: bytes, mode: int = 0o644) -> None:
         """Write a file (parent directories are created)."""
-        with os.fdopen(self._open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode, mkdirs=True), "wb") as f:
-            f.write(data)
+        full = self._path(path)
+        with os.fdopen(self._open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode, mkdirs=True), "wb") as f:
+            try:
+                f.write(data)
+            except OSError as exc:
+                raise self._file_error(exc.errno, full) from None
 
     def write_text(self, path: str, text: str, mode: int = 0o644, encoding: str = "utf-8") -> None:
         self.write_bytes(path, text.encode(encoding), mode)
@@ -387,13 +376,17 @@ class Container:
         return True
 
     def copy_in(self, source: str | os.PathLike[str], target: str) -> None:
-        """Copy a host file or directory to ``target`` (into it, when it is a directory)."""
+        """Copy a host file or directory to ``target`` (into it, when it is a directory).
+
+        The copies belong to root inside the container, as with ``docker cp``: the host's
+        numeric owners mean nothing there (uid 1000 on the host may be ``app`` inside).
+        """
         src = Path(source)
         if not src.exists():
             raise FileNotFoundError(2, "no such file or directory on the host", str(src))
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
-            tar.add(str(src), arcname=src.name)
+            tar.add(str(src), arcname=src.name, filter=owned_by_root)
         script = ('set -e; t="$1"; n="$2"; d=$(mktemp -d "${TMPDIR:-/tmp}/.mc-in.XXXXXX"); '
                   'tar -xf - -C "$d"; if [ -d "$t" ] && [ ! -L "$t" ]; then cp -a "$d/$n" "$t/"; '
                   'else mkdir -p "$(dirname "$t")"; rm -rf "$t"; mv "$d/$n" "$t"; fi; rm -rf "$d"')
@@ -403,19 +396,40 @@ class Container:
                                  f"{result.stderr.strip()}")
 
     def copy_out(self, source: str, target: str | os.PathLike[str]) -> None:
-        """Copy a container file or directory to the host (into ``target`` when it is a directory)."""
+        """Copy a container file or directory to the host (into ``target`` when it is a directory).
+
+        As ``docker cp`` does: symlinks stay symlinks, wherever they point; a directory merges
+        into one of the same name already there (files are replaced); the copies belong to
+        the caller.  The container is not trusted: nothing is written outside ``target``, nor
+        through a symlink, whether the tar brought it or it was on the host before.
+        """
+        dest = Path(target)
+        into = dest.is_dir()
+        if not into and os.fspath(target).endswith("/"):
+            raise FileNotFoundError(errno.ENOENT, f"cannot copy {source!r} out of container {self.id}: the "
+                                    "directory to copy into does not exist (create it first)", os.fspath(target))
+        parent = dest if into else dest.parent
+        if not parent.is_dir():
+            what = "is not a directory" if parent.exists() else "does not exist"
+            raise FileNotFoundError(errno.ENOENT, f"cannot copy {source!r} out of container {self.id}: "
+                                    f"{str(parent)!r} {what} (create it first)", os.fspath(target))
+        name = os.path.basename(source.rstrip("/"))
+        if name in ("", ".", ".."):
+            raise ContainerError(f"copy_out {source!r}: name the file or directory to copy by its path "
+                                 "(e.g. '/srv', not '/' or '.')")
         status, data, err = self._run(
             ["/bin/sh", "-c", 'cd "$(dirname "$1")" && tar -cf - "$(basename "$1")"', "sh", source], user="0:0")
         if status != 0:
             raise ContainerError(f"copy_out {source} failed (the image needs sh and tar): "
                                  f"{err.decode(errors='replace').strip()}")
-        dest = Path(target)
-        with tempfile.TemporaryDirectory(dir=dest.parent if not dest.is_dir() else dest) as tmp, \
+        # Extracted next to the result first (same file system): a bad tar leaves nothing behind.
+        with tempfile.TemporaryDirectory(prefix=".minicontainer-copy-", dir=parent) as tmp, \
                 tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
-            _safe_extract(tar, tmp)
-            produced = Path(tmp) / os.path.basename(source.rstrip("/"))
-            final = dest / produced.name if dest.is_dir() else dest
-            os.replace(produced, final)
+            safe_extract(tar, tmp)
+            produced = os.path.join(tmp, name)
+            if not os.path.lexists(produced):
+                raise ContainerError(f"copy_out {source} failed: the container's tar holds no {name!r}")
+            merge(produced, os.path.join(dest, name) if into else os.fspath(dest))
 
     # -- network ----------------------------------------------------------------------------
     def connect(self, port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> socket.socket:
@@ -479,18 +493,17 @@ class Container:
     # -- changes ----------------------------------------------------------------------------
     def diff(self) -> list[Change]:
         """Files added (A), changed (C) or deleted (D) compared with the image, sorted by path."""
-        if self._removed:  # its scratch directory may already serve another container
-            raise ContainerError(f"container {self.id} is removed: its changes are gone")
+        self._check_not_removed("diff")
         skip = {"/proc", "/dev", "/sys"} | {m.target.rstrip("/") or "/" for m in self.mounts}
         if self.network != "none":
             skip.add("/etc/resolv.conf")  # the runtime's resolver configuration, not the test's
-        args = (str(self.upper_dir), list(reversed(self.image.layer_dirs)), list(self.image.host_dirs), sorted(skip))
+        args = (str(self.upper_dir), list(self.image.layer_dirs), list(self.image.host_dirs), sorted(skip))
         try:
             found = changes(*args)
         except PermissionError:
             # rootless with a subordinate id range: a directory of another id inside the
             # container is private to it on the host too; the user namespace can read it
-            found = self._rt.runtime.call("pytest_minicontainer.container", "changes", *args)
+            found = self._rt.runtime.call("pytest_minicontainer._diff", "changes", *args)
         return [Change(kind, path) for kind, path in found]
 
     # -- life cycle -------------------------------------------------------------------------
@@ -522,7 +535,15 @@ class Container:
 
     def commit(self, tag: str | None = None) -> Image:
         """Save the container's current files as a new image (a layer on top of its image)."""
+        self._check_not_removed("commit")
         return self.engine._commit(self, tag)
+
+    def _check_not_removed(self, what: str) -> None:
+        """ContainerError once the container is removed: its writable layer is being deleted
+        (or already serves another container), so reading it would fail at random or lie."""
+        if self._removed:
+            raise ContainerError(f"container {self.id} is removed: its changes are gone "
+                                 f"(call {what}() before remove() or the end of the with block)")
 
     def keep(self) -> Path:
         """Keep the writable layer after removal (as an image); returns the layer's directory."""
@@ -537,7 +558,10 @@ class Container:
 
         store = self.engine.store_path
         prefix = "" if store == default_store_path() else f"MINICONTAINER_STORE={shlex.quote(str(store))} "
-        return f"{prefix}minicontainer run --rm -it minicontainer-kept:{self.id} /bin/sh"
+        # The running Python with -m, not the ``minicontainer`` script: that is on PATH only
+        # in an activated environment, not under ``.venv/bin/python -m pytest``.
+        cli = f"{shlex.quote(sys.executable or 'python3')} -m pytest_minicontainer"
+        return f"{prefix}{cli} run --rm -it minicontainer-kept:{self.id} /bin/sh"
 
     def remove(self) -> None:
         """Stop the container and delete its writable layer (idempotent)."""
@@ -611,19 +635,3 @@ def _communicate(out_r: int, err_r: int, in_w: int, data: bytes | None,
                 with contextlib.suppress(OSError):
                     os.close(fd)
     return b"".join(bufs[out_r]), b"".join(bufs[err_r]), timed_out
-
-
-def _safe_extract(tar: tarfile.TarFile, dest: str) -> None:
-    """Extract a tar from a container on the host: nothing may land outside ``dest``."""
-    if hasattr(tarfile, "data_filter"):
-        tar.extractall(dest, filter="data")
-        return
-    root = os.path.realpath(dest)
-    for m in tar.getmembers():  # pragma: no cover - Pythons without extraction filters
-        target = os.path.realpath(os.path.join(root, m.name))
-        if not target.startswith(root + os.sep) or m.isdev() or ((m.issym() or m.islnk()) and (
-                os.path.isabs(m.linkname) or ".." in m.linkname.split("/"))):
-            raise ContainerError(f"refusing to copy {m.name!r} out of the container: it points outside")
-    tar.extractall(dest)
-
-

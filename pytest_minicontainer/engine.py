@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._env import checked_env
 from .container import Container, Mount
 from .errors import ContainerError, ImageError, MiniContainerError, RuntimeUnavailable, StoreError
 from .image import Image
@@ -161,9 +162,11 @@ class Engine:
                 return self.image(found, pull=pull, platform=platform)
         # The host and rootfs directories are named by path, not content: resolving them again
         # in one session gives the same image, so the per-test cost is a dict lookup.
+        # Keyed by absolute path: a relative ``rootfs:`` means another directory after a chdir.
         cacheable = ref == "host" or (ref.startswith("rootfs:") and os.path.isdir(ref[len("rootfs:"):]))
-        if cacheable and ref in self._image_cache:
-            return self._image_cache[ref]
+        key = ref if ref == "host" else "rootfs:" + os.path.abspath(ref[len("rootfs:"):])
+        if cacheable and key in self._image_cache:
+            return self._image_cache[key]
         if ref == "host":
             from .images.host import host_image
 
@@ -173,7 +176,7 @@ class Engine:
 
             image = resolve(self.store, ref, pull=pull, platform=platform)
         if cacheable:
-            self._image_cache[ref] = image
+            self._image_cache[key] = image
         return image
 
     def build(self, containerfile: str | os.PathLike[str] | None = None, context: str | os.PathLike[str] = ".", *,
@@ -219,9 +222,13 @@ class Engine:
                 raise ContainerError(f"mount source {m.source} does not exist on the host")
             if not str(m.target).startswith("/"):
                 raise ContainerError(f"mount target {m.target!r} must be an absolute path")
+            if os.path.normpath(m.target) == "/":
+                raise ContainerError(f"mount {m.source} -> {m.target!r}: the container's root cannot be a mount "
+                                     "target (it would hide the image); mount below it, e.g. /data, or make "
+                                     f"the directory an image with rootfs:{m.source}")
         cfg = img.config
         main = _main_command(command, cfg.default_command())
-        full_env = {"PATH": DEFAULT_PATH, **cfg.env_dict, **{str(k): str(v) for k, v in (env or {}).items()}}
+        full_env = {"PATH": DEFAULT_PATH, **cfg.env_dict, **checked_env(env)}
         run_user = user if user is not None else (cfg.user or None)
         rt = self.runtime
         self._pin(img, rt)
@@ -275,7 +282,7 @@ class Engine:
         # the host's resolver configuration, ``slirp`` gets a file pointing at slirp4netns's
         # DNS forwarder; a private network has no resolver to point at.
         if network == "host" and os.path.isfile(RESOLV_CONF):
-            binds.append({"source": RESOLV_CONF, "target": RESOLV_CONF, "readonly": True})
+            binds.append({"source": RESOLV_CONF, "target": RESOLV_CONF, "readonly": True, "optional": True})
         return {
             "lowers": list(img.layer_dirs) or [self._empty_layer()],
             "overlays": overlays,
@@ -328,8 +335,12 @@ class Engine:
             layer_id, layer_dir = self.store.finish_layer(layer_tmp, layer_id)
         finally:
             self.store.discard_tmp(tmp)
+        # HOSTNAME is the runtime's, as Docker's is: a committed one would outlive the container
+        # and contradict the next container's hostname.
+        env = {k: v for k, v in container.env.items()
+               if not (k == "HOSTNAME" and v == container.hostname and k not in base.config.env_dict)}
         config = base.config.with_changes(
-            env=tuple(container.env.items()),
+            env=tuple(env.items()),
             workdir=container.workdir if container.workdir != "/" or base.config.workdir else base.config.workdir,
         )
         digest = "sha256:" + hashlib.sha256(json.dumps(

@@ -73,12 +73,22 @@ class ExecError(ContainerError):
 
 
 class ExecTimeout(ExecError):
-    """A command ran longer than its timeout; its process tree was killed."""
+    """A command ran longer than its timeout: its process tree was killed (``exec``), or, with
+    ``killed=False``, it is still running (``Process.wait``, ``Container.wait``).
 
-    def __init__(self, argv: Sequence[str], timeout: float, stdout: str = "", stderr: str = "") -> None:
+    The message carries the last lines the command wrote: what it was doing when time ran out
+    is usually the first thing one needs.
+    """
+
+    def __init__(self, argv: Sequence[str], timeout: float, stdout: str = "", stderr: str = "",
+                 killed: bool = True) -> None:
         self.timeout = timeout
-        super().__init__(argv, -9, stdout, stderr)
-        self.args = (f"command {self.argv!r} timed out after {timeout:g}s and was killed",)
+        self.killed = killed
+        super().__init__(argv, -9 if killed else 0, stdout, stderr)
+        tail = (stdout + stderr).strip().splitlines()[-10:]
+        detail = ("\n  last output:\n  " + "\n  ".join(tail)) if tail else ""
+        what = "timed out after {:g}s and was killed" if killed else "did not finish within {:g}s (it still runs)"
+        self.args = (f"command {self.argv!r} {what.format(timeout)}{detail}",)
 
     def __str__(self) -> str:
         return str(self.args[0])

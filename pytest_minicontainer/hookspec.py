@@ -1,8 +1,10 @@
 """Hooks a ``conftest.py`` or plugin can implement to shape every container of a test run.
 
 Registered by ``pytest_addhooks`` in :mod:`pytest_minicontainer.plugin`.  Implement them in a
-``conftest.py`` with the same name and any subset of the arguments, for example::
+``conftest.py`` with the same name and any subset of the arguments, marked optional so that
+the conftest still loads when the plugin is not (``-p no:minicontainer``), for example::
 
+    @pytest.hookimpl(optionalhook=True)
     def pytest_minicontainer_container_options(config, options):
         options["env"]["CI"] = "1"
 

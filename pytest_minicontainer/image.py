@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .errors import ImageError
+
 __all__ = ["HealthCheck", "Image", "ImageConfig"]
 
 _NS = 1_000_000_000  # OCI/Docker durations are nanoseconds
@@ -72,42 +74,49 @@ class ImageConfig:
         return replace(self, **changes)
 
     @classmethod
-    def from_oci(cls, config: Mapping[str, Any] | None) -> ImageConfig:
-        """Read the ``config`` object of an OCI/Docker image configuration."""
-        c = dict(config or {})
+    def from_oci(cls, config: Mapping[str, Any] | None, *, what: str = "image config",
+                 where: str | None = None) -> ImageConfig:
+        """Read the ``config`` object of an OCI/Docker image configuration.
+
+        Image configs come from files anyone can write, so each field's JSON shape is checked
+        (as Docker's own types have it: ``Env`` an array of strings, ``Labels`` an object of
+        strings, durations in nanoseconds...) and a wrong one is an :class:`ImageError` naming
+        the field; ``what``/``where`` name the config and its file for the message.
+        """
+        if config is None:
+            config = {}
+        if not isinstance(config, Mapping):
+            raise _wrong(what, where, "config", "a JSON object", config)
+        c = _Fields(config, what, where, "config.")
         env: list[tuple[str, str]] = []
-        for item in c.get("Env") or ():
-            key, _, value = str(item).partition("=")
+        for item in c.strings("Env") or ():
+            key, _, value = item.partition("=")
             env.append((key, value))
-        hc = c.get("Healthcheck")
+        hc = c.object("Healthcheck")
         health = None
-        if isinstance(hc, Mapping) and hc.get("Test"):
+        if hc and hc.get("Test"):
+            h = _Fields(hc, what, where, "config.Healthcheck.")
             health = HealthCheck(
-                test=tuple(str(x) for x in hc["Test"]),
-                interval=(hc.get("Interval") or 30 * _NS) / _NS,
-                timeout=(hc.get("Timeout") or 30 * _NS) / _NS,
-                start_period=(hc.get("StartPeriod") or 0) / _NS,
-                retries=int(hc.get("Retries") or 3),
+                test=tuple(h.strings("Test") or ()),
+                interval=(h.number("Interval") or 30 * _NS) / _NS,
+                timeout=(h.number("Timeout") or 30 * _NS) / _NS,
+                start_period=(h.number("StartPeriod") or 0) / _NS,
+                retries=int(h.number("Retries") or 3),
             )
-
-        def argv(value: Any) -> tuple[str, ...] | None:
-            if value is None:
-                return None
-            if isinstance(value, str):
-                return tuple(shlex.split(value))
-            return tuple(str(x) for x in value)
-
+        labels = c.object("Labels") or {}
+        if not all(isinstance(v, str) for v in labels.values()):
+            raise _wrong(what, where, "config.Labels", "a JSON object of strings", labels)
         return cls(
-            entrypoint=argv(c.get("Entrypoint")),
-            cmd=argv(c.get("Cmd")),
+            entrypoint=c.argv("Entrypoint"),
+            cmd=c.argv("Cmd"),
             env=tuple(env),
-            workdir=str(c.get("WorkingDir") or ""),
-            user=str(c.get("User") or ""),
-            exposed_ports=tuple(sorted((c.get("ExposedPorts") or {}).keys())),
-            labels=tuple(sorted((c.get("Labels") or {}).items())),
+            workdir=c.string("WorkingDir"),
+            user=c.string("User"),
+            exposed_ports=tuple(sorted((c.object("ExposedPorts") or {}).keys())),
+            labels=tuple(sorted(labels.items())),
             healthcheck=health,
-            stop_signal=c.get("StopSignal") or None,
-            shell=argv(c.get("Shell")),
+            stop_signal=c.string("StopSignal") or None,
+            shell=c.argv("Shell"),
         )
 
     def to_oci(self) -> dict[str, Any]:
@@ -141,6 +150,57 @@ class ImageConfig:
         if self.shell is not None:
             out["Shell"] = list(self.shell)
         return out
+
+
+def _wrong(what: str, where: str | None, field: str, kind: str, value: Any) -> ImageError:
+    text = repr(value)
+    text = text if len(text) <= 80 else text[:77] + "..."  # a hostile file may hold megabytes in one field
+    return ImageError(f"{what}: {field} must be {kind}, got {text}", path=where)
+
+
+class _Fields:
+    """Typed reads of one JSON object of an image config: absent or null is None, a wrong type an ImageError."""
+
+    def __init__(self, doc: Mapping[str, Any], what: str, where: str | None, prefix: str) -> None:
+        self.doc, self.what, self.where, self.prefix = doc, what, where, prefix
+
+    def _check(self, key: str, kind: str, ok: bool) -> Any:
+        value = self.doc.get(key)
+        if value is not None and not ok:
+            raise _wrong(self.what, self.where, self.prefix + key, kind, value)
+        return value
+
+    def string(self, key: str) -> str:
+        value: str | None = self._check(key, "a string", isinstance(self.doc.get(key), str))
+        return value or ""
+
+    def strings(self, key: str) -> list[str] | None:
+        v = self.doc.get(key)
+        value: list[str] | None = self._check(key, "a JSON array of strings",
+                                              isinstance(v, list) and all(isinstance(x, str) for x in v))
+        return value
+
+    def object(self, key: str) -> dict[str, Any] | None:
+        value: dict[str, Any] | None = self._check(key, "a JSON object", isinstance(self.doc.get(key), dict))
+        return value
+
+    def number(self, key: str) -> float | None:
+        """A JSON number (durations are integer nanoseconds; a Go duration string like "1s" is not one)."""
+        v = self.doc.get(key)
+        value: float | None = self._check(key, "a number (nanoseconds for durations)",
+                                          isinstance(v, (int, float)) and not isinstance(v, bool))
+        return value
+
+    def argv(self, key: str) -> tuple[str, ...] | None:
+        """Entrypoint/Cmd/Shell: an array of strings, or (as some tools write it) one shell-quoted string."""
+        value = self.doc.get(key)
+        if isinstance(value, str):
+            try:
+                return tuple(shlex.split(value))
+            except ValueError as exc:  # unbalanced quotes
+                raise _wrong(self.what, self.where, self.prefix + key, f"valid shell words ({exc})", value) from None
+        strings = self.strings(key)
+        return None if strings is None else tuple(strings)
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,25 @@ def _store(config: pytest.Config) -> str | None:
     return os.environ.get("MINICONTAINER_STORE") or None
 
 
+# References that name a file or directory on this machine (see ``images.resolve``).
+_LOCAL_PREFIXES = ("rootfs:", "oci:", "oci-archive:", "docker-archive:")
+
+
+def _default_image(config: pytest.Config) -> str:
+    """The ini key's image, a local path in it taken relative to the ini file (as the store's).
+
+    Otherwise ``rootfs:tests/rootfs`` would work from the project's root and not from ``tests/``
+    with the same ini file.
+    """
+    ref = str(config.getini("minicontainer_image") or "host").strip()
+    for prefix in _LOCAL_PREFIXES:
+        rest = ref[len(prefix):]
+        if ref.startswith(prefix) and rest and not rest.startswith(("/", "~")):
+            base = config.inipath.parent if config.inipath else config.rootpath
+            return prefix + str(base / rest)
+    return ref
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -101,7 +120,7 @@ def pytest_configure(config: pytest.Config) -> None:
         store=_store(config),
         pull=_setting(config, "minicontainer_pull", PULL) or "missing",
         keep=_setting(config, "minicontainer_keep", KEEP) or "never",
-        image=_setting(config, "minicontainer_image") or "host",
+        image=_default_image(config),
         unavailable=_setting(config, "minicontainer_unavailable", UNAVAILABLE) or "error",
     )
     config.stash[STATE_KEY] = State(config, settings)

@@ -4,21 +4,27 @@
 be an index (multi-platform), from which the manifest for this host is picked, skipping
 BuildKit's attestation manifests.  Every manifest and config is verified against its digest;
 layer blobs are verified while they are unpacked.
+
+These files come from anywhere a user points us, so every field read is checked for its JSON
+shape first (the ``get_*`` helpers): a wrong shape ends as an :class:`ImageError` naming the
+file and the field, never as an AttributeError or TypeError from deep inside a plan.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import ImageError, ImageNotFound
+from ..image import ImageConfig
 from . import _mediatypes as mt
 from ._plan import ImagePlan, LayerPlan
-from ._platform import is_attestation, parse_platform, platform_score, platform_str
+from ._platform import check_descriptor, is_attestation, parse_platform, platform_score, platform_str
 from ._source import Source, blob_path, read_blob, read_small
 
-__all__ = ["REF_ANNOTATION", "layout_plan", "manifest_plan", "parse_json"]
+__all__ = ["REF_ANNOTATION", "check_config", "get_object", "get_objects", "get_string", "get_strings",
+           "index_manifests", "layout_plan", "manifest_plan", "parse_json"]
 
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
 
@@ -33,8 +39,59 @@ def parse_json(data: bytes, what: str, where: str) -> dict[str, Any]:
     return value
 
 
-def _kind(doc: Mapping[str, Any], media_type: str) -> str:
-    mtype = doc.get("mediaType") or media_type
+def _show(value: Any) -> str:
+    """A short repr for messages: a hostile file may hold megabytes in one field."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _get(doc: Mapping[str, Any], key: str, what: str, where: str, label: str, kind: str,
+         ok: Callable[[Any], bool]) -> Any:
+    """``doc[key]`` if absent, null or passing ``ok``; else an ImageError "WHAT: LABEL must be KIND, got ..."."""
+    value = doc.get(key)
+    if value is not None and not ok(value):
+        raise ImageError(f"{what}: {label or key} must be {kind}, got {_show(value)}", path=where)
+    return value
+
+
+def get_object(doc: Mapping[str, Any], key: str, what: str, where: str, label: str = "") -> dict[str, Any]:
+    """``doc[key]`` as a JSON object ({} when absent); ``what`` names the document, ``where`` its file."""
+    value: dict[str, Any] | None = _get(doc, key, what, where, label, "a JSON object",
+                                        lambda v: isinstance(v, dict))
+    return value or {}
+
+
+def get_objects(doc: Mapping[str, Any], key: str, what: str, where: str, label: str = "") -> list[dict[str, Any]]:
+    """``doc[key]`` as a JSON array of objects ([] when absent)."""
+    value: list[dict[str, Any]] | None = _get(doc, key, what, where, label, "a JSON array of objects",
+                                              lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v))
+    return value or []
+
+
+def get_strings(doc: Mapping[str, Any], key: str, what: str, where: str, label: str = "") -> list[str]:
+    """``doc[key]`` as a JSON array of strings ([] when absent)."""
+    value: list[str] | None = _get(doc, key, what, where, label, "a JSON array of strings",
+                                   lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v))
+    return value or []
+
+
+def get_string(doc: Mapping[str, Any], key: str, what: str, where: str, label: str = "") -> str:
+    """``doc[key]`` as a string ("" when absent)."""
+    value: str | None = _get(doc, key, what, where, label, "a string", lambda v: isinstance(v, str))
+    return value or ""
+
+
+def check_config(config: Mapping[str, Any], what: str, where: str) -> None:
+    """Fail on a malformed runtime ``config`` now, naming the blob, before any layer is unpacked.
+
+    The import reads it again (:meth:`ImageConfig.from_oci`) only after unpacking every layer,
+    and without the file's name to report.
+    """
+    ImageConfig.from_oci(get_object(config, "config", what, where), what=what, where=where)
+
+
+def _kind(doc: Mapping[str, Any], media_type: str, what: str, where: str) -> str:
+    mtype = get_string(doc, "mediaType", what, where) or media_type
     if mtype in mt.INDEX_TYPES or (not mtype and "manifests" in doc):
         return "index"
     if mtype in mt.MANIFEST_TYPES or (not mtype and "layers" in doc):
@@ -45,7 +102,9 @@ def _kind(doc: Mapping[str, Any], media_type: str) -> str:
 
 
 def _pick_platform(src: Source, index: Mapping[str, Any], where: str, platform: str | None = None) -> dict[str, Any]:
-    entries = [m for m in index.get("manifests") or () if isinstance(m, dict)]
+    entries = index_manifests(index, where, src.name)
+    for m in entries:
+        check_descriptor(m, f"{where} entry {_show(m.get('digest'))}", src.name)
     wanted = parse_platform(platform) if platform else None
     scored = sorted(((platform_score(m, wanted), i, m) for i, m in enumerate(entries)), key=lambda t: (-t[0], t[1]))
     if not scored or scored[0][0] == 0:
@@ -62,8 +121,9 @@ def manifest_plan(src: Source, desc: Mapping[str, Any], where: str, depth: int =
         raise ImageError("indexes nested too deeply", path=src.name)
     digest = str(desc.get("digest", ""))
     data = read_blob(src, digest, "manifest")
-    doc = parse_json(data, f"manifest {digest}", src.name)
-    kind = _kind(doc, str(desc.get("mediaType", "")))
+    what = f"manifest {digest}"
+    doc = parse_json(data, what, src.name)
+    kind = _kind(doc, str(desc.get("mediaType", "")), what, src.name)
     if kind == "index":
         return manifest_plan(src, _pick_platform(src, doc, f"index {digest}", platform), where, depth + 1, platform)
     if kind == "schema1":
@@ -72,19 +132,22 @@ def manifest_plan(src: Source, desc: Mapping[str, Any], where: str, depth: int =
     if kind != "manifest":
         raise ImageError(f"manifest {digest} has unsupported media type {doc.get('mediaType')!r}",
                          path=src.name)
-    cdesc = doc.get("config") or {}
-    config_digest = str(cdesc.get("digest", ""))
+    cdesc = get_object(doc, "config", what, src.name)
+    config_digest = get_string(cdesc, "digest", what, src.name, "config.digest")
     config_bytes = read_blob(src, config_digest, f"config of manifest {digest}")
-    config = parse_json(config_bytes, f"config {config_digest}", src.name)
-    layers = _layers(src, doc, config, digest)
+    config_what = f"config {config_digest}"
+    config = parse_json(config_bytes, config_what, src.name)
+    check_config(config, config_what, src.name)
+    layers = _layers(src, doc, config, digest, config_what)
     return ImagePlan(digest=digest, config=config, layers=layers,
                      blobs={digest: data, config_digest: config_bytes})
 
 
 def _layers(src: Source, manifest: Mapping[str, Any], config: Mapping[str, Any],
-            digest: str) -> tuple[LayerPlan, ...]:
-    descs = [d for d in manifest.get("layers") or () if isinstance(d, dict)]
-    diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or ())
+            digest: str, config_what: str) -> tuple[LayerPlan, ...]:
+    descs = get_objects(manifest, "layers", f"manifest {digest}", src.name)
+    rootfs = get_object(config, "rootfs", config_what, src.name)
+    diff_ids = get_strings(rootfs, "diff_ids", config_what, src.name, "rootfs.diff_ids")
     if len(diff_ids) != len(descs):
         raise ImageError(f"manifest {digest} lists {len(descs)} layers but its config has"
                          f" {len(diff_ids)} diff_ids", path=src.name)
@@ -95,13 +158,23 @@ def _layers(src: Source, manifest: Mapping[str, Any], config: Mapping[str, Any],
             raise ImageError(f"layer {d.get('digest')} has unsupported media type {mtype!r}", path=src.name)
         blob = str(d.get("digest", ""))
         rel = blob_path(src, blob, f"manifest {digest}")
-        out.append(LayerPlan(diff_id=str(diff_id), open=_opener(src, rel), name=f"{src.name}:{rel}",
+        out.append(LayerPlan(diff_id=diff_id, open=_opener(src, rel), name=f"{src.name}:{rel}",
                              blob_digest=blob, media_type=mtype))
     return tuple(out)
 
 
 def _opener(src: Source, rel: str) -> Any:
     return lambda: src.open(rel)
+
+
+def index_manifests(index: Mapping[str, Any], what: str, where: str) -> list[dict[str, Any]]:
+    """The descriptors of an index's ``manifests`` array (which must be one).
+
+    Entries that are not objects are skipped, as they always were: they name nothing usable,
+    and the other entries may still hold the image asked for.
+    """
+    value: list[Any] | None = _get(index, "manifests", what, where, "", "a JSON array", lambda v: isinstance(v, list))
+    return [m for m in value or () if isinstance(m, dict)]
 
 
 def layout_index(src: Source) -> dict[str, Any]:
@@ -113,8 +186,9 @@ def layout_index(src: Source) -> dict[str, Any]:
 def layout_plan(src: Source, ref: str | None) -> ImagePlan:
     """The image ``ref`` names in the layout (or its only image when ``ref`` is None)."""
     index = layout_index(src)
-    entries = [m for m in index.get("manifests") or () if isinstance(m, dict)]
-    names = [str((m.get("annotations") or {}).get(REF_ANNOTATION, "")) for m in entries]
+    entries = index_manifests(index, "index.json", src.name)
+    names = [str(get_object(m, "annotations", f"index.json entry {_show(m.get('digest'))}", src.name)
+                 .get(REF_ANNOTATION, "")) for m in entries]
     if ref:
         chosen = [m for m, n in zip(entries, names, strict=True) if n == ref]
         if not chosen:

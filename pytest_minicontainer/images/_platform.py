@@ -6,7 +6,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["host_platform", "is_attestation", "parse_platform", "platform_score", "platform_str"]
+from ..errors import ImageError
+
+__all__ = ["check_descriptor", "host_platform", "is_attestation", "parse_platform", "platform_score", "platform_str"]
 
 _ARCH = {
     "x86_64": ("amd64", ""), "amd64": ("amd64", ""), "aarch64": ("arm64", "v8"), "arm64": ("arm64", "v8"),
@@ -27,21 +29,49 @@ def parse_platform(text: str) -> tuple[str, str, str]:
     if len(parts) == 1:
         parts = ["linux", *parts]
     if not 2 <= len(parts) <= 3:
-        from ..errors import ImageError
-
         raise ImageError(f"platform {text!r} is not OS/ARCH[/VARIANT] (e.g. linux/arm64)")
     return parts[0], parts[1], parts[2] if len(parts) == 3 else ""
 
 
+def check_descriptor(desc: Mapping[str, Any], what: str = "", where: str | None = None) -> None:
+    """Raise :class:`ImageError` unless the fields read here (``platform``, ``annotations``) have the right shape.
+
+    Descriptors come from index files anyone can write; a ``"platform": "linux"`` must be
+    reported against its file (``what``/``where``, which the caller knows), not surface as an
+    AttributeError from the scoring below.  The accessors call it too, for callers that did not.
+    """
+    what = what or f"manifest descriptor {_show(desc.get('digest'))}"
+    for key in ("platform", "annotations"):
+        value = desc.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise ImageError(f"{what}: {key} must be a JSON object, got {_show(value)}", path=where)
+    for key in ("os", "architecture", "variant"):
+        value = (desc.get("platform") or {}).get(key)
+        if value is not None and not isinstance(value, str):
+            raise ImageError(f"{what}: platform.{key} must be a string, got {_show(value)}", path=where)
+
+
+def _show(value: Any) -> str:
+    """A short repr for messages: a hostile file may hold megabytes in one field."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _field(desc: Mapping[str, Any], key: str) -> dict[str, Any]:
+    check_descriptor(desc)
+    value: dict[str, Any] = desc.get(key) or {}
+    return value
+
+
 def is_attestation(desc: Mapping[str, Any]) -> bool:
-    ann = desc.get("annotations") or {}
-    plat = desc.get("platform") or {}
+    ann = _field(desc, "annotations")
+    plat = _field(desc, "platform")
     return ann.get("vnd.docker.reference.type") == "attestation-manifest" or (
         plat.get("os") == "unknown" and plat.get("architecture") == "unknown")
 
 
 def platform_str(desc: Mapping[str, Any]) -> str:
-    p = desc.get("platform") or {}
+    p = _field(desc, "platform")
     return "/".join(x for x in (p.get("os", "?"), p.get("architecture", "?"), p.get("variant", "")) if x)
 
 
@@ -50,7 +80,7 @@ def platform_score(desc: Mapping[str, Any], host: tuple[str, str, str] | None = 
     host_os, host_arch, host_variant = host or host_platform()
     if is_attestation(desc):
         return 0
-    p = desc.get("platform")
+    p = _field(desc, "platform")
     if not p:
         return 1  # no platform given: usable, but any exact match wins
     if p.get("os") != host_os or p.get("architecture") != host_arch:

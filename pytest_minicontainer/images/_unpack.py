@@ -56,6 +56,9 @@ OPAQUE_XATTR = "user.overlay.opaque"
 _WH = ".wh."
 _OPQ = ".wh..wh..opq"
 _AUFS = ".wh..wh."
+# Deeper paths are refused: walking, hashing and removing trees recurse once per level in
+# Python before 3.12 (os.walk, shutil.rmtree), and no real image nests anywhere near this.
+MAX_DEPTH = 256
 
 # what the layer directory holds at a path, as far as this unpack knows
 _DIR, _FILE, _LINK, _WHITEOUT, _OTHER = "d", "f", "l", "w", "o"
@@ -123,6 +126,7 @@ class _Unpacker:
         self.entries = 0
         self.umask = _umask()
         self.owners: dict[str, tuple[int, int]] = {}  # see UnpackResult.owners
+        self.opaque: set[str] = set()  # directories of this layer marked opaque
 
     # -- helpers -------------------------------------------------------------------------
     def fail(self, member: str, problem: str) -> ImageError:
@@ -133,24 +137,56 @@ class _Unpacker:
 
     def ensure_dir(self, rel: str, member: str) -> None:
         """Make ``rel`` an (implicit) directory of this layer, refusing non-dir parents."""
-        kind = self.kinds.get(rel)
-        if kind == _DIR:
+        missing: list[str] = []  # top-down, without recursion: a path may be thousands deep
+        while self.kinds.get(rel) is None:
+            missing.append(rel)
+            rel = posixpath.dirname(rel)
+        for path in [rel, *reversed(missing)]:
+            kind = self.kinds.get(path)
+            if kind == _DIR:
+                continue
+            if kind is not None and kind != _WHITEOUT:
+                what = "a symbolic link" if kind == _LINK else "not a directory"
+                raise self.fail(member, f"parent {path!r} is {what} in this layer; refusing to write through it")
+            if kind == _WHITEOUT:
+                os.unlink(self.abs(path))
+            os.mkdir(self.abs(path), 0o755)
+            self.kinds[path] = _DIR
+            self.dirs[path] = (0o755, None, 0, 0)  # Docker creates missing parents 0755 root:root
+            if kind == _WHITEOUT:
+                # deleted below, then filled again in the same layer: an opaque directory
+                self.make_opaque(path)
+
+    def make_opaque(self, rel: str) -> None:
+        """Hide what lower layers have below the directory ``rel`` (overlayfs's opaque mark)."""
+        os.setxattr(self.abs(rel), OPAQUE_XATTR, b"y")
+        self.opaque.add(rel)
+
+    def hides_below(self, rel: str) -> bool:
+        """True when this layer deleted ``rel`` or one of its parents (whiteout, opaque directory)."""
+        while True:
+            if self.kinds.get(rel) == _WHITEOUT or rel in self.opaque:
+                return True
+            if not rel:
+                return False
+            rel = posixpath.dirname(rel)
+
+    def whiteout_root(self) -> None:
+        """An opaque mark on the layer's root, which overlayfs ignores there.
+
+        Instead, every name the lower layers have at the top gets a whiteout, or is made
+        opaque where this layer has a directory of that name already; a name this layer makes
+        later replaces its whiteout, as it would in a subdirectory.
+        """
+        if self.below is None:
             return
-        if kind == _WHITEOUT:
-            # deleted below, then filled again in the same layer: an opaque directory
-            os.unlink(self.abs(rel))
-            del self.kinds[rel]
-            self.ensure_dir(rel, member)
-            os.setxattr(self.abs(rel), OPAQUE_XATTR, b"y")
-            return
-        if kind is not None:
-            what = "a symbolic link" if kind == _LINK else "not a directory"
-            raise self.fail(member, f"parent {rel!r} is {what} in this layer; refusing to write through it")
-        parent = posixpath.dirname(rel)
-        self.ensure_dir(parent, member)
-        os.mkdir(self.abs(rel), 0o755)
-        self.kinds[rel] = _DIR
-        self.dirs[rel] = (0o755, None, 0, 0)  # Docker creates missing parents 0755 root:root
+        for name in self.below.listdir(""):
+            kind = self.kinds.get(name)
+            if kind is None:
+                _sys.mknod_whiteout(self.abs(name))
+                self.kinds[name] = _WHITEOUT
+            elif kind == _DIR:
+                self.make_opaque(name)
 
     def through_lower_links(self, rel: str) -> str:
         """``rel`` with a lower layer's symlinked parent followed (``bin/x`` -> ``usr/bin/x``).
@@ -243,16 +279,22 @@ class _Unpacker:
             rel = normalise_member(member)
         except ValueError as exc:
             raise self.fail(member, str(exc)) from None
-        if rel.startswith(_AUFS):
+        if rel.startswith(_AUFS) and rel != _OPQ:
             return  # aufs metadata (.wh..wh.plnk, .wh..wh.aufs): skipped, as Docker does
         rel = self.through_lower_links(rel)
+        if rel.count("/") >= MAX_DEPTH:
+            raise self.fail(member, f"nests {rel.count('/') + 1} levels deep; images may nest at most"
+                                    f" {MAX_DEPTH} (rebuild it with a flatter tree)")
         parent, base = posixpath.split(rel)
         if base.startswith(_WH):
             if self._hidden_by_non_dir(parent):
                 return  # umoci writes these; the non-directory already hides what lies below
             self.ensure_dir(parent, member)
             if base == _OPQ:
-                os.setxattr(self.abs(parent), OPAQUE_XATTR, b"y")
+                if parent:
+                    self.make_opaque(parent)
+                else:
+                    self.whiteout_root()
             elif not base.startswith(_AUFS):
                 target = posixpath.join(parent, base[len(_WH):])
                 if not base[len(_WH):] or base[len(_WH):] in (".", ".."):
@@ -277,7 +319,7 @@ class _Unpacker:
                 os.mkdir(path, 0o700)
                 self.kinds[rel] = _DIR
                 if was_whiteout:
-                    os.setxattr(path, OPAQUE_XATTR, b"y")
+                    self.make_opaque(rel)
             if info.xattrs:
                 self.xattrs(path, info)
             self.dirs[rel] = (mode, _ns(info.mtime), info.uid, info.gid)
@@ -362,11 +404,11 @@ class _Unpacker:
         except ValueError as exc:
             raise self.fail(info.name, f"hard link target {info.linkname!r}: {exc}") from None
         kind = self.kinds.get(target)
-        if kind is None and self.below is not None:
+        if kind is None and self.below is not None and not self.hides_below(target):
             kind = self.copy_up(target, info.name)
         if kind is None:
-            raise self.fail(info.name, f"hard link to {info.linkname!r}, which is not in this layer"
-                                       " (links must stay inside the layer)")
+            raise self.fail(info.name, f"hard link to {info.linkname!r}, which is not in the image"
+                                       " at this point (links must stay inside the image)")
         if kind in (_DIR, _WHITEOUT):
             what = "a directory" if kind == _DIR else "a whiteout"
             raise self.fail(info.name, f"hard link to {info.linkname!r}, which is {what}")

@@ -20,19 +20,29 @@ import stat
 from ..image import Image
 from ..rootpath import resolve_in_root
 
-__all__ = ["ImageView"]
+__all__ = ["ImageView", "is_opaque", "is_whiteout"]
 
+# The runtime mounts every overlay with ``userxattr`` (rootless and as root alike), and the
+# unpacker writes the same name: overlayfs's opaque mark is only ever this one.
 _OPAQUE = "user.overlay.opaque"
 
 
-def _whiteout(st: os.stat_result) -> bool:
+def is_whiteout(st: os.stat_result) -> bool:
+    """overlayfs's deletion mark: a 0:0 character device."""
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def _opaque(path: str) -> bool:
+def is_opaque(path: str) -> bool:
+    """Whether the directory ``path`` hides what lower layers hold below it.
+
+    PermissionError goes up (a directory private to another id, rootless): answering "no"
+    would silently show deleted files; callers may retry in the runtime's user namespace.
+    """
     try:
         return os.getxattr(path, _OPAQUE, follow_symlinks=False) == b"y"
-    except OSError:
+    except PermissionError:
+        raise
+    except OSError:  # no such attribute, or a file system without xattrs
         return False
 
 
@@ -50,32 +60,17 @@ class ImageView:
             return self.layers[0] if self.layers else None
         parts = rel.split("/")
         for layer in self.layers:
-            path = os.path.join(layer, rel)
-            try:
-                st = os.lstat(path)
-            except OSError:
-                st = None
+            st, hides = _lookup(layer, parts)
             if st is not None:
-                return None if _whiteout(st) else path
-            if self._blocks(layer, parts):
+                return None if is_whiteout(st) else os.path.join(layer, rel)
+            if hides:
                 return None
-        for h in self.host_dirs:
-            if ("/" + rel) == h or ("/" + rel).startswith(h + "/"):
-                return "/" + rel if os.path.lexists("/" + rel) else None
+        if self._in_host_dir(rel) and _lookup("/", parts)[0] is not None:
+            return "/" + rel
         return None
 
-    @staticmethod
-    def _blocks(layer: str, parts: list[str]) -> bool:
-        """True when an ancestor of ``parts`` in ``layer`` hides the lower layers."""
-        for n in range(1, len(parts)):
-            path = os.path.join(layer, *parts[:n])
-            try:
-                st = os.lstat(path)
-            except OSError:
-                return False
-            if _whiteout(st) or not stat.S_ISDIR(st.st_mode) or _opaque(path):
-                return True
-        return False
+    def _in_host_dir(self, rel: str) -> bool:
+        return any(("/" + rel) == h or ("/" + rel).startswith(h + "/") for h in self.host_dirs)
 
     def resolve(self, path: str, follow_last: bool = True) -> str | None:
         """The symlink-free path of ``path`` in the image (``rel``, no leading /), or None."""
@@ -97,19 +92,51 @@ class ImageView:
         parts = rel.split("/") if rel else []
         seen: dict[str, bool] = {}
         for layer in self.layers:
+            hides = False
+            if parts:
+                st, hides = _lookup(layer, parts)
+                if st is None:
+                    if hides:
+                        break
+                    continue
+                if not stat.S_ISDIR(st.st_mode):  # a file, link or whiteout hides what is below
+                    break
             path = os.path.join(layer, rel) if rel else layer
-            if os.path.isdir(path) and not os.path.islink(path):
-                for name in os.listdir(path):
-                    if name not in seen:
-                        with contextlib.suppress(OSError):
-                            seen[name] = not _whiteout(os.lstat(os.path.join(path, name)))
-                if _opaque(path):
-                    return sorted(n for n, alive in seen.items() if alive)
-            elif os.path.lexists(path) or self._blocks(layer, [*parts, ""]):
-                return sorted(n for n, alive in seen.items() if alive)
-        for h in self.host_dirs:
-            full = "/" + rel
-            if (full == h or full.startswith(h + "/")) and os.path.isdir(full):
-                for name in os.listdir(full):
+            for name in os.listdir(path):
+                if name not in seen:
+                    with contextlib.suppress(OSError):
+                        seen[name] = not is_whiteout(os.lstat(os.path.join(path, name)))
+            if hides or (rel and is_opaque(path)):  # overlayfs ignores the mark on a layer's root
+                break
+        else:
+            st = _lookup("/", parts)[0] if self._in_host_dir(rel) else None
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                for name in os.listdir("/" + rel):
                     seen.setdefault(name, True)
         return sorted(n for n, alive in seen.items() if alive)
+
+
+def _lookup(layer: str, parts: list[str]) -> tuple[os.stat_result | None, bool]:
+    """``lstat`` of ``parts`` in one layer, and whether that layer hides the lower ones below
+    the parent (an entry found here hides theirs anyway).
+
+    Each parent is checked to be a real directory of this layer before the next name is
+    looked up below it: a layer's symlink must never be followed on the host (``x -> /etc``
+    in a lower layer under an upper layer's directory ``x``), and a parent that is a
+    whiteout, not a directory, or opaque hides the lower layers' entries below it.
+    """
+    path = layer
+    hides = False
+    for name in parts[:-1]:
+        path = os.path.join(path, name)
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None, hides
+        if is_whiteout(st) or not stat.S_ISDIR(st.st_mode):
+            return None, True
+        hides = hides or is_opaque(path)
+    try:
+        return os.lstat(os.path.join(path, parts[-1])), hides
+    except (FileNotFoundError, NotADirectoryError):
+        return None, hides

@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import ImageError, StoreError
 from ..store import Store, normalise_tag
 from ._resolve import resolve
+from .host import HOST_REFERENCE
 
 __all__ = ["add_store_commands", "cmd_du", "cmd_images", "cmd_import", "cmd_prune", "cmd_pull", "cmd_rmi",
            "human_size"]
@@ -51,6 +52,17 @@ def cmd_images(args: argparse.Namespace, store: Store) -> int:
 
 def cmd_import(args: argparse.Namespace, store: Store) -> int:
     """Import REF (any accepted reference) into the store, optionally tagging it."""
+    if args.reference.strip() == HOST_REFERENCE:
+        # The host image is not content in the store but the live host, seen through overlays
+        # (and made for the Python that runs the command): there is nothing to import, and a
+        # tag would pretend to a snapshot that a later run would not see.
+        if args.tag:
+            print(f"minicontainer import: '{HOST_REFERENCE}' is built in (the host's own system, not a copy) and "
+                  f"cannot be tagged; use it by its name: minicontainer run {HOST_REFERENCE} CMD... (image=\"host\" "
+                  "in Python)", file=sys.stderr)
+            return 1
+        print(f"'{HOST_REFERENCE}' is built in and needs no import: minicontainer run {HOST_REFERENCE} CMD...")
+        return 0
     start = time.monotonic()
     try:
         image = resolve(store, args.reference, pull="never")  # fetching from a registry is `pull`

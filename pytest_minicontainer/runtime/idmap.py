@@ -2,8 +2,9 @@
 
 Three shapes, tried in this order (as crun does):
 
-* real root: identity maps of the whole id space, so root in a container is root and images
-  keep their owners;
+* root: identity maps of the ids this process's own user namespace maps (all of them for the
+  real root; inside ``unshare -r``, rootless podman or a CI sandbox only some: a map naming
+  more would be refused), so root in a container is root and images keep their owners;
 * an ordinary user with a range in ``/etc/subuid`` and ``/etc/subgid`` and the setuid
   ``newuidmap``/``newgidmap`` helpers: root inside is the user, ids 1..N map onto the range,
   so ``USER 1000`` or ``chown`` work;
@@ -35,7 +36,9 @@ class IdMap:
             return ", ".join(f"{i}->{o}" if n == 1 else f"{i}-{i + n - 1}->{o}-{o + n - 1}" for i, o, n in lines)
 
         if self.kind == "root":
-            return "identity (real root)"
+            if self.uid_lines == _FULL and self.gid_lines == _FULL:
+                return "identity (real root)"
+            return f"identity of this user namespace's ids: uid {one(self.uid_lines)}; gid {one(self.gid_lines)}"
         return f"uid {one(self.uid_lines)}; gid {one(self.gid_lines)} ({self.kind})"
 
     @property
@@ -56,13 +59,25 @@ def _subids(path: str, user: str, uid: int) -> tuple[int, int] | None:
     return None
 
 
+_FULL = ((0, 0, 4294967295),)
+
+
+def _own_ids(name: str) -> tuple[tuple[int, int, int], ...]:
+    """Identity lines for the ids mapped in this process's user namespace (``/proc/self/uid_map``)."""
+    try:
+        with open(f"/proc/self/{name}", encoding="ascii") as f:
+            lines = tuple((int(a), int(a), int(n)) for a, _b, n in (line.split() for line in f if line.strip()))
+    except (OSError, ValueError):
+        return _FULL
+    return lines or _FULL
+
+
 def choose(mode: str | None = None) -> IdMap:
     """The id maps this process can give a new user namespace."""
     uid, gid = os.geteuid(), os.getegid()
     mode = mode or os.environ.get("MINICONTAINER_IDMAP", "auto")
     if uid == 0 and mode != "single":
-        full = ((0, 0, 4294967295),)
-        return IdMap("root", full, full)
+        return IdMap("root", _own_ids("uid_map"), _own_ids("gid_map"))
     if mode != "single" and shutil.which("newuidmap") and shutil.which("newgidmap"):
         try:
             name = pwd.getpwuid(uid).pw_name

@@ -86,6 +86,10 @@ class Bind(NamedTuple):
     source: str
     target: str
     readonly: bool = False
+    # Not asked for by the user (the host's resolver file for network="host"): left out when
+    # the image cannot hold its mount point, e.g. a rootless container over a directory of
+    # the host's root, where /etc cannot be copied up to add the file.
+    optional: bool = False
 
 
 class Proc(NamedTuple):
@@ -138,7 +142,7 @@ def build_plan(spec: dict[str, Any], scratch: str) -> list[Op]:
     # User mounts next: they may target any path of the image, and /proc, /dev come last so
     # that a careless mount of "/dev" from the host cannot hide the container's own.
     for b in spec.get("binds", ()):
-        plan.append(Bind(merged, b["source"], b["target"], bool(b.get("readonly"))))
+        plan.append(Bind(merged, b["source"], b["target"], bool(b.get("readonly")), bool(b.get("optional"))))
     if spec.get("resolv") == "slirp":
         resolv = os.path.join(scratch, "resolv.conf")
         plan += [WriteFile(resolv, SLIRP_RESOLV), Bind(merged, resolv, RESOLV_CONF, readonly=True)]
@@ -204,6 +208,28 @@ def _bind(source: str, target: str, readonly: bool, recursive: bool = False) -> 
     if readonly:
         flags = _locked_flags(target) | _sys.MS_RDONLY
         _sys.mount(None, target, None, _sys.MS_REMOUNT | _sys.MS_BIND | flags)
+
+
+def _user_bind(op: Bind) -> None:
+    """A bind mount of the spec, with errors that speak of the user's paths, not ours."""
+    target = _inside(op.root, op.target)
+    source_is_dir = os.path.isdir(op.source)
+    if os.path.lexists(target) and os.path.isdir(target) != source_is_dir:
+        if op.optional:
+            return
+        what, there = ("directory", "a file") if source_is_dir else ("file", "a directory")
+        raise OSError(errno.ENOTDIR if source_is_dir else errno.EISDIR,
+                      f"cannot mount the {what} {op.source} on {op.target}: the image has {there} there "
+                      f"(mount a {'file' if source_is_dir else 'directory'} there, or choose another target)")
+    try:
+        _bind(op.source, target, op.readonly, recursive=not op.readonly)
+    except OSError as exc:
+        if op.optional and exc.errno in (errno.EACCES, errno.EPERM, errno.EOVERFLOW, errno.EROFS):
+            return
+        if not isinstance(exc, (FileExistsError, NotADirectoryError)):
+            raise
+        raise OSError(exc.errno, f"cannot make the mount point {op.target}: one of its parents is not a "
+                                 "directory in the image (choose another target)") from None
 
 
 def _overlay(op: Overlay) -> None:
@@ -321,7 +347,7 @@ def apply_plan(plan: Sequence[Op], staged: str | None = None) -> None:
         elif isinstance(op, Overlay):
             _overlay(op)
         elif isinstance(op, Bind):
-            _bind(op.source, _inside(op.root, op.target), op.readonly, recursive=not op.readonly)
+            _user_bind(op)
         elif isinstance(op, Proc):
             target = _inside(op.root, op.target)
             if staged is None:

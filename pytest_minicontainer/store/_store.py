@@ -27,6 +27,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -131,14 +132,15 @@ class Store:
             self.discard_tmp(tmp)
             return layer_id, target
         try:
-            os.rename(tmp, target)
+            _rename_dir(tmp, target)
         except OSError as exc:
+            self.discard_tmp(tmp)
             if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):  # another process won the race
-                self.discard_tmp(tmp)
                 return layer_id, target
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise disk_full(target) from exc
-            raise
+            raise StoreError(f"cannot add layer {layer_id} to the store {self.root}: {exc.strerror or exc}"
+                             f"\n  fix: make {self._layers} writable by this user, or use another store") from exc
         owner = self._owners.pop(tmp, None)
         if owner is not None:
             owner.release()
@@ -486,3 +488,23 @@ def _pid_alive(pid: int) -> bool:
         return True
     return True
 
+
+def _rename_dir(tmp: Path, target: Path) -> None:
+    """``rename`` a directory to another parent, even one whose mode has no write bit.
+
+    Moving a directory updates its ``..`` entry, which needs write permission on the
+    directory itself when not root: an image may well give its root mode 0555.  The bit is
+    lent for the rename only.
+    """
+    mode = os.lstat(tmp).st_mode
+    if mode & stat.S_IWUSR or os.geteuid() == 0:
+        os.rename(tmp, target)
+        return
+    os.chmod(tmp, stat.S_IMODE(mode) | stat.S_IWUSR)
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, stat.S_IMODE(mode))
+        raise
+    os.chmod(target, stat.S_IMODE(mode))

@@ -580,3 +580,27 @@ def test_pull_never_keeps_off_the_network(crun: RunPytest, pytester: pytest.Pyte
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*no-such-image-minicontainer:1*pull policy is 'never'*"])
     assert "RegistryError" not in result.stdout.str()  # no registry was asked
+
+
+def test_relative_image_paths(crun: RunPytest, pytester: pytest.Pytester, busybox_rootfs: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ini key's ``rootfs:`` path is relative to the ini file, wherever pytest runs (as the
+    store's); a relative ``rootfs:`` in a test means the working directory of that moment."""
+    for name in ("ini", "a", "b"):
+        root = pytester.path / name / "rootfs"
+        shutil.copytree(busybox_rootfs, root, symlinks=True)
+        (root / "etc").mkdir(exist_ok=True)
+        (root / "etc" / "which").write_text(f"{name}\n")
+    pytester.makeini("[pytest]\nminicontainer_image = rootfs:ini/rootfs\n")
+    sub = pytester.mkpydir("tests")
+    (sub / "test_paths.py").write_text(
+        "import pytest\n\n"
+        "def test_ini(container):\n"
+        "    assert container.read_text('/etc/which') == 'ini\\n'\n\n"
+        "@pytest.mark.parametrize('d', ['a', 'b'])\n"
+        "def test_cwd(container_factory, monkeypatch, d):\n"
+        f"    monkeypatch.chdir({str(pytester.path)!r} + '/' + d)\n"
+        "    assert container_factory('rootfs:rootfs').read_text('/etc/which') == d + '\\n'\n"
+    )
+    monkeypatch.chdir(sub)
+    crun().assert_outcomes(passed=3)

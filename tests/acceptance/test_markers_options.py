@@ -7,6 +7,7 @@ must not start the engine (or even import it) for tests that do not ask for a co
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -290,3 +291,23 @@ def test_registry_ini_keys_reach_the_pull_code(run: RunPytest, pytester: pytest.
     """)
     result = run("-n", "2")
     result.assert_outcomes(passed=1)
+
+
+def test_conftest_hooks_load_without_the_plugin(run: RunPytest, pytester: pytest.Pytester) -> None:
+    """The documented way to implement a hook (optional) keeps a conftest loadable under
+    ``-p no:minicontainer``; so does the examples' conftest."""
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.hookimpl(optionalhook=True)
+        def pytest_minicontainer_container_options(config, options):
+            options["env"]["CI"] = "1"
+        """
+    )
+    pytester.makepyfile("def test_it():\n    pass\n")
+    run("-p", "no:minicontainer", store=False).assert_outcomes(passed=1)
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    result = run("-p", "no:minicontainer", "--co", "-q", str(examples / "test_01_first_container.py"), store=False)
+    output = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in output and "tests collected" in output

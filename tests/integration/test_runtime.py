@@ -407,6 +407,59 @@ def test_refusal_is_runtime_unavailable_with_a_fix(tmp_path: Path) -> None:
     assert issubclass(RuntimeUnavailable, Exception)
 
 
+_NESTED = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+r1, w1 = os.pipe(); r2, w2 = os.pipe()
+pid = os.fork()
+if pid == 0:
+    if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER
+        os._exit(99)
+    os.write(w1, b"x"); os.read(r2, 1)
+    os.execv(sys.executable, [sys.executable, sys.argv[1]])
+os.read(r1, 1)
+for name in ("uid_map", "gid_map"):
+    with open(f"/proc/{pid}/{name}", "w") as f:
+        f.write("0 0 65536\\n")
+os.write(w2, b"x")
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/unshare"),
+                    reason="needs util-linux's unshare: apt-get install util-linux")
+@pytest.mark.parametrize("outer", ["map-root-user", "65536-ids"])
+def test_root_inside_a_user_namespace_runs_containers(busybox_rootfs: Path, tmp_path: Path, outer: str) -> None:
+    """Root in a user namespace that maps only some ids (``unshare -r``, rootless podman, CI
+    sandboxes) is not the real root: the maps given to containers are what it has."""
+    if outer == "65536-ids" and os.geteuid() != 0:
+        pytest.skip("writing a 65536-id map for a nested user namespace needs root: run the suite as root")
+    probe = tmp_path / "probe.py"
+    probe.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from pytest_minicontainer import Engine
+        with Engine(store={str(tmp_path / 'store')!r}) as e:
+            print("MAP", e.runtime.idmap.describe())
+            with e.run("rootfs:{busybox_rootfs}") as c:
+                print(c.exec("id -u; cat /proc/self/uid_map", check=True).stdout)
+    """))
+    if outer == "map-root-user":
+        argv = ["unshare", "--user", "--map-root-user", sys.executable, str(probe)]
+        lines = ["0 0 1"]
+    else:
+        (tmp_path / "nested.py").write_text(_NESTED)
+        argv = [sys.executable, str(tmp_path / "nested.py"), str(probe)]
+        lines = ["0 0 65536"]
+    env = {k: v for k, v in os.environ.items() if k != "MINICONTAINER_IDMAP"}  # the automatic choice
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout.splitlines()
+    assert out[0].startswith("MAP identity of this user namespace's ids")
+    assert out[1] == "0"
+    assert [" ".join(line.split()) for line in out[2:] if line.strip()] == lines
+
+
 # -- no leaks ------------------------------------------------------------------------------------------
 def test_stop_and_close_leave_nothing(busybox_rootfs: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
@@ -471,3 +524,58 @@ def test_sigkill_of_the_owner_kills_its_containers_and_the_next_engine_cleans(
         others = [p for p in (store / "run").iterdir() if p.name != e.runtime.engine_id]
         assert others == []
     assert _mounts_of(store) == []
+
+
+# -- bad input from the user ------------------------------------------------------------------------
+def test_mounts_that_cannot_be_made_say_why(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    src_dir, src_file = tmp_path / "d", tmp_path / "f"
+    src_dir.mkdir()
+    src_file.write_text("x")
+    image = f"rootfs:{busybox_rootfs}"
+    cases = [
+        (Mount(str(src_dir), "/etc/passwd"), rf"cannot mount the directory {src_dir} on /etc/passwd: the image has a"
+                                             " file there"),
+        (Mount(str(src_file), "/bin"), rf"cannot mount the file {src_file} on /bin: the image has a directory there"),
+        (Mount(str(src_file), "/etc/passwd/x"), r"cannot make the mount point /etc/passwd/x: one of its parents is"
+                                                " not a directory"),
+        (Mount(str(src_dir), "/"), r"root cannot be a mount target"),
+        (Mount(str(src_dir), "/data/.."), r"root cannot be a mount target"),
+    ]
+    for mount, message in cases:
+        with pytest.raises(ContainerError, match=message):
+            engine.run(image, mounts=[mount])
+    assert list(src_dir.iterdir()) == [] and src_file.read_text() == "x"  # no mount point made on the host
+
+
+def test_bad_environment_is_refused_up_front(engine: Engine, busybox_rootfs: Path) -> None:
+    for env, message in (({"A=B": "1"}, "'A=B'"), ({"": "1"}, "''"), ({"X": None}, "'X' is None"),
+                         ({"X": "a\0b"}, "'X' holds a NUL")):
+        with pytest.raises(ValueError, match=message):
+            engine.run(f"rootfs:{busybox_rootfs}", env=env)
+    with engine.run(f"rootfs:{busybox_rootfs}", env={"PORT": 8080}) as c:  # numbers become text
+        assert c.exec("echo $PORT").stdout == "8080\n"
+
+
+def test_a_committed_image_does_not_keep_the_old_hostname(engine: Engine, busybox_rootfs: Path) -> None:
+    with engine.run(f"rootfs:{busybox_rootfs}") as c:
+        image = c.commit()
+    with engine.run(image) as d:
+        assert d.exec('echo "$HOSTNAME $(hostname)"').stdout == f"{d.hostname} {d.hostname}\n"
+    with engine.run(f"rootfs:{busybox_rootfs}", env={"HOSTNAME": "chosen"}) as c:
+        kept = c.commit()  # asked for: kept
+    with engine.run(kept) as d:
+        assert d.exec("echo $HOSTNAME").stdout == "chosen\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving the rootfs to an id the runtime does not map needs root: "
+                    "run the suite as root")
+def test_host_network_over_a_rootfs_of_unmapped_ids(busybox_rootfs: Path, tmp_path: Path) -> None:
+    """Rootless over a directory of another user (here: a single mapping over uid 12345's tree),
+    /etc cannot be copied up to hold the host's resolver file: the container starts without it."""
+    root = tmp_path / "theirs"
+    shutil.copytree(busybox_rootfs, root, symlinks=True)
+    subprocess.run(["chown", "-hR", "12345:12345", str(root)], check=True)
+    with Engine(store=tmp_path / "store", idmap="single") as e, \
+            e.run(f"rootfs:{root}", network="host") as c:
+        assert c.exec(["cat", "/etc/passwd"]).returncode == 0
+        assert c.exec(["ls", "/etc/resolv.conf"]).returncode != 0

@@ -14,6 +14,8 @@ import pytest
 
 from pytest_minicontainer.errors import ImageError
 from pytest_minicontainer.images import OPAQUE_XATTR, unpack_layer
+from pytest_minicontainer.runtime.trees import remove_tree
+from pytest_minicontainer.store._treehash import tree_digest
 from tests.imagetools import TarBuilder, sha256
 
 ROOT = os.geteuid() == 0
@@ -203,9 +205,9 @@ HOSTILE = {
         TarBuilder().dir("a").symlink("a/b", "../../outside").file("a/b/c/evil", b"x"), r"parent 'a/b'"),
     "hardlink-outside": (TarBuilder().hardlink("evil", "../outside/keep"), r"'evil'.*hard link.*escapes"),
     "hardlink-absolute": (TarBuilder().hardlink("evil", "/etc/passwd"), r"hard link.*absolute"),
-    "hardlink-not-in-layer": (TarBuilder().hardlink("evil", "etc/passwd"), r"not in this layer"),
+    "hardlink-not-in-layer": (TarBuilder().hardlink("evil", "etc/passwd"), r"not in the image"),
     "hardlink-through-symlink": (
-        TarBuilder().symlink("s", "../outside").hardlink("evil", "s/keep"), r"not in this layer"),
+        TarBuilder().symlink("s", "../outside").hardlink("evil", "s/keep"), r"not in the image"),
     "symlink-loop": (
         TarBuilder().symlink("a", "b").symlink("b", "a").file("a/x", b"x"), r"parent 'a'.*symbolic link"),
     "file-parent": (TarBuilder().file("f", b"x").file("f/g", b"y"), r"parent 'f' is not a directory"),
@@ -400,3 +402,15 @@ def test_gnu_tar_output(tmp_path: Path) -> None:
         assert os.lstat(dest / "hard").st_nlink == 2
         assert kind(dest / "fifo") == "fifo"
         assert stat.S_IMODE(os.lstat(dest / "suid").st_mode) == 0o4711
+
+
+def test_depth_is_limited_and_deep_trees_are_handled(tmp_path: Path) -> None:
+    """256 levels unpack (parents made without recursion), are hashed and removed; deeper is refused."""
+    name = "a/" * 255 + "f"
+    unpack(TarBuilder().file(name, b"deep").bytes(), tmp_path / "layer")
+    assert (tmp_path / "layer" / name).read_bytes() == b"deep"
+    assert tree_digest(tmp_path / "layer").startswith("sha256:")
+    remove_tree(str(tmp_path / "layer"))
+    assert not (tmp_path / "layer").exists()
+    with pytest.raises(ImageError, match=r"'(a/){256}f'.*nests 257 levels deep.*at most 256"):
+        unpack(TarBuilder().file("a/" * 256 + "f", b"deep").bytes(), tmp_path / "deeper")

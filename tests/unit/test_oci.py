@@ -5,7 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import posixpath
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -19,6 +21,7 @@ import pytest
 from pytest_minicontainer.errors import ImageError, ImageNotFound, MiniContainerError
 from pytest_minicontainer.images import resolve
 from pytest_minicontainer.images._platform import host_platform
+from pytest_minicontainer.images._view import ImageView
 from pytest_minicontainer.store import Store
 from tests.imagetools import (
     TarBuilder,
@@ -421,3 +424,74 @@ def test_a_hard_link_to_a_parents_file_copies_it_up(store: Store, tmp_path: Path
     outside = TarBuilder().hardlink("x", "../../etc/passwd").bytes()
     with pytest.raises(ImageError, match="x"):
         resolve(store, f"oci:{write_oci_layout(tmp_path / 'bad', [base, outside]).path}")
+
+
+def test_a_lower_layers_symlink_is_never_followed_on_the_host(store: Store, tmp_path: Path) -> None:
+    """A directory of an upper layer hides a lower layer's symlink of the same name: looking
+    below it (a hard link's copy-up, COPY --from) must not read the host through that link."""
+    secret = tmp_path / "host-dir"
+    secret.mkdir()
+    (secret / "secret.txt").write_text("TOPSECRET")
+    layers = [TarBuilder().symlink("x", str(secret)).symlink("y", "../../../../../../" + str(secret)).bytes(),
+              TarBuilder().dir("x").dir("y").bytes()]
+    for name in ("x", "y"):
+        steal = [*layers, TarBuilder().hardlink("stolen", f"{name}/secret.txt").bytes()]
+        with pytest.raises(ImageError, match=f"'stolen'.*hard link to '{name}/secret.txt'.*not in the image"):
+            resolve(store, f"oci:{write_oci_layout(tmp_path / ('img' + name), steal).path}")
+    assert_store_usable(store, tmp_path)
+    view = ImageView(resolve(store, f"oci:{write_oci_layout(tmp_path / 'two', layers).path}"))
+    for name in ("x", "y"):
+        assert view.entry(f"{name}/secret.txt") is None
+        assert view.listdir(name) == []
+    assert not any("TOPSECRET" in p.read_text(errors="replace")
+                   for p in (store.root / "layers").rglob("*") if p.is_file() and not p.is_symlink())
+
+
+@pytest.mark.parametrize("delete", ["whiteout", "opaque"])
+def test_a_hard_link_cannot_bring_back_a_file_its_layer_deleted(store: Store, tmp_path: Path, delete: str) -> None:
+    base = TarBuilder().dir("d").file("d/secret", b"deleted").bytes()
+    top = TarBuilder().whiteout("d") if delete == "whiteout" else TarBuilder().opaque("d")
+    layers = [base, top.hardlink("h", "d/secret").bytes()]
+    with pytest.raises(ImageError, match=r"'h'.*hard link to 'd/secret'.*not in the image"):
+        resolve(store, f"oci:{write_oci_layout(tmp_path / 'img', layers).path}")
+    assert_store_usable(store, tmp_path)
+
+
+@pytest.mark.parametrize("marker_first", [True, False])
+def test_an_opaque_mark_on_the_layer_root_hides_every_lower_entry(store: Store, tmp_path: Path,
+                                                                  marker_first: bool) -> None:
+    """overlayfs ignores an opaque mark on a layer's root: the lower names get whiteouts instead
+    (tests/integration/test_oci_images.py checks what a container sees)."""
+    base = TarBuilder().file("a", b"a").dir("keep").file("keep/old", b"o").symlink("s", "a").bytes()
+    top = TarBuilder()
+    if marker_first:
+        top.opaque("")
+    top.dir("keep").file("keep/new", b"n").file("b", b"b")
+    if not marker_first:
+        top.opaque("")
+    image = resolve(store, f"oci:{write_oci_layout(tmp_path / 'img', [base, top.bytes()]).path}")
+    assert sorted(merge_layers(image.layer_dirs)) == ["b", "keep", "keep/new"]
+    view = ImageView(image)
+    assert view.listdir("") == ["b", "keep"] and view.listdir("keep") == ["new"]
+
+
+@pytest.mark.parametrize("mode", [0o555, 0o500])
+def test_a_layer_root_without_write_permission(store: Store, tmp_path: Path, mode: int) -> None:
+    """Publishing a layer moves its directory, which needs write permission on it when not root."""
+    layer = TarBuilder().dir(".", mode=mode).dir("usr").file("usr/f", b"x").bytes()
+    image = resolve(store, f"oci:{write_oci_layout(tmp_path / 'img', [layer]).path}")
+    assert stat.S_IMODE(os.stat(image.layer_dirs[0]).st_mode) == mode
+    assert (Path(image.layer_dirs[0]) / "usr" / "f").read_bytes() == b"x"
+    assert list((store.root / "tmp").iterdir()) == []
+
+
+def test_the_view_agrees_with_overlayfs_below_opaque_and_deleted_parents(store: Store, tmp_path: Path) -> None:
+    base = (TarBuilder().dir("a/b").file("a/b/x", b"x").dir("c/d").file("c/d/x", b"x")
+            .dir("e").file("e/x", b"x").bytes())
+    top = (TarBuilder().opaque("a").dir("a/b").file("a/b/y", b"y").whiteout("c").dir("c").file("c/y", b"y")
+           .file("e/y", b"y").bytes())
+    image = resolve(store, f"oci:{write_oci_layout(tmp_path / 'img', [base, top]).path}")
+    view, merged = ImageView(image), merge_layers(image.layer_dirs)
+    for d in ("", "a", "a/b", "c", "e"):
+        assert view.listdir(d) == sorted(k.rsplit("/", 1)[-1] for k in merged if posixpath.dirname(k) == d), d
+    assert view.entry("a/b/x") is None and view.entry("c/d/x") is None and view.entry("e/x") is not None
