@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = ["Change", "Container", "ExecResult", "Mount", "Process"]
 
 Command = str | Sequence[str]
+#: Where a container's own servers are looked for when no address is given: IPv4, then IPv6.
+LOOPBACKS = ("127.0.0.1", "::1")
 
 
 @dataclass(frozen=True)
@@ -432,28 +434,32 @@ class Container:
             merge(produced, os.path.join(dest, name) if into else os.fspath(dest))
 
     # -- network ----------------------------------------------------------------------------
-    def connect(self, port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> socket.socket:
+    def connect(self, port: int, timeout: float = 10.0, host: str | None = None) -> socket.socket:
         """A TCP socket connected to ``host:port`` *inside* the container's network namespace.
 
-        Retries while the port refuses (the server may still be starting) until ``timeout``.
+        Without ``host``: 127.0.0.1, then ::1 (a server told to listen on "localhost" often
+        ends up on ::1 alone; ``publish`` reaches both too).  Retries while the port refuses
+        (the server may still be starting) until ``timeout``.
         """
-        family = "inet6" if ":" in host else "inet"
+        hosts = (host,) if host else LOOPBACKS
         deadline = time.monotonic() + timeout
         while True:
-            sock = self._rt.socket(family)
-            sock.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                sock.connect((host, port))
-            except OSError as exc:
-                sock.close()
-                if time.monotonic() >= deadline:
-                    raise ContainerError(
-                        f"cannot connect to {host}:{port} in container {self.id} within {timeout:g}s: "
-                        f"{exc.strerror or exc}; main process: {self._main_state()}") from exc
-                time.sleep(0.02)
-                continue
-            sock.settimeout(None)
-            return sock
+            for h in hosts:
+                sock = self._rt.socket("inet6" if ":" in h else "inet")
+                sock.settimeout(max(0.05, deadline - time.monotonic()))
+                try:
+                    sock.connect((h, port))
+                except OSError as exc:
+                    sock.close()
+                    error = exc
+                    continue
+                sock.settimeout(None)
+                return sock
+            if time.monotonic() >= deadline:
+                raise ContainerError(
+                    f"cannot connect to {' or '.join(hosts)} port {port} in container {self.id} within {timeout:g}s: "
+                    f"{error.strerror or error}; main process: {self._main_state()}") from error
+            time.sleep(0.02)
 
     def publish(self, port: int) -> tuple[str, int]:
         """Forward a free port on 127.0.0.1 to ``port`` in the container; returns (host, port)."""

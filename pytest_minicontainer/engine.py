@@ -21,7 +21,15 @@ from typing import Any
 
 from ._env import checked_env
 from .container import Container, Mount
-from .errors import ContainerError, ImageError, MiniContainerError, RuntimeUnavailable, StoreError
+from .errors import (
+    ContainerError,
+    ImageError,
+    ImageNotFound,
+    MiniContainerError,
+    RegistryError,
+    RuntimeUnavailable,
+    StoreError,
+)
 from .image import Image
 from .paths import default_store_path
 from .runtime import idmap as _idmap
@@ -59,6 +67,8 @@ class Engine:
         self._closed = False
         self._empty: Path | None = None
         self._image_cache: dict[str, Image] = {}
+        self._pulled: dict[tuple[str, str | None], Image] = {}  # pulled with "always" in this session
+        self._unreachable: dict[tuple[str, str | None], RegistryError] = {}  # whose registry did not answer
         self._pinned: set[str] = set()
         if self._idmap.kind == "range":  # layers keep their owners: subordinate ids on the host
             self.store.trees = _NamespaceTrees(self)
@@ -173,10 +183,43 @@ class Engine:
             image = host_image(self.store)
         else:
             from .images import resolve
+            from .images._reference import parse_reference
 
-            image = resolve(self.store, ref, pull=pull, platform=platform)
+            if parse_reference(ref).transport in ("store", "docker"):
+                image = self._named(ref, pull or "missing", platform)
+            else:
+                image = resolve(self.store, ref, pull=pull, platform=platform)
         if cacheable:
             self._image_cache[key] = image
+        return image
+
+    def _named(self, ref: str, pull: str, platform: str | None) -> Image:
+        """A name a registry may serve: its registry asked at most once per engine for ``always``,
+        and not again after it did not answer at all.
+
+        Otherwise a suite of hundreds of tests would wait for a dead registry (or count against
+        its pull rate limit) once per test; one check per session is what ``always`` means here.
+        """
+        from .images import resolve
+
+        key = (ref, platform)
+        if pull == "always" and key in self._pulled:
+            return self._pulled[key]
+        down = self._unreachable.get(key)
+        if down is not None:
+            if pull != "always":
+                with contextlib.suppress(ImageNotFound):  # another process may have pulled it since
+                    return resolve(self.store, ref, pull="never", platform=platform)
+            raise RegistryError(f"{down}\n  (this session asked once already; it is not asked again)",
+                                down.registry, unreachable=True)
+        try:
+            image = resolve(self.store, ref, pull=pull, platform=platform)
+        except RegistryError as exc:
+            if exc.unreachable:
+                self._unreachable[key] = exc
+            raise
+        if pull == "always":
+            self._pulled[key] = image
         return image
 
     def build(self, containerfile: str | os.PathLike[str] | None = None, context: str | os.PathLike[str] = ".", *,

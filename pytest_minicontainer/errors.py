@@ -148,12 +148,14 @@ class RegistryError(ImageError):
     """A registry did not answer, refused the credentials, or sent something unusable.
 
     ``registry`` is the address that was contacted (``host:port`` or a URL), so the message
-    and the attribute both say where to look.
+    and the attribute both say where to look.  ``unreachable``: no answer came at all (refused,
+    timed out), so asking again soon is pointless (an Engine does not, for that reference).
     """
 
-    def __init__(self, message: str, registry: str = "") -> None:
+    def __init__(self, message: str, registry: str = "", *, unreachable: bool = False) -> None:
         super().__init__(message)
         self.registry = registry
+        self.unreachable = unreachable
 
 
 class StoreError(MiniContainerError):

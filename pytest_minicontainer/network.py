@@ -27,6 +27,7 @@ import socket
 import threading
 from typing import TYPE_CHECKING
 
+from .container import LOOPBACKS
 from .errors import ContainerError
 
 if TYPE_CHECKING:
@@ -97,9 +98,9 @@ class Forwarder:
 
     def _upstream(self) -> socket.socket | None:
         """A socket connected to the port inside the container (IPv4 first, then ::1)."""
-        for family, host in (("inet", "127.0.0.1"), ("inet6", "::1")):
+        for host in LOOPBACKS:
             try:
-                sock = self.container._rt.socket(family)
+                sock = self.container._rt.socket("inet6" if ":" in host else "inet")
             except (OSError, ContainerError):
                 return None  # the container is gone
             try:
@@ -222,12 +223,12 @@ def publish(container: Container, port: int) -> tuple[str, int]:
     if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
         raise ValueError(f"port must be an integer between 1 and 65535, not {port!r}")
     with container._lock:
+        if not container._rt.alive:  # also for a port published before: its address is dead now
+            raise ContainerError(f"cannot publish port {port}: container {container.id} is stopped")
         existing = container._forwarders.get(port)
         if existing is not None:
             address: tuple[str, int] = existing.address
             return address
-        if not container._rt.alive:
-            raise ContainerError(f"cannot publish port {port}: container {container.id} is stopped")
         forwarder: Forwarder | _Direct = _Direct(port) if container.network == "host" else Forwarder(container, port)
         container._forwarders[port] = forwarder
         return forwarder.address

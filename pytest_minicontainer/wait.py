@@ -27,6 +27,7 @@ import time
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
+from .container import LOOPBACKS
 from .errors import ContainerError, ExecTimeout, WaitTimeout
 
 if TYPE_CHECKING:
@@ -99,26 +100,20 @@ class Port(Strategy):
     and exits (``nc -l``) is used up by it; wait for such a server with ``log`` instead.
     """
 
-    def __init__(self, number: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, number: int, host: str | None = None) -> None:
         if not 0 < int(number) < 65536:
             raise ValueError(f"port must be between 1 and 65535, not {number!r}")
         self.number = int(number)
-        self.host = host
+        self.host = host  # None: 127.0.0.1, then ::1
 
     def describe(self) -> str:
         return f"port {self.number}"
 
     def check(self, container: Container, budget: float) -> str | None:
-        try:
-            sock = _socket(container, self.host)
-        except ContainerError as exc:
-            return str(exc)
-        with sock:
-            sock.settimeout(min(budget, 2.0))
-            try:
-                sock.connect((self.host, self.number))
-            except OSError as exc:
-                return f"connecting to {self.host}:{self.number} failed: {exc.strerror or exc}"
+        found = _connect(container, self.host, self.number, min(budget, 2.0))
+        if isinstance(found, str):
+            return found
+        found[0].close()
         return None
 
 
@@ -202,7 +197,7 @@ class Http(Strategy):
     """An HTTP GET of ``path`` on ``port`` inside the container answers with ``status``."""
 
     def __init__(self, path: str = "/", port: int = 80, status: int | Collection[int] = 200,
-                 host: str = "127.0.0.1", body: str | re.Pattern[str] | None = None) -> None:
+                 host: str | None = None, body: str | re.Pattern[str] | None = None) -> None:
         if not path.startswith("/"):
             raise ValueError(f"the path must start with '/', not {path!r}")
         self.path = path
@@ -216,18 +211,12 @@ class Http(Strategy):
         return f"http GET :{self.port}{self.path} -> {want}"
 
     def check(self, container: Container, budget: float) -> str | None:
-        try:
-            sock = _socket(container, self.host)
-        except ContainerError as exc:
-            return str(exc)
         limit = min(budget, 5.0)
-        sock.settimeout(limit)
-        try:
-            sock.connect((self.host, self.port))
-        except OSError as exc:
-            sock.close()
-            return f"connecting to {self.host}:{self.port} failed: {exc.strerror or exc}"
-        conn = _SocketHTTPConnection(sock, self.host, self.port, limit)
+        found = _connect(container, self.host, self.port, limit)
+        if isinstance(found, str):
+            return found
+        sock, host = found
+        conn = _SocketHTTPConnection(sock, host, self.port, limit)
         try:
             conn.request("GET", self.path, headers={"Connection": "close", "User-Agent": "pytest-minicontainer"})
             response = conn.getresponse()
@@ -290,7 +279,7 @@ class _SocketHTTPConnection(_httpclient.HTTPConnection):
 
 
 # -- factories: the names tests read ----------------------------------------------------------
-def port(number: int, host: str = "127.0.0.1") -> Port:
+def port(number: int, host: str | None = None) -> Port:
     """Ready when ``host:number`` inside the container accepts a TCP connection."""
     return Port(number, host)
 
@@ -312,7 +301,7 @@ def healthcheck(fail_unhealthy: bool = True) -> HealthCheckWait:
 
 
 def http(path: str = "/", port: int = 80, status: int | Collection[int] = 200, *,
-         host: str = "127.0.0.1", body: str | re.Pattern[str] | None = None) -> Http:
+         host: str | None = None, body: str | re.Pattern[str] | None = None) -> Http:
     """Ready when ``GET path`` on ``port`` answers ``status`` (and its body matches ``body``)."""
     return Http(path, port, status, host, body)
 
@@ -323,8 +312,26 @@ def all_of(*strategies: Strategy) -> AllOf:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def _socket(container: Container, host: str) -> socket.socket:
-    return container._rt.socket("inet6" if ":" in host else "inet")
+def _connect(container: Container, host: str | None, port: int, timeout: float) -> tuple[socket.socket, str] | str:
+    """(a socket connected to ``port`` inside the container, the address it reached), or why not.
+
+    Without ``host``: 127.0.0.1, then ::1, as ``Container.connect`` and ``publish`` look.
+    """
+    why = ""
+    for h in (host,) if host else LOOPBACKS:
+        try:
+            sock = container._rt.socket("inet6" if ":" in h else "inet")
+        except ContainerError as exc:
+            return str(exc)
+        sock.settimeout(timeout)
+        try:
+            sock.connect((h, port))
+        except OSError as exc:
+            sock.close()
+            why += f"{'; ' if why else ''}connecting to {h}:{port} failed: {exc.strerror or exc}"
+            continue
+        return sock, h
+    return why
 
 
 def _exit_status(container: Container) -> int | None:

@@ -64,6 +64,7 @@ class Registry:
 
     def __init__(self, root: Path, *, htpasswd: bool = False) -> None:
         root.mkdir(parents=True, exist_ok=True)
+        self.root = root
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.log = root / "registry.log"
@@ -101,6 +102,11 @@ class Registry:
         if m:
             self.credentials = (m.group(2), m.group(1).strip('"'))
         return m is not None
+
+    def blob_file(self, digest: str) -> Path:
+        """Where the registry's filesystem storage keeps ``digest`` (for tests that damage a blob)."""
+        hexpart = digest.removeprefix("sha256:")
+        return self.root / "data/docker/registry/v2/blobs/sha256" / hexpart[:2] / hexpart / "data"
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -44,8 +44,9 @@ def read_containerfile(containerfile: str | os.PathLike[str] | None, context: st
         if os.path.isfile(candidate):
             with open(candidate, encoding="utf-8") as f:
                 return f.read()
-    if isinstance(containerfile, str) and containerfile.split(" ", 1)[0].upper() in SUPPORTED:
-        return containerfile  # a one-line file given as text ("FROM host")
+    first = containerfile.split(None, 1)[:1] if isinstance(containerfile, str) else []
+    if first and first[0].upper() in SUPPORTED:
+        return str(containerfile)  # a one-line file given as text ("FROM host", "FROM\thost")
     raise BuildError(f"Containerfile {path} does not exist (relative paths are tried from the current "
                      f"directory, then from the context {context})")
 

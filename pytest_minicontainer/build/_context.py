@@ -48,12 +48,12 @@ def resolve_sources(context: str, patterns: list[str], ignore: IgnoreRules, *, l
     out: list[Source] = []
     for pattern in patterns:
         clean = posixpath.normpath("/" + pattern).lstrip("/") or "."
-        if posixpath.normpath(pattern.lstrip("/")).startswith(".."):
+        if posixpath.normpath(pattern.lstrip("/")).split("/")[0] == "..":  # not "..foo", a name
             raise BuildError(f"{kind} source {pattern!r} is outside the build context {root}", line=line,
                              command=command)
         if any(ch in clean for ch in _MAGIC):
             rels = _glob(root, clean)
-            rels = [r for r in rels if not ignore.ignored(r)]
+            rels = [r for r in rels if not _excluded(root, r, ignore)]
             if not rels:
                 raise BuildError(f"{kind} source {pattern!r} matches no file in the build context {root}"
                                  + (f" (after {ignore.source})" if ignore.source else ""), line=line,
@@ -65,7 +65,7 @@ def resolve_sources(context: str, patterns: list[str], ignore: IgnoreRules, *, l
             if not os.path.lexists(host):
                 raise BuildError(f"{kind} source {pattern!r} does not exist in the build context {root}", line=line,
                                  command=command)
-            if rel != "." and ignore.ignored(rel):
+            if rel != "." and _excluded(root, rel, ignore):
                 raise BuildError(f"{kind} source {pattern!r} is excluded by {ignore.source} in {root}", line=line,
                                  command=command)
             real = os.path.realpath(host)
@@ -93,28 +93,54 @@ def _glob(root: str, pattern: str) -> list[str]:
     return sorted(found)
 
 
+def _excluded(root: str, rel: str, ignore: IgnoreRules) -> bool:
+    """Whether the ignore file hides the context entry ``rel`` completely.
+
+    An excluded directory that an exception reaches into (``docs`` + ``!docs/README.md``)
+    still exists in Docker's context, holding what the exceptions re-include.
+    """
+    if not ignore.ignored(rel):
+        return False
+    host = os.path.join(root, rel)
+    if not os.path.isdir(host) or os.path.islink(host) or not ignore.may_include_below(rel):
+        return True
+    return next(walk(Source(host, rel), ignore), None) is None
+
+
 def walk(source: Source, ignore: IgnoreRules) -> Iterator[tuple[str, str]]:
     """(relative path below the source, host path) of every entry to copy, parents first.
 
     For a file source the one entry has the relative path ``""``.  Symlinks below a
-    directory are yielded (copied as links), never followed.
+    directory are yielded (copied as links), never followed.  An excluded directory is
+    skipped unless a ``!`` pattern may re-include something below it (Docker's rule); then
+    the walk goes in, and the directory itself is yielded only when something below it is,
+    just before that entry (as BuildKit sends the parents of an included file).
     """
     if not source.is_dir:
         yield "", source.host
         return
-    stack = [""]
+    # (directory, the excluded directories above it not yielded yet, outermost first)
+    stack: list[tuple[str, tuple[tuple[str, str], ...]]] = [("", ())]
+    yielded: set[str] = set()
     while stack:
-        rel = stack.pop()
+        rel, pending = stack.pop()
         base = os.path.join(source.host, rel)
         for name in sorted(os.listdir(base), reverse=True):
             child = f"{rel}/{name}" if rel else name
             ctx_rel = child if source.rel == "." else f"{source.rel}/{child}"
-            if ignore.ignored(ctx_rel):
-                continue
             full = os.path.join(source.host, child)
+            is_dir = os.path.isdir(full) and not os.path.islink(full)
+            if ignore.ignored(ctx_rel):
+                if is_dir and ignore.may_include_below(ctx_rel):
+                    stack.append((child, (*pending, (child, full))))
+                continue
+            for parent in pending:
+                if parent[0] not in yielded:
+                    yielded.add(parent[0])
+                    yield parent
             yield child, full
-            if os.path.isdir(full) and not os.path.islink(full):
-                stack.append(child)
+            if is_dir:
+                stack.append((child, ()))
 
 
 def content_digest(sources: list[Source], ignore: IgnoreRules) -> str:

@@ -164,8 +164,8 @@ class Executor:
             return scratch[-1]
 
         try:
-            targets = stage_files(step, tmp, view, source_view=ImageView(source) if source else None,
-                                  ignore=self.ignore, owner=owner, scratch=new_scratch)
+            owned = stage_files(step, tmp, view, source_view=ImageView(source) if source else None,
+                                ignore=self.ignore, owner=owner, scratch=new_scratch)
             with self.store.in_use():
                 image = layer_image(self.store, parent, tmp, step.config)
         except BaseException:
@@ -176,21 +176,22 @@ class Executor:
             for d in scratch:
                 with contextlib.suppress(OSError):
                     self.store.discard_tmp(d)
-        if owner is not None and owner != (0, 0) and os.geteuid() != 0:
-            image = self._chown_inside(step, image, owner, targets)
+        if owner is not None and owner != (0, 0) and os.geteuid() != 0 and owned:
+            image = self._chown_inside(step, image, _chown_commands(owner, owned, view))
         return image
 
-    def _chown_inside(self, step: Step, image: Image, owner: tuple[int, int], targets: list[str]) -> Image:
+    def _chown_inside(self, step: Step, image: Image, commands: list[list[str]]) -> Image:
         """Rootless --chown to a non-root id: the host cannot, the user namespace can."""
-        argv = ["chown", "-hR", f"{owner[0]}:{owner[1]}", *("/" + t for t in targets)]
         try:
             container = self.engine.run(image, command=(), user="0:0", network="none")
         except MiniContainerError as exc:
             raise BuildError(f"{step.kind} --chown: cannot start a container to change owners: {exc}",
                              line=step.line, command=step.text) from exc
         try:
-            result = container.exec(argv)
-            if result.returncode != 0:
+            for argv in commands:
+                result = container.exec(argv)
+                if result.returncode == 0:
+                    continue
                 raise BuildError(
                     f"{step.kind} --chown={step.chown}: a rootless build changes owners with `chown` inside the "
                     f"image, which failed ({_tail(result.stderr, 3) or result.returncode}); the image needs chown, "
@@ -203,6 +204,48 @@ class Executor:
         finally:
             with contextlib.suppress(MiniContainerError, OSError):
                 container.remove()
+
+
+# bytes of paths per chown command, well below ARG_MAX (128 KiB per argument, 2 MiB in all)
+_ARGV_BYTES = 64 * 1024
+
+
+def _chown_commands(owner: tuple[int, int], owned: list[str], parent: ImageView) -> list[list[str]]:
+    """``chown`` commands giving exactly the layer paths ``owned`` to ``owner``.
+
+    ``owned`` lists every entry the step copied or created (see ``stage_files``), so a
+    directory the parent image did not have holds nothing else: it is given with everything
+    below in one ``-R``.  Anything else is given alone (``-h``), so that the image's own files
+    around the copy (``/usr/local``, its other files) keep their owners.  Long lists are
+    split over several commands to stay below the kernel's argument limits.
+    """
+    trees: list[str] = []
+    single: list[str] = []
+    covered: str | None = None  # the last tree: everything below it is given already
+    for rel in sorted(set(owned), key=lambda r: r.split("/")):  # a tree's entries right after it
+        if covered is not None and rel.startswith(covered + "/"):
+            continue
+        found = parent.entry(rel)
+        if found is None or not os.path.isdir(found) or os.path.islink(found):
+            trees.append("/" + rel)  # new here (or replacing a non-directory): all of it is the copy's
+            covered = rel
+        else:
+            single.append("/" + rel)
+    spec = f"{owner[0]}:{owner[1]}"
+    commands: list[list[str]] = []
+    for flags, paths in (("-hR", trees), ("-h", single)):
+        chunk: list[str] = []
+        size = 0
+        for path in paths:
+            length = len(os.fsencode(path)) + 1
+            if chunk and size + length > _ARGV_BYTES:
+                commands.append(["chown", flags, spec, *chunk])
+                chunk, size = [], 0
+            chunk.append(path)
+            size += length
+        if chunk:
+            commands.append(["chown", flags, spec, *chunk])
+    return commands
 
 
 def _run_text(step: Step) -> str:

@@ -58,10 +58,11 @@ def translate(pattern: str, *, whole: bool = False) -> re.Pattern[str]:
 
 @dataclass(frozen=True)
 class IgnoreRules:
-    """Compiled patterns: (regex, excluded?) in file order."""
+    """Compiled patterns: (regex, excluded?) in file order, and the ``!`` patterns' text."""
 
     rules: tuple[tuple[re.Pattern[str], bool], ...] = ()
     source: str = ""
+    exceptions: tuple[str, ...] = ()  # the normalised patterns of the ``!`` lines
 
     def ignored(self, rel: str) -> bool:
         """True when the context-relative path ``rel`` is excluded."""
@@ -72,9 +73,33 @@ class IgnoreRules:
                 result = exclude
         return result
 
+    def may_include_below(self, rel: str) -> bool:
+        """Whether an exception could re-include something below the excluded directory ``rel``.
+
+        Docker does not skip an excluded directory when a ``!`` pattern may match inside it
+        (``docs`` + ``!docs/README.md`` sends ``docs/README.md``): the walk must then go in
+        and decide entry by entry.  The answer errs on "yes" (``**`` matches anywhere), which
+        only costs a look inside.
+        """
+        parts = [p for p in rel.strip("/").split("/") if p]
+        return any(_could_match_below(pattern.split("/"), parts) for pattern in self.exceptions)
+
+
+def _could_match_below(pattern: list[str], parts: list[str]) -> bool:
+    """Whether the pattern's components can match some path strictly below ``parts``."""
+    for n, component in enumerate(pattern):
+        if "**" in component:
+            return True  # any number of directories: possibly below
+        if n == len(parts):
+            return True  # the pattern goes deeper than the directory and agrees so far
+        if not translate(component, whole=True).match(parts[n]):
+            return False
+    return True  # it matches the directory or a parent: everything below as well
+
 
 def parse_ignore(text: str, source: str = "") -> IgnoreRules:
     rules: list[tuple[re.Pattern[str], bool]] = []
+    exceptions: list[str] = []
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -86,7 +111,9 @@ def parse_ignore(text: str, source: str = "") -> IgnoreRules:
         if not line or line == ".":
             continue
         rules.append((translate(line), exclude))
-    return IgnoreRules(tuple(rules), source)
+        if not exclude:
+            exceptions.append(line)
+    return IgnoreRules(tuple(rules), source, tuple(exceptions))
 
 
 def load_ignore(context: str) -> IgnoreRules:

@@ -42,7 +42,10 @@ _REFUSED = {
     "MAINTAINER": "MAINTAINER is deprecated and not supported: use LABEL maintainer=...",
 }
 _FLAG = re.compile(r"--([a-z][a-z0-9-]*)(?:=(\S*))?$")
-_HEREDOC = re.compile(r"<<-?[\"']?[A-Za-z_]")
+# Docker's separator between an instruction, its flags and its arguments (not just " ")
+_BLANKS = re.compile(r"[ \t\v\f\r]+")
+# a word that makes BuildKit read a heredoc: [fd]<<[-]WORD, WORD without "<" (so not <<<)
+_HEREDOC = re.compile(r"\d*<<-?[^<]+")
 _DIRECTIVE = re.compile(r"#\s*([a-zA-Z][a-zA-Z0-9_-]*)\s*=\s*(.*?)\s*$")
 
 
@@ -80,35 +83,90 @@ def _directives(lines: list[str]) -> tuple[str, int]:
     return escape, n
 
 
+def _continuation(escape: str) -> re.Pattern[str]:
+    """Docker's continuation: the escape character (not itself escaped) ending a line, maybe
+    followed by blanks, or alone on a line."""
+    e = re.escape(escape)
+    return re.compile(rf"([^{e}]){e}[ \t]*$|^{e}[ \t]*$")
+
+
 def _logical_lines(text: str) -> tuple[list[tuple[int, str]], str]:
-    """Join continuation lines; drop comments and blank lines. Returns [(first line, text)]."""
-    lines = text.splitlines()
+    r"""Join continuation lines; drop comments and blank lines. Returns [(first line, text)].
+
+    Joining is Docker's, byte for byte, because it decides what a RUN's shell gets:
+    only the escape character (and the blanks after it) is removed, nothing is inserted,
+    and the next line keeps its leading white space (``hello\`` + ``world`` is
+    ``helloworld``, ``a \`` + ``  b`` is ``a   b``).  Only an instruction's first line
+    loses its indentation.  Comment lines and blank lines inside a continuation are
+    skipped.  Lines end at ``\n`` only (a stray ``\r`` before it is dropped), as in Docker.
+    """
+    lines = [line.rstrip("\r") for line in text.split("\n")]
+    if lines and lines[0].startswith("\ufeff"):
+        lines[0] = lines[0][1:]  # a byte-order mark, as Docker drops it
     escape, skip = _directives(lines)
+    continued = _continuation(escape)
     out: list[tuple[int, str]] = []
-    current: list[str] = []
+    current: list[str] | None = None
     start = 0
     for number, raw in enumerate(lines, start=1):
         if number <= skip:
             continue
-        stripped = raw.strip()
-        if not current and (not stripped or stripped.startswith("#")):
-            continue
-        if current and (stripped.startswith("#") or not stripped):
+        stripped = raw.lstrip()
+        if current is None:
+            if not stripped or stripped.startswith("#"):
+                continue
+            start, current, body = number, [], stripped
+        elif not stripped or stripped.startswith("#"):
             continue  # comments and empty lines inside a continuation are removed (Docker)
-        if not current:
-            start = number
-        body = raw.rstrip()
-        if body.endswith(escape):
-            current.append(body[:-1])
-            continue
-        current.append(body)
-        out.append((start, " ".join(part.strip() for part in current if part.strip())))
-        current = []
-    if current:
-        joined = " ".join(part.strip() for part in current if part.strip())
-        if joined:
-            out.append((start, joined))
+        else:
+            body = raw
+        joined, n = continued.subn(r"\1", body, count=1)
+        current.append(joined)
+        if not n:
+            out.append((start, "".join(current)))
+            current = None
+    if current is not None:
+        out.append((start, "".join(current)))
     return out, escape
+
+
+def _raw_words(text: str) -> list[str]:
+    """Shell words of ``text`` with their quotes and escapes kept, as BuildKit splits a line
+    to find heredocs (its escape is always the backslash there); an unterminated quote ends
+    the last word instead of failing, as BuildKit ignores that error."""
+    out: list[str] = []
+    current: list[str] = []
+    quote = ""
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and quote != "'":
+            current.append(text[i:i + 2])
+            i += 2
+            continue
+        if quote:
+            quote = "" if c == quote else quote
+        elif c in "\"'":
+            quote = c
+        elif c.isspace():
+            if current:
+                out.append("".join(current))
+                current = []
+            i += 1
+            continue
+        current.append(c)
+        i += 1
+    if current:
+        out.append("".join(current))
+    return out
+
+
+def _starts_heredoc(args: str) -> bool:
+    """Whether BuildKit would read the next lines as a heredoc: any unquoted word of the
+    (shell-form) arguments is ``<<WORD``, ``<<-WORD``, ``<<"WORD"`` or ``2<<WORD``.  Without
+    this check the heredoc's body would be parsed as instructions (``unknown instruction``
+    naming a line of the body)."""
+    return "<<" in args and any(_HEREDOC.fullmatch(word) for word in _raw_words(args))
 
 
 def exec_form(args: str, line: int, name: str) -> tuple[str, ...] | None:
@@ -127,7 +185,8 @@ def _split_flags(name: str, rest: str, line: int) -> tuple[dict[str, str], str]:
     flags: dict[str, str] = {}
     allowed = SUPPORTED[name]
     while rest.startswith("--"):
-        word, _, tail = rest.partition(" ")
+        word, *more = _BLANKS.split(rest, maxsplit=1)
+        tail = more[0] if more else ""
         m = _FLAG.match(word)
         if not m:
             raise BuildError(f"{name}: malformed flag {word!r}", line=line)
@@ -145,20 +204,23 @@ def parse(text: str) -> tuple[list[Instruction], str]:
     instructions: list[Instruction] = []
     lines, escape = _logical_lines(text)
     for line, content in lines:
-        word, _, rest = content.partition(" ")
+        content = content.strip()
+        if not content:
+            continue  # only escape characters and blanks
+        word, *more = _BLANKS.split(content, maxsplit=1)  # FROM<TAB>image is FROM image (Docker)
         name = word.upper()
-        rest = rest.strip()
+        rest = more[0].strip() if more else ""
         if name in _REFUSED:
             raise BuildError(_REFUSED[name], line=line, command=content)
         if name not in SUPPORTED:
             raise BuildError(f"unknown instruction {word!r}", line=line, command=content)
         flags, rest = _split_flags(name, rest, line)
-        if name in ("RUN", "COPY", "ADD") and _HEREDOC.match(rest):
-            raise BuildError(f"{name}: heredocs (<<EOF) are not supported; use a script file and COPY it",
-                             line=line, command=content)
         if not rest and name not in ("CMD", "ENTRYPOINT"):
             raise BuildError(f"{name} needs arguments", line=line, command=content)
         form = exec_form(rest, line, name) if name in ("RUN", "CMD", "ENTRYPOINT", "SHELL", "COPY", "ADD") else None
+        if name in ("RUN", "COPY", "ADD") and form is None and _starts_heredoc(rest):
+            raise BuildError(f"{name}: heredocs (<<EOF) are not supported; use a script file and COPY it",
+                             line=line, command=content)
         if name == "SHELL" and not form:
             raise BuildError("SHELL needs the JSON form, e.g. SHELL [\"/bin/sh\", \"-c\"]", line=line)
         instructions.append(Instruction(line, name, rest, flags, form))

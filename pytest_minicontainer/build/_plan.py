@@ -80,7 +80,7 @@ def _pairs(text: str, line: int, name: str, env: Mapping[str, str], escape: str)
     if raw and "=" not in raw[0]:
         if name != "ENV" or len(raw) < 2:
             raise BuildError(f"{name} needs KEY=VALUE pairs", line=line, command=f"{name} {text}")
-        key, _, rest = text.strip().partition(" ")
+        key, rest = re.split(r"\s+", text.strip(), maxsplit=1)  # raw has two words: there is a blank
         return [(key, expand(rest.strip(), env, line=line, escape=escape))]
     out = []
     for word in raw:
@@ -115,7 +115,8 @@ def _command(ins: Instruction, shell: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _healthcheck(ins: Instruction) -> HealthCheck:
-    head, _, rest = ins.args.partition(" ")
+    head, *more = re.split(r"\s+", ins.args, maxsplit=1)
+    rest = more[0] if more else ""
     if head.upper() == "NONE":
         return HealthCheck(test=("NONE",))
     if head.upper() != "CMD" or not rest.strip():
@@ -182,8 +183,9 @@ def make_plan(instructions: list[Instruction], escape: str, *, build_args: Mappi
                     scope[key] = expand(default, env, line=ins.line, escape=escape)
                 elif state is not None and key in global_args:
                     scope[key] = global_args[key]
-                else:
-                    scope.setdefault(key, "")
+                # else: declared without a value: it stays unset (not ""), as in Docker, so
+                # ${X-default} takes the default and a RUN does not see X at all; a value
+                # the scope already has is kept
             if state is not None:
                 stages[-1].steps.append(Step(ins.line, "META", ins.text, state.config, display=ins.text))
             continue

@@ -63,6 +63,8 @@ def resolve(store: Store, reference: str, *, pull: str | None = None, platform: 
 def _named(store: Store, ref: Reference, reference: str, pull: str, platform: str | None) -> Image:
     """A name: the store's image (tags, digests, id prefixes) unless the policy says pull."""
     from .registry import PULL_POLICIES, pull_image
+    from .registry._pull import stored_image
+    from .registry._reference import parse_registry_ref
 
     if pull not in PULL_POLICIES:
         raise ImageError(f"pull policy {pull!r} is not one of {', '.join(PULL_POLICIES)}")
@@ -75,6 +77,15 @@ def _named(store: Store, ref: Reference, reference: str, pull: str, platform: st
             if store.image_complete(image):
                 return image
         except ImageNotFound as exc:
+            if pull == "never" and not is_digest(ref.path):
+                # NAME@<index digest>: the store holds the manifest a pull chose from that
+                # index, under its own digest; the pull recorded which one.
+                try:
+                    found = stored_image(store, parse_registry_ref(ref.path), reference)
+                except ImageError:  # not a registry name at all: the error below says what it is
+                    found = None
+                if found is not None:
+                    return found
             if pull == "never" or is_digest(ref.path):
                 why = ("a bare digest names an image in the store (pull NAME@DIGEST instead)"
                        if is_digest(ref.path) else "the pull policy is 'never', so registry pulls are off")
@@ -89,7 +100,7 @@ def _named(store: Store, ref: Reference, reference: str, pull: str, platform: st
         note = (f"{reference!r} is not in the store {store.root}, and pulling it failed: " if looked else "")
         note += f"{exc}; {ACCEPTED_FORMS}"
         if isinstance(exc, RegistryError):
-            raise RegistryError(note, exc.registry) from exc
+            raise RegistryError(note, exc.registry, unreachable=exc.unreachable) from exc
         if isinstance(exc, ImageNotFound):
             raise ImageNotFound(reference, note) from exc
         raise ImageError(note) from exc

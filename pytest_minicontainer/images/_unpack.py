@@ -114,10 +114,12 @@ def _ns(mtime: float) -> int:
 
 
 class _Unpacker:
-    def __init__(self, dest: str, source: str, *, is_root: bool, lowers: Sequence[str] = ()) -> None:
+    def __init__(self, dest: str, source: str, *, is_root: bool, lowers: Sequence[str] = (),
+                 whiteouts: bool = True) -> None:
         self.dest = dest
         self.source = source
         self.is_root = is_root
+        self.whiteouts = whiteouts
         # The parents' merged view (bottom first), to follow their symlinks as Docker does.
         self.below = ImageView(Image(digest="", layer_dirs=tuple(lowers))) if lowers else None
         self.kinds: dict[str, str] = {"": _DIR}
@@ -279,14 +281,14 @@ class _Unpacker:
             rel = normalise_member(member)
         except ValueError as exc:
             raise self.fail(member, str(exc)) from None
-        if rel.startswith(_AUFS) and rel != _OPQ:
+        if self.whiteouts and rel.startswith(_AUFS) and rel != _OPQ:
             return  # aufs metadata (.wh..wh.plnk, .wh..wh.aufs): skipped, as Docker does
         rel = self.through_lower_links(rel)
         if rel.count("/") >= MAX_DEPTH:
             raise self.fail(member, f"nests {rel.count('/') + 1} levels deep; images may nest at most"
                                     f" {MAX_DEPTH} (rebuild it with a flatter tree)")
         parent, base = posixpath.split(rel)
-        if base.startswith(_WH):
+        if self.whiteouts and base.startswith(_WH):
             if self._hidden_by_non_dir(parent):
                 return  # umoci writes these; the non-directory already hides what lies below
             self.ensure_dir(parent, member)
@@ -449,12 +451,13 @@ class _Unpacker:
 
 def unpack_layer(blob: IO[bytes], dest: str | os.PathLike[str], *, source: str,
                  is_root: bool | None = None, lowers: Sequence[str] = (),
-                 on_entry: Callable[[Member], None] | None = None) -> UnpackResult:
+                 on_entry: Callable[[Member], None] | None = None, whiteouts: bool = True) -> UnpackResult:
     """Unpack the tar (plain, gzip or zstd) read from ``blob`` into the empty directory ``dest``.
 
     ``lowers`` are the unpacked parent layers (bottom first): their symlinked directories are
     followed the way Docker applies a layer onto its parents (the result then depends on them:
-    the store keys such layers by chain id).
+    the store keys such layers by chain id).  ``whiteouts=False`` reads ``.wh.`` names as
+    ordinary files: a Containerfile's ``ADD`` of a tar is an archive, not an image layer.
 
     ``source`` names the blob in error messages.  Raises :class:`ImageError` for a corrupt
     or hostile layer; ``dest`` is then in an undefined state and must be discarded (the
@@ -462,7 +465,8 @@ def unpack_layer(blob: IO[bytes], dest: str | os.PathLike[str], *, source: str,
     filesystem (ENOSPC...) is passed through for the caller to report.
     """
     root = os.fspath(dest)
-    un = _Unpacker(root, source, is_root=os.geteuid() == 0 if is_root is None else is_root, lowers=lowers)
+    un = _Unpacker(root, source, is_root=os.geteuid() == 0 if is_root is None else is_root, lowers=lowers,
+                   whiteouts=whiteouts)
     try:
         with LayerReader(blob) as reader:
             _unpack_members(un, TarReader(reader, source), reader, on_entry)

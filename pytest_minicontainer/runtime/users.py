@@ -56,8 +56,8 @@ def resolve(user: str | int | None) -> tuple[int, int, list[int], str | None]:
                 raise UnknownUser(f"no user {name!r} in the container's /etc/passwd")
     if group:
         gid = _group_id(group)
-    if gid is None:
-        gid = uid if name.isdigit() else 0
+    if gid is None:  # a uid no passwd line names: group root, as Docker gives it
+        gid = 0
     groups: list[int] = []
     if not name.isdigit() and not group:
         for row in _table("/etc/group"):

@@ -8,7 +8,9 @@ give another layer, hence another image digest).
 
 from __future__ import annotations
 
+import gzip
 import io
+import lzma
 import os
 import re
 import subprocess
@@ -244,6 +246,7 @@ def test_bad_copy_fails_before_anything_runs(engine: Engine, busybox_rootfs: Pat
 def test_copy_chown(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
     if not _maps_app_user(engine):
         # rootless with a single mapping: owning files by uid 1000 is impossible, and says so
+        (tmp_path / "f").write_text("x")
         with pytest.raises(BuildError, match=r"subordinate id range(.|\n)*usermod --add-subuids"):
             engine.build(f"FROM rootfs:{busybox_rootfs}\n{unique()}COPY --chown=1000 . /data/\n", tmp_path)
         return
@@ -366,3 +369,132 @@ def test_workdir_is_created_and_user_must_exist(engine: Engine, busybox_rootfs: 
         engine.build(f"FROM rootfs:{busybox_rootfs}\n{unique()}USER nobody-here\nRUN true\n", tmp_path)
 
 
+
+
+def test_continued_lines_join_as_docker_joins_them(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    # Docker removes only the escape character and the newline: nothing is inserted, and the
+    # next line keeps its indentation (a space there must be written).
+    containerfile = (f"FROM rootfs:{busybox_rootfs}\n{unique()}ENV PATH=/usr/bin:\\\n/bin\n"
+                     "RUN echo hello\\\nworld > /o1 && echo \"a\\\n   b\" > /o2 \\\n"
+                     "    # a comment\n  && echo c > /o3\n")
+    image = engine.build(containerfile, tmp_path)
+    assert image.config.env_dict["PATH"] == "/usr/bin:/bin"
+    assert read(engine, image, "cat /o1 /o2 /o3") == "helloworld\na   b\nc\n"
+
+
+def test_tab_after_the_instruction(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    image = engine.build(f"FROM\trootfs:{busybox_rootfs}\n{unique()}RUN\techo tabbed > /t\nENV\tK=v\n", tmp_path)
+    assert read(engine, image, "cat /t") == "tabbed\n"
+    assert image.config.env_dict["K"] == "v"
+
+
+def test_arg_without_a_value_is_unset(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    containerfile = (f"FROM rootfs:{busybox_rootfs}\n{unique()}ARG X\nENV Y=${{X-dflt}}\n"
+                     'RUN test -z "${X+set}" && env > /env\n')
+    image = engine.build(containerfile, tmp_path)
+    assert image.config.env_dict["Y"] == "dflt"
+    assert "X=" not in read(engine, image, "cat /env").splitlines()
+    given = engine.build(containerfile.replace("RUN test -z", "RUN test -n"), tmp_path, build_args={"X": ""})
+    assert given.config.env_dict["Y"] == ""  # passed, even empty: set
+
+
+def test_heredoc_in_the_arguments_is_refused_before_anything_runs(engine: Engine, busybox_rootfs: Path,
+                                                                   tmp_path: Path, runs: list[Any]) -> None:
+    containerfile = f"FROM rootfs:{busybox_rootfs}\nRUN echo first\nRUN cat <<EOF > /x\nhello\nEOF\n"
+    with pytest.raises(BuildError, match=re.escape("line 3: RUN: heredocs (<<EOF) are not supported")) as info:
+        engine.build(containerfile, tmp_path)
+    assert info.value.line == 3
+    assert runs == []
+
+
+def _files(root: str) -> list[str]:
+    return sorted(os.path.relpath(os.path.join(d, n), root) for d, dirs, files in os.walk(root) for n in dirs + files)
+
+
+def test_run_layers_hold_no_resolver_mount_point(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    # network="host" mounts the host's resolv.conf over an empty file the runtime creates when
+    # the image has none: that file (and the /etc copied up for it) is not the RUN's change
+    assert not (busybox_rootfs / "etc" / "resolv.conf").exists()
+    (tmp_path / "resolv.conf").write_text("nameserver 192.0.2.1\n")
+    image = engine.build(f"FROM rootfs:{busybox_rootfs}\n{unique()}RUN echo x > /n\n", tmp_path, network="host")
+    assert _files(image.layer_dirs[-1]) == ["n"]
+    with engine.run(image, command=(), network="none") as c:
+        assert c.exec(["test", "-e", "/etc/resolv.conf"]).returncode == 1
+    # an image with its own keeps it, and a RUN on it leaves it alone
+    own = engine.build(f"FROM rootfs:{busybox_rootfs}\n{unique()}COPY resolv.conf /etc/\nRUN echo y > /m\n",
+                       tmp_path, network="host")
+    assert _files(own.layer_dirs[-1]) == ["m"]
+    with engine.run(own, command=(), network="none") as c:
+        assert c.exec(["cat", "/etc/resolv.conf"]).stdout == "nameserver 192.0.2.1\n"
+
+
+def test_ignore_exceptions_and_dotted_names(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    for rel, text in (("docs/README.md", "readme\n"), ("docs/other.md", "other\n"), ("sub/keep.txt", "keep\n"),
+                      ("sub/drop.tmp", "drop\n"), ("..foo", "dots\n")):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    (tmp_path / ".dockerignore").write_text("docs\n!docs/README.md\n*.tmp\nsub/*.tmp\n")
+    containerfile = f"FROM rootfs:{busybox_rootfs}\n{unique()}COPY . /app/\nCOPY ..foo /dots\n"
+    image = engine.build(containerfile, tmp_path)
+    assert read(engine, image, "cd /app && find . | sort; cat docs/README.md /dots").splitlines() == [
+        ".", "./..foo", "./.dockerignore", "./docs", "./docs/README.md", "./sub", "./sub/keep.txt",
+        "readme", "dots"]
+    (tmp_path / "docs" / "README.md").write_text("changed\n")  # re-included: part of the cache key
+    again = engine.build(containerfile, tmp_path)
+    assert read(engine, again, "cat /app/docs/README.md") == "changed\n"
+
+
+def test_add_unpacks_only_archives_and_keeps_whiteout_names(engine: Engine, busybox_rootfs: Path,
+                                                            tmp_path: Path) -> None:
+    (tmp_path / "zeros.img").write_bytes(b"\0" * 2048 + b"hello")  # a disk image: no tar header
+    (tmp_path / "notes.txt.gz").write_bytes(gzip.compress(b"just text\n"))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name in ("etc/.wh.passwd", "etc/.wh..wh..opq", "etc/added"):
+            info = tarfile.TarInfo(name)
+            info.size = len(name)
+            tar.addfile(info, io.BytesIO(name.encode()))
+    (tmp_path / "wh.tar").write_bytes(buf.getvalue())
+    (tmp_path / "wh.tar.xz").write_bytes(lzma.compress(buf.getvalue()))
+    containerfile = (f"FROM rootfs:{busybox_rootfs}\n{unique()}ADD zeros.img /z/\nADD notes.txt.gz /n/\n"
+                     "ADD wh.tar /\nADD wh.tar.xz /xz/\n")
+    image = engine.build(containerfile, tmp_path)
+    out = read(engine, image, "ls /z /n; wc -c < /z/zeros.img; ls -A /etc; cat /etc/passwd /xz/etc/.wh.passwd")
+    assert out.splitlines() == [
+        "/n:", "notes.txt.gz", "", "/z:", "zeros.img", "2053",
+        ".wh..wh..opq", ".wh.passwd", "added", "group", "passwd",
+        "root:x:0:0:root:/root:/bin/sh", "app:x:1000:1000:app:/home/app:/bin/sh", "etc/.wh.passwd"]
+
+
+def test_copy_chown_leaves_the_images_own_files_alone(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    # Rootless, --chown runs `chown` in a container: on the copied entries and the directories
+    # the copy created, never on what the image had around them (/usr/local, base.txt).
+    if not _maps_app_user(engine):
+        pytest.skip("owning files by uid 1000 needs a subordinate id range (see test_copy_chown)")
+    (tmp_path / "dir" / "share").mkdir(parents=True)
+    (tmp_path / "dir" / "share" / "new.txt").write_text("new\n")
+    (tmp_path / "dir" / "top.txt").write_text("top\n")
+    (tmp_path / "tarsrc").mkdir()
+    (tmp_path / "tarsrc" / "x").write_text("x\n")
+    with tarfile.open(tmp_path / "t.tar", "w") as tar:
+        tar.add(tmp_path / "tarsrc", arcname="lib")
+    containerfile = f"""\
+FROM rootfs:{busybox_rootfs} AS src
+{unique()}
+RUN mkdir -p /out/d && echo o > /out/d/o
+FROM rootfs:{busybox_rootfs}
+{unique()}
+RUN mkdir -p /usr/local/share && echo base > /usr/local/share/base.txt
+COPY --chown=app:app dir/ /usr/local/
+ADD --chown=1000:1000 t.tar /usr/local/
+COPY --from=src --chown=1000:1000 /out /usr/local/
+COPY --chown=1000 dir/top.txt /opt/new/
+"""
+    image = engine.build(containerfile, tmp_path)
+    paths = ("/usr /usr/local /usr/local/share /usr/local/share/base.txt /usr/local/share/new.txt /usr/local/top.txt "
+             "/usr/local/lib /usr/local/lib/x /usr/local/d /usr/local/d/o /opt /opt/new /opt/new/top.txt")
+    assert read(engine, image, f"stat -c '%u:%g %n' {paths}").splitlines() == [
+        "0:0 /usr", "0:0 /usr/local", "1000:1000 /usr/local/share", "0:0 /usr/local/share/base.txt",
+        "1000:1000 /usr/local/share/new.txt", "1000:1000 /usr/local/top.txt", "1000:1000 /usr/local/lib",
+        "1000:1000 /usr/local/lib/x", "1000:1000 /usr/local/d", "1000:1000 /usr/local/d/o", "1000:1000 /opt",
+        "1000:1000 /opt/new", "1000:1000 /opt/new/top.txt"]

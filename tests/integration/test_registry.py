@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -126,6 +127,45 @@ def test_index_platforms(registry: Registry, store: Store, tmp_path: Path) -> No
     assert "unknown" not in str(info.value)  # the attestation manifest is not a platform
 
 
+def test_index_digest_is_found_in_the_store_after_one_pull(registry: Registry, tmp_path: Path) -> None:
+    """The store keeps the manifest chosen from an index, not the index: NAME@<index digest>
+    must still be found offline, per platform, once pulled."""
+    from pytest_minicontainer import Engine
+    from pytest_minicontainer.images._platform import host_platform
+
+    host = host_platform()[1]
+    other = "s390x" if host != "s390x" else "riscv64"
+    layout = tmp_path / "multi"
+    index, digests = write_multiarch_layout(layout, {host: gz_layer({"arch": host.encode()}),
+                                                     other: gz_layer({"arch": other.encode()})})
+    name = f"test/multi{next(_counter)}"
+    push(layout, "latest", f"{registry.address}/{name}:1", all_=True)
+    store = Store(tmp_path / "s")
+    with Proxy(upstream=registry.address) as proxy:
+        ref = f"{proxy.address}/{name}@{index}"
+        image = resolve(store, ref)
+        assert image.digest == digests[host] and read(image.layer_dirs, "arch") == host.encode()
+        assert proxy.blob_gets()
+        proxy.seen.clear()
+        assert resolve(store, ref).digest == digests[host]
+        assert resolve(store, ref, pull="never").digest == digests[host]
+        assert resolve(store, f"docker://{ref}", pull="never").digest == digests[host]
+        assert resolve(store, ref, platform=f"linux/{host}", pull="never").digest == digests[host]
+        assert proxy.seen == []  # all of them from the store
+        assert resolve(store, ref, platform=f"linux/{other}").digest == digests[other]
+        proxy.seen.clear()
+        assert resolve(store, ref, platform=f"linux/{other}", pull="never").digest == digests[other]
+        assert resolve(store, ref).digest == digests[host]  # recorded per platform
+        assert proxy.seen == []
+    # The registry is gone now: what was pulled is still there, for resolve and for an Engine.
+    assert resolve(store, ref).digest == digests[host]
+    with Engine(store=tmp_path / "s") as engine:
+        assert engine.image(ref).digest == digests[host]
+        assert engine.image(ref, platform=f"linux/{other}").digest == digests[other]
+    with pytest.raises(ImageNotFound, match=r"pull policy is 'never'"):
+        resolve(Store(tmp_path / "empty"), ref, pull="never")
+
+
 def test_unknown_repository_and_tag(registry: Registry, store: Store, tmp_path: Path) -> None:
     name, _ = pushed(registry, tmp_path, {"a": b"a"})
     for ref in (f"{registry.address}/no/such:1", f"{registry.address}/{name.split(':')[0]}:nosuchtag"):
@@ -164,6 +204,69 @@ def test_digest_mismatch_discards_the_blob(registry: Registry, proxy: Proxy, sto
     assert [p for p in (store.root / "tmp").iterdir() if not p.name.endswith(".owner")] == []
     proxy.hooks.clear()
     assert pull_image(store, f"{proxy.address}/{name}", options=FAST).digest == digest
+
+
+def test_blob_larger_than_its_descriptor_is_not_downloaded(registry: Registry, store: Store,
+                                                           tmp_path: Path) -> None:
+    """A registry whose copy of a blob grew announces the new length: refused before the body."""
+    files = {"grown": b"grown " + os.urandom(16)}
+    name, _ = pushed(registry, tmp_path, files)
+    layer = sha256_of(gz_layer(files))
+    size = registry.blob_file(layer).stat().st_size
+    extra = 5 << 20
+    with open(registry.blob_file(layer), "ab") as f:
+        f.write(b"\0" * extra)
+    progress: list[tuple[str, int]] = []
+    with pytest.raises(ImageError, match=rf"blob {layer} from registry {registry.address} is not the {size} bytes"
+                                         rf" the image's manifest gives: the registry announced {size + extra}"
+                                         r" bytes") as info:
+        pull_image(store, f"{registry.address}/{name}", options=FAST,
+                   progress=lambda digest, done, total: progress.append((digest, done)))
+    assert not isinstance(info.value, (ImageNotFound, RegistryError))
+    assert [done for digest, done in progress if digest == layer] == []  # not one byte of it was read
+    assert list((store.root / "layers").iterdir()) == []
+    assert [p for p in (store.root / "tmp").iterdir() if not p.name.endswith(".owner")] == []
+
+
+def test_blob_that_goes_on_is_cut_off_at_its_size(registry: Registry, proxy: Proxy, store: Store,
+                                                  tmp_path: Path) -> None:
+    """Without a Content-Length the size in the manifest still bounds the download."""
+    files = {"endless": os.urandom(1000)}
+    name, _ = pushed(registry, tmp_path, files)
+    blob = gz_layer(files)
+    limit = 256 << 20
+    sent: list[int] = []
+
+    def endless(h: object) -> bool:
+        from tests.registry_tools import _Handler
+
+        assert isinstance(h, _Handler)
+        if h.command != "GET" or not h.path.endswith(sha256_of(blob)):
+            return False
+        h.send_response(200)
+        h.send_header("Connection", "close")  # no Content-Length: the body ends when the connection does
+        h.end_headers()
+        h.close_connection = True
+        n = 0
+        try:
+            h.wfile.write(blob)
+            n += len(blob)
+            while n < limit:
+                h.wfile.write(b"\0" * 65536)
+                n += 65536
+        except OSError:  # the client hung up
+            pass
+        sent.append(n)
+        return True
+
+    proxy.hooks.append(endless)
+    with pytest.raises(ImageError, match=rf"blob {sha256_of(blob)} from registry {proxy.address} is not the"
+                                         rf" {len(blob)} bytes the image's manifest gives: {len(blob) + 1} bytes"
+                                         r" had arrived when the download was stopped"):
+        pull_image(store, f"{proxy.address}/{name}", options=FAST)
+    wait_for(lambda: bool(sent), "the proxy to stop sending")
+    assert sent[0] < limit  # the client closed the connection, it did not read on
+    assert [p for p in (store.root / "tmp").iterdir() if not p.name.endswith(".owner")] == []
 
 
 def _config_hex(registry: Registry, name: str) -> str:
@@ -214,6 +317,36 @@ def test_pull_policies(registry: Registry, proxy: Proxy, store: Store, tmp_path:
     assert resolve(store, ref, pull="missing").digest == second  # the tag now names the new image
     with pytest.raises(ImageError, match="pull policy 'sometimes'"):
         resolve(store, ref, pull="sometimes")
+
+
+def test_an_engine_asks_a_registry_once_per_session(registry: Registry, proxy: Proxy, tmp_path: Path) -> None:
+    """``always`` checks the tag once per Engine (a suite would otherwise ask once per test, and
+    count against the registry's pull limit); a registry that did not answer is not asked again."""
+    from pytest_minicontainer import Engine
+
+    name, digest = pushed(registry, tmp_path, {"v": b"1"})
+    ref = f"{proxy.address}/{name}"
+    with Engine(store=tmp_path / "store") as engine:
+        assert [engine.image(ref, pull="always").digest for _ in range(3)] == [digest] * 3
+        assert sum("/manifests/" in path for path in proxy.paths()) == 1
+    with Engine(store=tmp_path / "store") as engine:  # a new session asks again
+        proxy.seen.clear()
+        assert engine.image(ref, pull="always").digest == digest
+        assert sum("/manifests/" in path for path in proxy.paths()) == 1
+    port = free_port()  # nothing listens there
+    dead = f"127.0.0.1:{port}/x/y:1"
+    with Engine(store=tmp_path / "store") as engine:
+        with pytest.raises(RegistryError, match="unreachable") as first:
+            engine.image(dead)
+        assert first.value.unreachable
+        with socket.socket() as listener:  # now something listens: it must not be asked
+            listener.bind(("127.0.0.1", port))
+            listener.listen()
+            listener.settimeout(0.5)
+            with pytest.raises(RegistryError, match="asked once already"):
+                engine.image(dead)
+            with pytest.raises(socket.timeout):
+                listener.accept()
 
 
 # -- processes ------------------------------------------------------------------------------
@@ -323,9 +456,34 @@ def test_basic_auth_from_credential_files(auth_registry: Registry, tmp_path: Pat
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(_auth_json(tmp_path / "auth.json", auth_registry.address,
                                                             auth_registry.credentials)))
     assert resolve(Store(tmp_path / "s2"), ref).digest == digest
-    _auth_json(tmp_path / "auth.json", auth_registry.address, ("docker", "wrong"))
-    with pytest.raises(ImageNotFound, match=r"denied.*needs credentials"):
-        resolve(Store(tmp_path / "s3"), ref)
+
+
+def test_wrong_basic_credentials_are_reported_as_refused(auth_registry: Registry, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused password is a credentials problem, named with its file, not "image not found"."""
+    assert auth_registry.credentials is not None
+    layout = tmp_path / "layout"
+    write_layout(layout, [gz_layer({"secret": b"w"})], ref="t")
+    push(layout, "t", f"{auth_registry.address}/private/wrong:1", creds=auth_registry.credentials)
+    ref = f"{auth_registry.address}/private/wrong:1"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for var in ("REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "DOCKER_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    config = _auth_json(tmp_path / "home/.docker/config.json", auth_registry.address, ("docker", "not-the-password"),
+                        url_key=True)
+    address = auth_registry.address.replace(".", r"\.")
+    with pytest.raises(RegistryError, match=rf"registry {address} refused the credentials for {address}") as info:
+        resolve(Store(tmp_path / "s1"), ref)
+    assert not isinstance(info.value, ImageNotFound)
+    assert str(config) in str(info.value) and "user 'docker'" in str(info.value)
+    assert "not-the-password" not in str(info.value)
+    assert f"docker login {auth_registry.address}" in str(info.value)
+    assert info.value.registry == auth_registry.address
+    auth_file = _auth_json(tmp_path / "auth.json", auth_registry.address, ("docker", "not-the-password"))
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth_file))
+    with pytest.raises(RegistryError, match=r"refused the credentials") as info:
+        pull_image(Store(tmp_path / "s2"), ref, options=FAST)
+    assert str(auth_file) in str(info.value) and str(config) not in str(info.value)
 
 
 @pytest.mark.parametrize("with_creds", [False, True])
@@ -408,21 +566,157 @@ def test_persistent_5xx_gives_up(registry: Registry, proxy: Proxy, store: Store,
     assert len([p for p in proxy.paths() if "/manifests/" in p]) == FAST.retries + 1
 
 
-def test_timeouts_are_retried(registry: Registry, proxy: Proxy, store: Store, tmp_path: Path) -> None:
-    name, digest = pushed(registry, tmp_path, {"t": b"slow"})
-    slow = [True]
+def test_reset_connections_are_retried(registry: Registry, proxy: Proxy, store: Store, tmp_path: Path) -> None:
+    name, digest = pushed(registry, tmp_path, {"r": b"reset"})
+    resets = [True, True]
 
-    def hang_once(h: object) -> bool:
-        if "/manifests/" in getattr(h, "path", "") and slow:
-            slow.clear()
-            time.sleep(1.5)
-            return True  # the client has given up by now; no answer
+    def close_without_answer(h: object) -> bool:
+        from tests.registry_tools import _Handler
+
+        assert isinstance(h, _Handler)
+        if "/manifests/" in h.path and resets:
+            resets.pop()
+            h.close_connection = True  # no status line: http.client sees RemoteDisconnected
+            return True
         return False
 
-    proxy.hooks.append(hang_once)
-    image = pull_image(store, f"{proxy.address}/{name}", options=RegistryOptions(timeout=0.5, retries=2, backoff=0.05))
+    proxy.hooks.append(close_without_answer)
+    image = pull_image(store, f"{proxy.address}/{name}", options=FAST)
     assert image.digest == digest
-    assert len([p for p in proxy.paths() if "/manifests/" in p]) == 2
+    assert len([p for p in proxy.paths() if "/manifests/" in p]) == 3
+
+
+def test_a_request_without_answer_is_not_repeated(registry: Registry, proxy: Proxy, store: Store,
+                                                  tmp_path: Path) -> None:
+    """A registry that answers /v2/ but then hangs costs one timeout, not one per retry."""
+    name, _ = pushed(registry, tmp_path, {"t": b"hangs"})
+    release = threading.Event()
+
+    def hang(h: object) -> bool:
+        if "/manifests/" in getattr(h, "path", ""):
+            release.wait(30)  # no answer until the test ends
+            return True
+        return False
+
+    proxy.hooks.append(hang)
+    try:
+        with pytest.raises(RegistryError, match=rf"registry {proxy.address} sent no answer to GET .*/manifests/v1"
+                                                r" within 0\.5s.*MINICONTAINER_REGISTRY_TIMEOUT") as info:
+            pull_image(store, f"{proxy.address}/{name}", options=RegistryOptions(timeout=0.5, retries=3, backoff=0.05))
+    finally:
+        release.set()
+    assert info.value.registry == proxy.address and info.value.unreachable
+    assert len([p for p in proxy.paths() if "/manifests/" in p]) == 1
+
+
+def test_a_stalled_body_is_resumed(registry: Registry, proxy: Proxy, store: Store, tmp_path: Path) -> None:
+    """A blob whose transfer stalls after it began is resumed with Range: the registry did answer."""
+    payload = os.urandom(200_000)
+    name, digest = pushed(registry, tmp_path, {"big": payload})
+    blob = gz_layer({"big": payload})
+    stalled = [True]
+
+    def stall_halfway(h: object) -> bool:
+        from tests.registry_tools import _Handler
+
+        assert isinstance(h, _Handler)
+        if h.command == "GET" and h.path.endswith(sha256_of(blob)) and stalled:
+            stalled.clear()
+            h.send_response(200)
+            h.send_header("Content-Length", str(len(blob)))
+            h.end_headers()
+            h.forward_body_prefix(50_000)
+            time.sleep(1.5)  # the client's 0.5 s timeout passes in the middle of the body
+            h.close_connection = True
+            return True
+        return False
+
+    proxy.hooks.append(stall_halfway)
+    image = pull_image(store, f"{proxy.address}/{name}", options=RegistryOptions(timeout=0.5, retries=2, backoff=0.05))
+    assert image.digest == digest and read(image.layer_dirs, "big") == payload
+    gets = [s for s in proxy.seen if s.path.endswith(sha256_of(blob))]
+    assert len(gets) == 2 and gets[1].headers.get("range") == "bytes=50000-"
+
+
+def test_a_blob_that_never_starts_is_not_requested_again(registry: Registry, proxy: Proxy, store: Store,
+                                                          tmp_path: Path) -> None:
+    """Headers, then silence: resuming makes sense only while bytes come."""
+    files = {"silent": os.urandom(5000)}
+    name, _ = pushed(registry, tmp_path, files)
+    blob = gz_layer(files)
+    release = threading.Event()
+
+    def silent(h: object) -> bool:
+        from tests.registry_tools import _Handler
+
+        assert isinstance(h, _Handler)
+        if h.command == "GET" and h.path.endswith(sha256_of(blob)):
+            h.send_response(200)
+            h.send_header("Content-Length", str(len(blob)))
+            h.end_headers()
+            h.wfile.flush()
+            release.wait(30)
+            h.close_connection = True
+            return True
+        return False
+
+    proxy.hooks.append(silent)
+    try:
+        with pytest.raises(RegistryError, match=rf"registry {proxy.address} stopped sending blob {sha256_of(blob)}"
+                                                r" after 0 bytes: nothing came for 0\.5s.*"
+                                                r"MINICONTAINER_REGISTRY_TIMEOUT"):
+            pull_image(store, f"{proxy.address}/{name}", options=RegistryOptions(timeout=0.5, retries=3, backoff=0.05))
+    finally:
+        release.set()
+    assert len([s for s in proxy.seen if s.path.endswith(sha256_of(blob))]) == 1
+    assert [p for p in (store.root / "tmp").iterdir() if not p.name.endswith(".owner")] == []
+
+
+class HungServer:
+    """Accepts TCP connections on 127.0.0.1 and never sends a byte; counts the connections."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed by stop()
+                return
+            self.accepted.append(conn)
+
+    def stop(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self._thread.join(10)
+        for conn in self.accepted:
+            conn.close()
+
+
+def test_hung_registry_fails_after_one_timeout(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Accepts, never answers: one request (the HTTPS probe), no HTTP fallback, no retries."""
+    monkeypatch.setenv("MINICONTAINER_REGISTRY_TIMEOUT", "0.5")
+    hung = HungServer()
+    try:
+        start = time.monotonic()
+        with pytest.raises(RegistryError) as info:
+            resolve(store, f"{hung.address}/x/y:1")
+        elapsed = time.monotonic() - start
+    finally:
+        hung.stop()
+    message = str(info.value)
+    assert f"registry {hung.address} sent no answer" in message and "within 0.5s" in message
+    assert "set MINICONTAINER_REGISTRY_TIMEOUT to more seconds per request (now 0.5)" in message
+    assert info.value.registry == hung.address and info.value.unreachable
+    assert len(hung.accepted) == 1  # the request that got no answer was not sent again
+    assert elapsed < 0.5 * 20  # one timeout, not minutes (loose: the machine may be busy)
 
 
 # -- Docker Hub mirror --------------------------------------------------------------------
@@ -491,7 +785,8 @@ def test_run_a_container_from_a_pulled_image(registry: Registry, tmp_path: Path)
 def test_dropped_download_resumes_with_range(registry: Registry, proxy: Proxy, store: Store, tmp_path: Path) -> None:
     payload = os.urandom(400_000)
     name, digest = pushed(registry, tmp_path, {"big": payload})
-    big = sha256_of(gz_layer({"big": payload}))
+    blob = gz_layer({"big": payload})
+    big = sha256_of(blob)
     dropped = [True]
 
     def drop_halfway(h: object) -> bool:
@@ -501,7 +796,7 @@ def test_dropped_download_resumes_with_range(registry: Registry, proxy: Proxy, s
         if h.command == "GET" and h.path.endswith(big) and dropped:
             dropped.clear()
             h.send_response(200)
-            h.send_header("Content-Length", str(len(payload) + 1000))
+            h.send_header("Content-Length", str(len(blob)))
             h.end_headers()
             h.forward_body_prefix(100_000)
             h.close_connection = True
@@ -522,8 +817,9 @@ def test_token_service_refusing_credentials(registry: Registry, tmp_path: Path,
         monkeypatch.setenv("REGISTRY_AUTH_FILE", str(_auth_json(tmp_path / "a.json", guard.address,
                                                                 ("alice", "wrong"))))
         with pytest.raises(RegistryError, match=rf"token service http://{guard.address}/token .* refused the"
-                                                r" credentials \(HTTP 401\)"):
+                                                r" credentials \(HTTP 401\)") as info:
             pull_image(Store(tmp_path / "s"), f"{guard.address}/{name}", options=FAST)
+    assert str(tmp_path / "a.json") in str(info.value) and "user 'alice'" in str(info.value)
 
 
 def sha256_of(data: bytes) -> str:

@@ -357,6 +357,9 @@ def test_user_option_and_unmappable_user(engine: Engine, busybox_rootfs: Path) -
         with engine.run(f"rootfs:{busybox_rootfs}", user="app") as c:
             assert c.exec("id -u; id -g; echo $HOME").stdout == "1000\n1000\n/home/app\n"
             assert c.exec(["id", "-u"], user="root").stdout == "0\n"
+            # a uid without a passwd line: group root, as Docker gives it
+            assert c.exec("id -u; id -g", user="1234").stdout == "1234\n0\n"
+            assert c.exec("id -u; id -g", user="1234:5").stdout == "1234\n5\n"
     else:
         with pytest.raises(ContainerError, match="subuid"):
             engine.run(f"rootfs:{busybox_rootfs}", user="app")

@@ -151,8 +151,8 @@ def test_same_port_in_two_containers_at_once(engine: Engine, busybox: Image) -> 
 
 
 def test_connect_to_a_closed_port_says_why(engine: Engine, busybox: Image) -> None:
-    with engine.run(busybox, command="sleep 600") as c, \
-            pytest.raises(ContainerError, match=r"cannot connect to 127.0.0.1:9 .*Connection refused.*running"):
+    refused = r"cannot connect to 127.0.0.1 or ::1 port 9 .*Connection refused.*running"
+    with engine.run(busybox, command="sleep 600") as c, pytest.raises(ContainerError, match=refused):
         c.connect(9, timeout=0.3)
 
 
@@ -254,6 +254,22 @@ def test_stop_closes_the_published_port(engine: Engine, busybox: Image) -> None:
         assert c.ports == {8080: address}  # still says where it was, for reports
         with pytest.raises(ContainerError, match="stopped"):
             c.publish(8081)
+        with pytest.raises(ContainerError, match="stopped"):  # not the dead address of before
+            c.publish(8080)
+
+
+def test_a_server_on_ipv6_loopback_only_is_found(engine: Engine, busybox: Image) -> None:
+    """Servers told to listen on "localhost" often get ::1 alone: connect, wait_for_port, the
+    http strategy and publish all look there after 127.0.0.1."""
+    cmd = "mkdir -p /www && echo six > /www/index.html && exec httpd -f -p [::1]:8080 -h /www"
+    with engine.run(busybox, command=cmd) as c:
+        c.wait_for_port(8080, timeout=30)
+        wait.http("/", 8080, body="six").wait(c, 30)
+        with c.connect(8080) as sock:
+            assert sock.family == socket.AF_INET6
+        assert http_get(c.publish(8080)) == "six\n"
+        with pytest.raises(ContainerError, match=r"cannot connect to 127\.0\.0\.1 port 8080"):
+            c.connect(8080, timeout=0.2, host="127.0.0.1")
 
 
 def test_publish_checks_the_port(httpd: Container) -> None:

@@ -48,3 +48,21 @@ def test_containerignore_wins_over_dockerignore(tmp_path: Path) -> None:
 
 def test_no_ignore_file(tmp_path: Path) -> None:
     assert not load_ignore(str(tmp_path)).ignored("anything")
+
+
+@pytest.mark.parametrize(("patterns", "directory", "expected"), [
+    ("docs\n!docs/README.md", "docs", True),
+    ("docs\n!docs/README.md", "other", False),
+    ("docs\n!docs/*/keep", "docs/a", True),
+    ("docs\n!docs/*/keep", "docs/a/b", False),
+    ("docs\n!docs/*/keep", "docs/a/keep/x", True),  # the exception matches a parent: all below it
+    ("docs\n!docs/a*/keep", "docs/b", False),
+    ("a/b\n!a/b/c/d", "a/b/c", True),
+    ("build\n!**/keep.txt", "build/x/y", True),
+    ("build", "build", False),  # no exception at all
+    ("*\n!src", "src", True),
+    ("*\n!src", "docs", False),
+])
+def test_may_include_below(patterns: str, directory: str, expected: bool) -> None:
+    """Whether an excluded directory must be looked into for ``!`` exceptions (Docker's walk)."""
+    assert parse_ignore(patterns).may_include_below(directory) is expected

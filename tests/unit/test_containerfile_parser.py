@@ -42,8 +42,32 @@ def test_instructions_are_case_insensitive_and_keep_their_line() -> None:
 def test_continuations_join_and_skip_comment_lines() -> None:
     ins, _ = parse("FROM scratch\nRUN echo a \\\n  && echo b \\\n# a comment inside\n\n  && echo c\nCMD x\n")
     assert ins[1].line == 2
-    assert ins[1].args == "echo a && echo b && echo c"
+    assert ins[1].args == "echo a   && echo b   && echo c"  # Docker keeps the next line's indentation
     assert ins[2].line == 7
+
+
+@pytest.mark.parametrize(("text", "args"), [
+    ("RUN echo hello\\\nworld > /o1", "echo helloworld > /o1"),  # nothing is inserted
+    ("RUN a\\\n   b", "a   b"),  # the next line's leading white space stays
+    ("RUN a \\  \t\n b", "a  b"),  # blanks after the escape go with it
+    ("ENV PATH=/a:\\\n/b", "PATH=/a:/b"),
+    ("RUN a \\\n    # indented comment\n\n   \n  b", "a   b"),  # comments and blank lines are skipped
+    ("RUN a \\\n\\\n b", "a  b"),  # an escape alone on a line continues too
+    ("RUN a \\\r\n b\r", "a  b"),  # CRLF files
+])
+def test_continuations_join_as_docker_does(text: str, args: str) -> None:
+    ins, _ = parse(f"FROM scratch\n{text}\n")
+    assert ins[1].line == 2
+    assert ins[1].args == args
+
+
+def test_an_escaped_escape_at_the_end_does_not_continue() -> None:
+    ins, _ = parse("FROM scratch\nRUN echo a\\\\\nRUN echo b\n")
+    assert [(i.line, i.args) for i in ins[1:]] == [(2, "echo a\\\\"), (3, "echo b")]
+
+
+def test_a_byte_order_mark_is_dropped() -> None:
+    assert names("\ufeffFROM scratch\n") == ["FROM"]
 
 
 def test_comments_and_blank_lines_are_ignored() -> None:
@@ -51,9 +75,10 @@ def test_comments_and_blank_lines_are_ignored() -> None:
 
 
 def test_escape_directive_changes_the_continuation_character() -> None:
-    ins, escape = parse("# escape=`\nFROM scratch\nRUN echo a `\n  b\n")
+    ins, escape = parse("# escape=`\nFROM scratch\nRUN echo a `\n  b\nRUN c:\\dir\\\n")
     assert escape == "`"
-    assert ins[1].args == "echo a b"
+    assert ins[1].args == "echo a   b"
+    assert ins[2].args == "c:\\dir\\"  # the backslash is an ordinary character then
 
 
 def test_bad_escape_directive_is_an_error() -> None:
@@ -71,6 +96,13 @@ def test_exec_form_and_shell_form() -> None:
 def test_exec_form_must_hold_strings() -> None:
     with pytest.raises(BuildError, match="line 2: RUN: the JSON form must be an array of strings"):
         parse('FROM scratch\nRUN ["echo", 1]\n')
+
+
+def test_a_tab_separates_the_instruction_and_its_flags() -> None:
+    ins, _ = parse("FROM\tscratch AS\tbase\nCOPY\t--chown=1:2\t\t--chmod=755 \ta /dst/\nRUN\t \techo\tx\n")
+    assert [(i.name, i.args, i.flags) for i in ins] == [
+        ("FROM", "scratch AS\tbase", {}), ("COPY", "a /dst/", {"chown": "1:2", "chmod": "755"}),
+        ("RUN", "echo\tx", {})]
 
 
 def test_flags_are_split_off() -> None:
@@ -119,3 +151,24 @@ def test_shell_needs_json() -> None:
 def test_heredocs_are_refused_with_a_reason() -> None:
     with pytest.raises(BuildError, match="line 2: RUN: heredocs"):
         parse("FROM scratch\nRUN <<EOF\necho hi\nEOF\n")
+
+
+@pytest.mark.parametrize("line", [
+    "RUN cat <<EOF > /x", "RUN cat <<-EOF > /x", 'RUN cat <<"EOF" > /x', "RUN cat <<'EOF'", "RUN cat 0<<EOF",
+    "COPY <<EOF /x", "ADD --chmod=644 <<EOF /x",
+    "RUN echo one && \\\n  cat <<EOF > /x",
+])
+def test_a_heredoc_anywhere_in_the_arguments_is_refused_on_its_line(line: str) -> None:
+    name = line.split()[0]
+    with pytest.raises(BuildError, match=rf"line 2: {name}: heredocs \(<<EOF\) are not supported") as info:
+        parse(f"FROM scratch\n{line}\nhello\nEOF\n")
+    assert info.value.line == 2
+
+
+@pytest.mark.parametrize("line", [
+    'RUN echo "<<EOF"', "RUN echo '<<EOF' x", "RUN cat <<<here", "RUN echo a<<b", "RUN echo a \\<<EOF",
+    'RUN ["cat", "<<EOF"]', "CMD cat <<EOF", "RUN cat << EOF",
+])
+def test_what_is_not_a_heredoc_is_left_to_the_shell(line: str) -> None:
+    ins, _ = parse(f"FROM scratch\n{line}\n")
+    assert len(ins) == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_minicontainer.build._context import content_digest, resolve_sources
+from pytest_minicontainer.build._context import content_digest, resolve_sources, walk
 from pytest_minicontainer.build._ignore import IgnoreRules, load_ignore, parse_ignore
 from pytest_minicontainer.build._parser import parse
 from pytest_minicontainer.build._plan import Stage, make_plan
@@ -82,10 +82,31 @@ RUN true
     assert seen == ["img:1.0"]
     assert stages[0].config.env_dict["FROMARG"] == "1.0-dflt"
     run = stages[0].steps[-1]
-    assert run.run_env == {"TAG": "1.0", "OTHER": "dflt", "UNSET": ""}
+    assert run.run_env == {"TAG": "1.0", "OTHER": "dflt"}  # UNSET is declared, not set
     stages = plan(text, tmp_path, {"TAG": "2.0", "OTHER": "given"}, seen=seen)
     assert seen[-1] == "img:2.0"
     assert stages[0].config.env_dict["FROMARG"] == "2.0-given"
+
+
+def test_arg_without_a_value_is_unset_not_empty(tmp_path: Path) -> None:
+    text = ("ARG G\nFROM base\nARG X\nARG G\nARG KEPT=1\nARG KEPT\n"
+            "ENV Y=${X-dflt} Z=${X+set}- W=${G-gdflt} K=$KEPT\nRUN true\n")
+    stages = plan(text, tmp_path)
+    env = stages[0].config.env_dict
+    assert (env["Y"], env["Z"], env["W"], env["K"]) == ("dflt", "-", "gdflt", "1")
+    assert stages[0].steps[-1].run_env == {"KEPT": "1"}  # a RUN does not see X at all
+    given = plan(text, tmp_path, {"X": "", "G": "g"})  # passed empty: set, as in Docker
+    env = given[0].config.env_dict
+    assert (env["Y"], env["Z"], env["W"]) == ("", "set-", "g")
+    assert given[0].steps[-1].run_env == {"X": "", "G": "g", "KEPT": "1"}
+
+
+def test_continued_lines_keep_their_text(tmp_path: Path) -> None:
+    stages = plan("FROM base\nENV PATH=/a:\\\n/b LEGACY\\\n=x\nENV TABBED\tvalue with\tblanks\n", tmp_path)
+    env = stages[0].config.env_dict
+    assert (env["PATH"], env["LEGACY"], env["TABBED"]) == ("/a:/b", "x", "value with\tblanks")
+    with pytest.raises(BuildError, match="line 2: ENV: '/b' is not KEY=VALUE"):
+        plan("FROM base\nENV PATH=/a: \\\n/b\n", tmp_path)  # a blank before the escape stays
 
 
 def test_global_arg_is_invisible_in_a_stage_unless_declared(tmp_path: Path) -> None:
@@ -134,6 +155,56 @@ def test_copy_sources_are_checked_while_planning(tmp_path: Path) -> None:
         plan("FROM base\nCOPY *.nothing /\n", tmp_path)
     with pytest.raises(BuildError, match="remote sources are not supported"):
         plan("FROM base\nADD https://example.com/x /\n", tmp_path)
+
+
+def test_a_name_starting_with_two_dots_is_inside_the_context(tmp_path: Path) -> None:
+    (tmp_path / "..foo").write_text("x")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "..bar").write_text("y")
+    stages = plan("FROM base\nCOPY ..foo /x\nCOPY d/..bar ./d/../..foo /y/\n", tmp_path)
+    assert [s.rel for s in stages[0].steps[0].sources] == ["..foo"]
+    assert [s.rel for s in stages[0].steps[1].sources] == ["d/..bar", "..foo"]
+    for outside in ("..", "../x", "./../x", "d/../../x", "/../x"):
+        message = f"line 2: COPY source {outside!r} is outside the build context"
+        with pytest.raises(BuildError, match=re.escape(message)):
+            plan(f"FROM base\nCOPY {outside} /\n", tmp_path)
+
+
+def _exception_context(root: Path) -> None:
+    for rel, text in (("docs/README.md", "readme"), ("docs/other.md", "other"), ("docs/deep/x.md", "deep"),
+                      ("sub/keep.txt", "keep"), ("sub/drop.tmp", "drop"), ("top.tmp", "top")):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (root / ".dockerignore").write_text("docs\n!docs/README.md\n*.tmp\nsub/*.tmp\n")
+
+
+def test_an_exception_below_an_excluded_directory_is_copied(tmp_path: Path) -> None:
+    _exception_context(tmp_path)
+    stages = plan("FROM base\nCOPY . /app/\nCOPY docs /docs/\nCOPY do* /glob/\n", tmp_path)
+    ignore = load_ignore(str(tmp_path))
+    whole, docs, glob = stages[0].steps
+    assert sorted(rel for rel, _ in walk(whole.sources[0], ignore)) == [
+        ".dockerignore", "docs", "docs/README.md", "sub", "sub/keep.txt"]
+    # the excluded directory comes just before what it holds (parents first)
+    entries = [rel for rel, _ in walk(whole.sources[0], ignore)]
+    assert entries.index("docs") == entries.index("docs/README.md") - 1
+    assert [rel for rel, _ in walk(docs.sources[0], ignore)] == ["README.md"]
+    assert [s.rel for s in glob.sources] == ["docs"]
+    with pytest.raises(BuildError, match=re.escape("line 2: COPY source 'docs/deep' is excluded by .dockerignore")):
+        plan("FROM base\nCOPY docs/deep /x/\n", tmp_path)
+
+
+def test_the_cache_key_covers_re_included_files(tmp_path: Path) -> None:
+    _exception_context(tmp_path)
+
+    def digest() -> str:
+        return plan("FROM base\nCOPY . /app/\n", tmp_path)[0].steps[0].content
+
+    first = digest()
+    (tmp_path / "docs" / "other.md").write_text("excluded: no change")
+    assert digest() == first
+    (tmp_path / "docs" / "README.md").write_text("re-included: a change")
+    assert digest() != first
 
 
 def test_copy_destination_and_flags(tmp_path: Path) -> None:
@@ -208,5 +279,6 @@ def test_containerfile_is_a_path_the_text_or_found_in_the_context(tmp_path: Path
     assert read_containerfile(tmp_path / "Dockerfile", "/") == "FROM docker\n"
     assert read_containerfile("FROM text\nRUN x\n", str(tmp_path)) == "FROM text\nRUN x\n"
     assert read_containerfile("FROM host", str(tmp_path)) == "FROM host"
+    assert read_containerfile("FROM\thost", str(tmp_path)) == "FROM\thost"
     with pytest.raises(BuildError, match="Containerfile nope does not exist"):
         read_containerfile("nope", str(tmp_path))

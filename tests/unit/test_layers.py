@@ -414,3 +414,14 @@ def test_depth_is_limited_and_deep_trees_are_handled(tmp_path: Path) -> None:
     assert not (tmp_path / "layer").exists()
     with pytest.raises(ImageError, match=r"'(a/){256}f'.*nests 257 levels deep.*at most 256"):
         unpack(TarBuilder().file("a/" * 256 + "f", b"deep").bytes(), tmp_path / "deeper")
+
+
+def test_without_whiteouts_the_names_are_plain_files(tmp_path: Path) -> None:
+    """ADD of a tar in a Containerfile: ``.wh.`` names are files like any other."""
+    blob = TarBuilder().whiteout("etc/passwd").opaque("etc").file(".wh..wh.aufs", b"a").bytes()
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    unpack_layer(io.BytesIO(blob), dest, source="add.tar", whiteouts=False)
+    assert sorted(p.name for p in (dest / "etc").iterdir()) == [".wh..wh..opq", ".wh.passwd"]
+    assert kind(dest / "etc" / ".wh.passwd") == "file" and not is_opaque(dest / "etc")
+    assert (dest / ".wh..wh.aufs").read_bytes() == b"a"

@@ -72,3 +72,12 @@ def test_options_from_env() -> None:
     assert opts.mirror == "mirror.gcr.io"
     assert opts.insecure == ("reg.lan:5000", "10.0.0.2")
     assert RegistryOptions.from_env({}) == RegistryOptions()
+
+
+def test_timeout_from_env() -> None:
+    assert RegistryOptions.from_env({"MINICONTAINER_REGISTRY_TIMEOUT": "2.5"}).timeout == 2.5
+    assert RegistryOptions.from_env({"MINICONTAINER_REGISTRY_TIMEOUT": " "}).timeout == 30.0
+    for bad in ("soon", "0", "-1", "nan", "inf"):
+        with pytest.raises(ImageError, match=rf"MINICONTAINER_REGISTRY_TIMEOUT='{bad}' is not a number of seconds"
+                                             r" greater than 0.*e\.g\. MINICONTAINER_REGISTRY_TIMEOUT=60"):
+            RegistryOptions.from_env({"MINICONTAINER_REGISTRY_TIMEOUT": bad})

@@ -19,7 +19,7 @@ from pathlib import Path
 from .._oci import parse_json
 from ._reference import DOCKER_HUB
 
-__all__ = ["Credentials", "credential_files", "find_credentials", "parse_challenge"]
+__all__ = ["Credentials", "credential_files", "find_credentials", "find_credentials_in", "parse_challenge"]
 
 Credentials = tuple[str, str]
 _HUB_KEYS = ("docker.io", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/",
@@ -60,6 +60,16 @@ def _decode(entry: object, where: str) -> Credentials | None:
 
 def find_credentials(registry: str) -> Credentials | None:
     """``(user, password)`` for ``registry`` (``docker.io`` or ``host[:port]``), or None."""
+    found = find_credentials_in(registry)
+    return found[0] if found is not None else None
+
+
+def find_credentials_in(registry: str) -> tuple[Credentials, Path] | None:
+    """The credentials for ``registry`` and the file they came from.
+
+    The file is kept because a refused password is fixed in that file: an error that only said
+    "wrong credentials" would leave the user guessing which of three files holds them.
+    """
     wanted = set(_HUB_KEYS) if registry == DOCKER_HUB else {registry}
     for path in credential_files():
         try:
@@ -76,7 +86,7 @@ def find_credentials(registry: str) -> Credentials | None:
             if key in wanted or _key_host(str(key)) in wanted:
                 found = _decode(entry, str(path))
                 if found is not None:
-                    return found
+                    return found, path
     return None
 
 

@@ -7,6 +7,11 @@ and a 401 must be answered by running the challenge's token flow once, then retr
 
 Plain HTTP is used only for loopback registries and those the user lists as insecure, and
 even then HTTPS (unverified) is tried first, as Podman does, so a local TLS registry works.
+
+Retries are for faults that pass: a reset connection, 5xx, 429.  A request that got no answer
+at all within ``options.timeout`` is not sent again (nor over plain HTTP after the HTTPS
+probe): a registry that accepts connections and never answers would otherwise cost the
+timeout once per attempt and scheme, minutes in all, before the test even starts.
 """
 
 from __future__ import annotations
@@ -18,18 +23,29 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Mapping
+from pathlib import Path
 
 from ...errors import RegistryError
-from ._auth import Credentials, basic_header, find_credentials, parse_challenge, token_from
-from ._options import RegistryOptions
+from ._auth import Credentials, basic_header, find_credentials_in, parse_challenge, token_from
+from ._options import TIMEOUT_ENV, RegistryOptions
 from ._reference import is_loopback
 
 __all__ = ["RegistryClient", "Response"]
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 _MAX_REDIRECTS = 10
+# Errors of a connection that did answer, then broke: worth another attempt (a blob download
+# resumes with Range after any of them, a stalled body included).
 _RETRYABLE_ERRORS = (TimeoutError, socket.timeout, ConnectionResetError, http.client.RemoteDisconnected,
                      http.client.IncompleteRead, BrokenPipeError)
+# Before an answer: these pass (a keep-alive race, a restarting proxy); a timeout does not.
+_RESET_ERRORS = (ConnectionResetError, http.client.RemoteDisconnected, http.client.IncompleteRead,
+                 BrokenPipeError)
+
+
+def timeout_hint(timeout: float) -> str:
+    """The fix for a registry that is slow rather than dead: give each request more time."""
+    return f"set {TIMEOUT_ENV} to more seconds per request (now {timeout:g})"
 
 
 class Response:
@@ -45,10 +61,25 @@ class Response:
     def read(self, n: int = -1) -> bytes:
         return self._resp.read(n)
 
-    def read_small(self, limit: int = 1 << 20) -> bytes:
-        data = self._resp.read(limit)
-        self.close()
-        return data
+    def read1(self, n: int) -> bytes:
+        """What has arrived, up to ``n`` bytes: a timeout later loses nothing already received,
+        so a stalled download resumes (``Range``) from the last byte instead of from zero."""
+        return self._resp.read1(n)
+
+    def read_body(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes of a small body (manifest, token); a broken transfer is a RegistryError.
+
+        Only blob downloads resume after a break; for these few bytes the caller's message
+        must still name the registry instead of surfacing a bare ``TimeoutError``.
+        """
+        try:
+            return self._resp.read(limit)
+        except _RETRYABLE_ERRORS as exc:
+            host = urllib.parse.urlsplit(self.url).netloc
+            timeout = self._conn.timeout if isinstance(self._conn.timeout, (int, float)) else 0.0
+            hint = f"; {timeout_hint(timeout)}" if isinstance(exc, TimeoutError) else ""
+            raise RegistryError(f"registry {host} stopped sending its answer to GET {self.url}"
+                                f" ({exc or type(exc).__name__}){hint}", registry=host) from exc
 
     def close(self) -> None:
         self._resp.close()
@@ -86,7 +117,10 @@ class RegistryClient:
         self.plain_http = is_loopback(endpoint) or endpoint in options.insecure
         self.scheme = ""  # decided by ping()
         self._auth: str | None = None
-        self._creds: Credentials | None = find_credentials(credentials_for or endpoint)
+        self._creds_for = credentials_for or endpoint
+        found = find_credentials_in(self._creds_for)
+        self._creds: Credentials | None = found[0] if found else None
+        self._creds_file: Path | None = found[1] if found else None
 
     @property
     def base(self) -> str:
@@ -126,16 +160,21 @@ class RegistryClient:
                 resp = self._once(method, url, headers)
             except ssl.SSLError:
                 raise
-            except _RETRYABLE_ERRORS as exc:
+            except TimeoutError as exc:  # no answer at all: another attempt would only wait as long again
+                raise RegistryError(f"registry {host} sent no answer to {method} {url} within"
+                                    f" {self.options.timeout:g}s (it is down, hung or overloaded; the request"
+                                    f" was not repeated); check that registry, or {timeout_hint(self.options.timeout)}",
+                                    registry=host, unreachable=True) from exc
+            except _RESET_ERRORS as exc:
                 if attempt == retries:
                     raise RegistryError(f"registry {host} did not answer {method} {url} after"
                                         f" {retries + 1} attempts ({exc or type(exc).__name__})",
-                                        registry=host) from exc
+                                        registry=host, unreachable=True) from exc
                 time.sleep(wait)
                 continue
             except OSError as exc:  # refused, no route, unknown host: waiting will not help
                 raise RegistryError(f"registry {host} is unreachable ({exc.strerror or exc})"
-                                    f" while requesting {url}", registry=host) from exc
+                                    f" while requesting {url}", registry=host, unreachable=True) from exc
             if (resp.status == 429 or resp.status >= 500) and attempt < retries:
                 after = _retry_after(resp.headers.get("Retry-After"))
                 resp.close()
@@ -174,7 +213,9 @@ class RegistryClient:
                 resp = self.request("GET", f"{self.base}/v2/", auth=False,
                                     retries=0 if i + 1 < len(schemes) else None)
             except (ssl.SSLError, RegistryError) as exc:
-                if i + 1 < len(schemes):
+                # A registry that did not answer HTTPS at all (timed out) is hung, not a plain-HTTP
+                # server (that one answers a TLS hello with an HTTP error or a closed connection).
+                if i + 1 < len(schemes) and not isinstance(exc.__cause__, TimeoutError):
                     continue
                 if isinstance(exc, ssl.SSLError):
                     raise RegistryError(f"registry {self.endpoint}: TLS failed ({exc}); list it in"
@@ -199,7 +240,7 @@ class RegistryClient:
             if self._creds is None:
                 raise RegistryError(f"registry {self.endpoint} wants a user name and password; add them to"
                                     " ~/.docker/config.json or $REGISTRY_AUTH_FILE", registry=self.endpoint)
-            self._auth = basic_header(self._creds)
+            self._auth = basic_header(self._creds)  # checked by the request it is sent with (see get)
             return
         if scheme != "bearer" or not params.get("realm"):
             raise RegistryError(f"registry {self.endpoint} asks for unsupported authentication {challenge!r}",
@@ -211,12 +252,16 @@ class RegistryClient:
         url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
         headers = {"Authorization": basic_header(self._creds)} if self._creds else {}
         with self.request("GET", url, headers, auth=False) as resp:
-            body = resp.read(1 << 20)
+            body = resp.read_body(1 << 20)
             status = resp.status
         if status in (401, 403):
-            who = "the credentials" if self._creds else "anonymous access"
-            raise RegistryError(f"the token service {realm} of registry {self.endpoint} refused {who}"
-                                f" (HTTP {status})", registry=self.endpoint)
+            if self._creds:
+                raise RegistryError(f"the token service {realm} of registry {self.endpoint} refused the"
+                                    f" credentials (HTTP {status}) {self._creds_source()}; {self._creds_fix()}",
+                                    registry=self.endpoint)
+            raise RegistryError(f"the token service {realm} of registry {self.endpoint} refused anonymous"
+                                f" access (HTTP {status}); add credentials for {self._creds_for} to"
+                                " ~/.docker/config.json or $REGISTRY_AUTH_FILE", registry=self.endpoint)
         if status != 200:
             raise RegistryError(f"the token service {realm} answered HTTP {status}", registry=self.endpoint)
         self._auth = "Bearer " + token_from(body, realm)
@@ -226,8 +271,26 @@ class RegistryClient:
         url = f"{self.base}/v2/{self.repository}/{path}"
         resp = self.request("GET", url, headers)
         challenge = resp.headers.get("WWW-Authenticate", "")
-        if resp.status == 401 and challenge:
+        if resp.status == 401 and challenge and not self._sent_basic():
             resp.close()
             self.authenticate(challenge)
             resp = self.request("GET", url, headers)
+        if resp.status == 401 and self._sent_basic():
+            # With Basic auth a 401 can only mean the password was refused; reporting it as
+            # "not found" would send the user looking for a typo in the image name.
+            resp.close()
+            raise RegistryError(f"registry {self.endpoint} refused the credentials for {self._creds_for}"
+                                f" (HTTP 401 to GET {url}) {self._creds_source()}; {self._creds_fix()}",
+                                registry=self.endpoint)
         return resp
+
+    def _sent_basic(self) -> bool:
+        return self._auth is not None and self._auth.startswith("Basic ")
+
+    def _creds_source(self) -> str:
+        user = f"user {self._creds[0]!r}" if self._creds else "no user"
+        return f"({user}, from {self._creds_file})"
+
+    def _creds_fix(self) -> str:
+        return (f"fix or remove the entry for {self._creds_for} in {self._creds_file} (log in again with"
+                f" `docker login {self._creds_for}` or `podman login {self._creds_for}`)")

@@ -17,7 +17,7 @@ from ...image import Image
 from ...store import Store
 from .._import import materialise
 from .._oci import manifest_plan
-from .._platform import parse_platform
+from .._platform import host_platform, parse_platform
 from ._client import RegistryClient
 from ._options import RegistryOptions
 from ._reference import DOCKER_HUB, RegistryRef, parse_registry_ref
@@ -35,21 +35,35 @@ def _platform_key(ref: RegistryRef, platform: str) -> str:
     return f"registry\0{ref}\0{os_}/{arch}/{variant}"
 
 
+def _host_platform() -> str:
+    return "/".join(part for part in host_platform() if part)
+
+
 def stored_image(store: Store, ref: RegistryRef, reference: str, platform: str | None = None) -> Image | None:
     """The complete image the store holds for ``ref``, or None.
 
     A tag names the image last pulled for it, whatever its platform; with an explicit
     ``platform`` the store's record of what that platform's pull gave is used instead, so
-    ``platform="linux/arm64"`` never returns the host's image of the same tag.
+    ``platform="linux/arm64"`` never returns the host's image of the same tag.  A digest names
+    the image itself, unless it is an index's: the store keeps the manifest chosen from the
+    index, never the index, so the record of what this host's pull chose is used.
     """
-    key = store.lookup_source(_platform_key(ref, platform)) if platform else (ref.digest or ref.store_tag)
-    if key is None:
-        return None
-    try:
-        image = store.load_image(key)
-    except ImageNotFound:
-        return None
-    return replace(image, reference=reference) if store.image_complete(image) else None
+    if platform:
+        keys = [store.lookup_source(_platform_key(ref, platform))]
+    elif ref.digest:
+        keys = [ref.digest, store.lookup_source(_platform_key(ref, _host_platform()))]
+    else:
+        keys = [ref.store_tag]
+    for key in keys:
+        if key is None:
+            continue
+        try:
+            image = store.load_image(key)
+        except ImageNotFound:
+            continue
+        if store.image_complete(image):
+            return replace(image, reference=reference)
+    return None
 
 
 def pull_image(store: Store, text: str, *, policy: str = "missing", platform: str | None = None,
@@ -85,8 +99,10 @@ def pull_image(store: Store, text: str, *, policy: str = "missing", platform: st
                 if mirror_error is not None:
                     exc.args = (f"{exc} (the mirror {options.mirror} failed first: {mirror_error})",)
                 raise
-        if platform:
-            store.record_source(_platform_key(ref, platform), image.digest)
+        if platform or ref.digest:
+            # What this platform's pull gave: the image of a tag moves, and an index digest names
+            # no stored image at all (stored_image); without a platform the host's was chosen.
+            store.record_source(_platform_key(ref, platform or _host_platform()), image.digest)
         return image
 
 
