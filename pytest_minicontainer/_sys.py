@@ -18,6 +18,7 @@ import socket
 import struct
 
 __all__ = [
+    "CAP_SYS_ADMIN",
     "CLONE_NEWIPC",
     "CLONE_NEWNET",
     "CLONE_NEWNS",
@@ -37,6 +38,7 @@ __all__ = [
     "SysError",
     "bring_up_loopback",
     "clone",
+    "drop_capability",
     "mknod_whiteout",
     "mount",
     "pivot_root",
@@ -65,7 +67,11 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
 
+CAP_SYS_ADMIN = 21
+
 _PR_SET_PDEATHSIG = 1
+_PR_CAPBSET_DROP = 24
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _PR_SET_CHILD_SUBREAPER = 36
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
@@ -156,6 +162,29 @@ def sethostname(name: str) -> None:
     """Set the hostname of the calling process's UTS namespace."""
     raw = name.encode()
     _check(_libc.sethostname(raw, len(raw)), "sethostname", name)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32))
+
+
+def drop_capability(cap: int) -> None:
+    """Remove ``cap`` from this process for good: from its bounding set (so that no program it
+    starts gets it back) and from its effective, permitted and inheritable sets."""
+    _check(_libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), "prctl", "PR_CAPBSET_DROP", cap)
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    word, bit = divmod(cap, 32)
+    mask = ~(1 << bit) & 0xFFFFFFFF
+    data[word].effective &= mask
+    data[word].permitted &= mask
+    data[word].inheritable &= mask
+    _check(_libc.capset(ctypes.byref(header), data), "capset", cap)
 
 
 def set_parent_death_signal(sig: int) -> None:

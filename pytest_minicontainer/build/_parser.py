@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import BuildError
+from ._subst import split_words
 
 __all__ = ["SUPPORTED", "Instruction", "exec_form", "parse"]
 
@@ -130,43 +131,12 @@ def _logical_lines(text: str) -> tuple[list[tuple[int, str]], str]:
     return out, escape
 
 
-def _raw_words(text: str) -> list[str]:
-    """Shell words of ``text`` with their quotes and escapes kept, as BuildKit splits a line
-    to find heredocs (its escape is always the backslash there); an unterminated quote ends
-    the last word instead of failing, as BuildKit ignores that error."""
-    out: list[str] = []
-    current: list[str] = []
-    quote = ""
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if c == "\\" and quote != "'":
-            current.append(text[i:i + 2])
-            i += 2
-            continue
-        if quote:
-            quote = "" if c == quote else quote
-        elif c in "\"'":
-            quote = c
-        elif c.isspace():
-            if current:
-                out.append("".join(current))
-                current = []
-            i += 1
-            continue
-        current.append(c)
-        i += 1
-    if current:
-        out.append("".join(current))
-    return out
-
-
 def _starts_heredoc(args: str) -> bool:
     """Whether BuildKit would read the next lines as a heredoc: any unquoted word of the
     (shell-form) arguments is ``<<WORD``, ``<<-WORD``, ``<<"WORD"`` or ``2<<WORD``.  Without
     this check the heredoc's body would be parsed as instructions (``unknown instruction``
     naming a line of the body)."""
-    return "<<" in args and any(_HEREDOC.fullmatch(word) for word in _raw_words(args))
+    return "<<" in args and any(_HEREDOC.fullmatch(word) for word in split_words(args, strict=False))
 
 
 def exec_form(args: str, line: int, name: str) -> tuple[str, ...] | None:

@@ -18,8 +18,12 @@ from ..errors import BuildError
 __all__ = ["expand", "split_words", "words"]
 
 
-def split_words(text: str, escape: str = "\\") -> list[str]:
-    """Split on unquoted white space, keeping quotes and escapes for :func:`expand`."""
+def split_words(text: str, escape: str = "\\", *, strict: bool = True) -> list[str]:
+    """Split on unquoted white space, keeping quotes and escapes for :func:`expand`.
+
+    ``strict=False``: an unterminated quote ends the last word instead of raising (BuildKit
+    looks for heredocs that way).
+    """
     out: list[str] = []
     current: list[str] = []
     quote = ""
@@ -43,7 +47,7 @@ def split_words(text: str, escape: str = "\\") -> list[str]:
             continue
         current.append(c)
         i += 1
-    if quote:
+    if quote and strict:
         raise ValueError(f"unterminated {quote} quote")
     if current:
         out.append("".join(current))

@@ -249,7 +249,7 @@ class Runtime:
             raise hostcheck.explain_idmap(self.idmap, exc.returncode, (exc.stderr or "").strip()) from None
         except OSError as exc:
             raise hostcheck.explain_idmap(self.idmap, exc.errno or 0, str(exc)) from None
-        protocol.send(self._ctl, {"op": "mapped"})
+        protocol.send(self._ctl, {"op": "mapped", "host_root": idmap.is_host_root(self.idmap)})
         self._read_start("ready")
 
     def _read_start(self, step: str) -> dict[str, Any]:

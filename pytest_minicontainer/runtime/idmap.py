@@ -22,7 +22,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-__all__ = ["IdMap", "choose", "write"]
+__all__ = ["IdMap", "choose", "is_host_root", "write"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,16 @@ def _own_ids(name: str) -> tuple[tuple[int, int, int], ...]:
     except (OSError, ValueError):
         return _FULL
     return lines or _FULL
+
+
+def is_host_root(idmap: IdMap) -> bool:
+    """Whether root in the containers is the host's real root (uid 0 of the initial namespace).
+
+    Then the kernel's own root-owned files (``/proc/sys``, ``/proc/sysrq-trigger``) are open to
+    it by plain permission checks, and only the masks over them keep them out of reach.
+    """
+    return os.geteuid() == 0 and _own_ids("uid_map") == _FULL and any(
+        inside == 0 and outside == 0 for inside, outside, _n in idmap.uid_lines)
 
 
 def choose(mode: str | None = None) -> IdMap:

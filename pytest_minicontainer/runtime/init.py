@@ -275,7 +275,7 @@ def _child_exec(argv: list[str], env: dict[str, str], cwd: str, uid: int, gid: i
 
 
 def spare_main(stage: str, work: socket.socket, scratch: str, cid: str,
-               template: dict[str, Any] | None) -> NoReturn:
+               template: dict[str, Any] | None, host_root: bool = False) -> NoReturn:
     """Pid 1 of a *spare* container: set up what it can before its spec is known, then wait.
 
     The namespaces exist, loopback is up, /proc and /dev are mounted under ``stage``.  With
@@ -306,7 +306,7 @@ def spare_main(stage: str, work: socket.socket, scratch: str, cid: str,
     if problem is not None:
         _report(reply, problem, cid, scratch)
         os._exit(1)
-    container_main(spec, ctl, reply, scratch, cid, staged=stage, prepared=prepared is not None)
+    container_main(spec, ctl, reply, scratch, cid, staged=stage, prepared=prepared is not None, host_root=host_root)
 
 
 def _report(reply: socket.socket, exc: BaseException, cid: str, scratch: str) -> None:
@@ -316,8 +316,14 @@ def _report(reply: socket.socket, exc: BaseException, cid: str, scratch: str) ->
 
 
 def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socket, scratch: str, cid: str,
-                   staged: str | None = None, prepared: bool = False) -> NoReturn:
-    """Run as pid 1 of a new container (``prepared``: its root is entered already); never returns."""
+                   staged: str | None = None, prepared: bool = False, host_root: bool = False) -> NoReturn:
+    """Run as pid 1 of a new container (``prepared``: its root is entered already); never returns.
+
+    With ``host_root`` (root inside is the host's real root) CAP_SYS_ADMIN goes once the
+    container is set up, for pid 1 and all it starts, as Docker's containers run without it:
+    the masks over /proc's kernel files are plain mounts, which root with that capability
+    could take off (or go around with a new /proc) and then write the host's sysctls.
+    """
     code = 0
     try:
         _sys.set_parent_death_signal(signal.SIGKILL)
@@ -328,6 +334,8 @@ def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socke
                 _sys.bring_up_loopback()
             mounts.apply_plan(mounts.build_plan(spec, scratch), staged)
         _sys.sethostname(spec.get("hostname") or cid)
+        if host_root:
+            _sys.drop_capability(_sys.CAP_SYS_ADMIN)
         init = _Init(ctl)
         protocol.send(reply, {"ok": True, "id": cid, "scratch": scratch})
         reply.close()

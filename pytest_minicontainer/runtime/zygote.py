@@ -54,9 +54,12 @@ class _Spare(NamedTuple):
 
 
 class _Zygote(Server):
-    def __init__(self, ctl: socket.socket, scratch: str) -> None:
+    def __init__(self, ctl: socket.socket, scratch: str, host_root: bool = False) -> None:
         super().__init__(ctl)
         self.scratch = scratch
+        # Root in the containers is the host's root: their commands run without CAP_SYS_ADMIN
+        # (see init.container_main), or they could unmount /proc's masks.
+        self.host_root = host_root
         self.inits: dict[str, int] = {}  # container id -> its pid 1 (as this namespace numbers it)
         self.scratch_of: dict[int, str] = {}  # pid 1 of a container -> its scratch dir
         # pid 1 -> (reply or None, request) to finish when that container has ended
@@ -495,9 +498,9 @@ def _init(zygote: _Zygote, spec: dict[str, Any] | None, reply: socket.socket | N
         zygote.close_in_child()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         if spare is not None:
-            spare_main(zygote.stage, spare, scratch, cid, template)
+            spare_main(zygote.stage, spare, scratch, cid, template, zygote.host_root)
         assert spec is not None and reply is not None
-        container_main(spec, socket.socket(fileno=ctl_fd), reply, scratch, cid)
+        container_main(spec, socket.socket(fileno=ctl_fd), reply, scratch, cid, host_root=zygote.host_root)
     except BaseException as exc:
         if reply is not None:
             with contextlib.suppress(OSError):
@@ -533,7 +536,7 @@ def main(argv: list[str]) -> int:
         _sys.set_child_subreaper()
     protocol.send(ctl, {"ok": True, "step": "ready"})
     os.makedirs(scratch, exist_ok=True)
-    _Zygote(ctl, scratch).serve()
+    _Zygote(ctl, scratch, bool(message.get("host_root"))).serve()
     return 0
 
 

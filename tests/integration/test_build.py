@@ -244,6 +244,9 @@ def test_bad_copy_fails_before_anything_runs(engine: Engine, busybox_rootfs: Pat
 
 
 def test_copy_chown(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    if not _maps_app_user(engine) and os.geteuid() == 0:
+        pytest.skip("as root with MINICONTAINER_IDMAP=single the build gives files to uid 1000, which "
+                    "containers of that mapping cannot show: run without MINICONTAINER_IDMAP=single")
     if not _maps_app_user(engine):
         # rootless with a single mapping: owning files by uid 1000 is impossible, and says so
         (tmp_path / "f").write_text("x")

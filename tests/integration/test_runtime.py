@@ -202,8 +202,9 @@ def test_host_image_runs_host_python_and_keeps_the_host_untouched(engine: Engine
         # only system dirs and the running Python are exposed, not the project or the homes
         assert c.exec(["test", "-e", __file__]).returncode == 1
         r = c.exec(f"echo x > {marker} && cat {marker}")
-        if engine.mode == "root":
-            # root's files are root's inside too: the write lands in the writable layer
+        if os.geteuid() == 0:
+            # root's files are root's inside too (every mapping of real root maps uid 0 to
+            # itself): the write lands in the writable layer
             assert r.returncode == 0 and r.stdout == "x\n"
             assert "A " + marker in set(map(str, c.diff()))
         else:
@@ -527,6 +528,24 @@ def test_sigkill_of_the_owner_kills_its_containers_and_the_next_engine_cleans(
         others = [p for p in (store / "run").iterdir() if p.name != e.runtime.engine_id]
         assert others == []
     assert _mounts_of(store) == []
+
+
+def test_the_kernels_own_files_stay_out_of_reach(engine: Engine, busybox_rootfs: Path) -> None:
+    """As real root, root in a container is the host's root: /proc's masks must not come off
+    (no CAP_SYS_ADMIN for what runs inside) and no global sysctl may be written, whatever the
+    container tries; rootless the host refuses those writes anyway.  Each write puts back
+    the value it read, so nothing changes even if one got through."""
+    script = (
+        "umount /proc/sys; umount /proc/sysrq-trigger; mkdir -p /mnt/p && mount -t proc proc /mnt/p; "
+        "for f in /proc/sys/vm/swappiness /mnt/p/sys/vm/swappiness; do "
+        "  [ -e $f ] && v=$(cat $f) && (echo $v > $f) && echo wrote $f; done; "
+        "unshare -Urm sh -c 'umount /proc/sys; v=$(cat /proc/sys/vm/swappiness); "
+        "echo $v > /proc/sys/vm/swappiness && echo wrote nested'; true")
+    with engine.run(f"rootfs:{busybox_rootfs}") as c:
+        assert c.exec("for x in mount umount unshare; do command -v $x; done").stdout.count("\n") == 3
+        assert "wrote" not in c.exec(script).stdout
+        if engine.runtime.idmap.kind == "root" and os.geteuid() == 0:
+            assert c.exec("hostname other").returncode != 0  # no CAP_SYS_ADMIN, as in Docker
 
 
 # -- bad input from the user ------------------------------------------------------------------------
