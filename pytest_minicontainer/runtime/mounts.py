@@ -55,7 +55,7 @@ SLIRP_RESOLV = "nameserver 10.0.2.3\n"
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 # runc's masked and read-only /proc paths: kernel internals a test has no business with.
 PROC_MASKED = ("kcore", "keys", "timer_list", "sched_debug", "latency_stats", "timer_stats", "sysrq-trigger")
-PROC_READONLY = ("sys", "bus", "fs", "irq")
+PROC_READONLY = ("sys", "bus", "fs", "irq", "acpi", "scsi", "asound")
 
 
 class MakePrivate(NamedTuple):
