@@ -243,16 +243,16 @@ def _unpack_archive(source: Source, compression: str, dest: Path, step: Step) ->
     """Unpack the archive ``source`` into the empty directory ``dest``, the way ADD does.
 
     The layer unpacker's safety rules apply (no escapes, links never followed), but not its
-    image-layer meaning of ``.wh.*`` names (``whiteouts=False``): Docker's ADD extracts
+    image-layer meaning of ``.wh.*`` names (``layer=False``): Docker's ADD extracts
     ``etc/.wh.passwd`` as a file of that name, it does not delete ``/etc/passwd``.
     """
     try:
         if compression in ("bzip2", "xz"):  # the layer unpacker reads tar, gzip and zstd itself
             with _decoded(source.host, compression) as blob:
-                unpack_layer(blob, dest, source=source.rel, whiteouts=False)
+                unpack_layer(blob, dest, source=source.rel, layer=False)
         else:
             with open(source.host, "rb") as blob:
-                unpack_layer(blob, dest, source=source.rel, whiteouts=False)
+                unpack_layer(blob, dest, source=source.rel, layer=False)
     except (ImageError, EOFError, lzma.LZMAError, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise  # the file system's (ENOSPC...), not the archive's; bz2 reports bad data without errno

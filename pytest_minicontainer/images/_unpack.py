@@ -115,11 +115,11 @@ def _ns(mtime: float) -> int:
 
 class _Unpacker:
     def __init__(self, dest: str, source: str, *, is_root: bool, lowers: Sequence[str] = (),
-                 whiteouts: bool = True) -> None:
+                 layer: bool = True) -> None:
         self.dest = dest
         self.source = source
         self.is_root = is_root
-        self.whiteouts = whiteouts
+        self.layer = layer
         # The parents' merged view (bottom first), to follow their symlinks as Docker does.
         self.below = ImageView(Image(digest="", layer_dirs=tuple(lowers))) if lowers else None
         self.kinds: dict[str, str] = {"": _DIR}
@@ -131,6 +131,10 @@ class _Unpacker:
         self.opaque: set[str] = set()  # directories of this layer marked opaque
 
     # -- helpers -------------------------------------------------------------------------
+    def normalise(self, name: str) -> str:
+        """``normalise_member``; a plain archive's absolute names lose their "/", as tar does."""
+        return normalise_member(name if self.layer else name.lstrip("/"))
+
     def fail(self, member: str, problem: str) -> ImageError:
         return ImageError(f"layer member {member!r}: {problem}", path=self.source)
 
@@ -278,17 +282,17 @@ class _Unpacker:
     def entry(self, reader: LayerReader, info: Member) -> None:
         member = info.name
         try:
-            rel = normalise_member(member)
+            rel = self.normalise(member)
         except ValueError as exc:
             raise self.fail(member, str(exc)) from None
-        if self.whiteouts and rel.startswith(_AUFS) and rel != _OPQ:
+        if self.layer and rel.startswith(_AUFS) and rel != _OPQ:
             return  # aufs metadata (.wh..wh.plnk, .wh..wh.aufs): skipped, as Docker does
         rel = self.through_lower_links(rel)
         if rel.count("/") >= MAX_DEPTH:
             raise self.fail(member, f"nests {rel.count('/') + 1} levels deep; images may nest at most"
                                     f" {MAX_DEPTH} (rebuild it with a flatter tree)")
         parent, base = posixpath.split(rel)
-        if self.whiteouts and base.startswith(_WH):
+        if self.layer and base.startswith(_WH):
             if self._hidden_by_non_dir(parent):
                 return  # umoci writes these; the non-directory already hides what lies below
             self.ensure_dir(parent, member)
@@ -402,7 +406,7 @@ class _Unpacker:
 
     def hardlink(self, info: Member, rel: str, path: str) -> None:
         try:
-            target = self.through_lower_links(normalise_member(info.linkname))
+            target = self.through_lower_links(self.normalise(info.linkname))
         except ValueError as exc:
             raise self.fail(info.name, f"hard link target {info.linkname!r}: {exc}") from None
         kind = self.kinds.get(target)
@@ -451,13 +455,14 @@ class _Unpacker:
 
 def unpack_layer(blob: IO[bytes], dest: str | os.PathLike[str], *, source: str,
                  is_root: bool | None = None, lowers: Sequence[str] = (),
-                 on_entry: Callable[[Member], None] | None = None, whiteouts: bool = True) -> UnpackResult:
+                 on_entry: Callable[[Member], None] | None = None, layer: bool = True) -> UnpackResult:
     """Unpack the tar (plain, gzip or zstd) read from ``blob`` into the empty directory ``dest``.
 
     ``lowers`` are the unpacked parent layers (bottom first): their symlinked directories are
     followed the way Docker applies a layer onto its parents (the result then depends on them:
-    the store keys such layers by chain id).  ``whiteouts=False`` reads ``.wh.`` names as
-    ordinary files: a Containerfile's ``ADD`` of a tar is an archive, not an image layer.
+    the store keys such layers by chain id).  ``layer=False`` reads a plain archive, as a
+    Containerfile's ``ADD`` extracts one: ``.wh.`` names are ordinary files, and absolute
+    names (and hard-link targets) lose their leading "/" instead of being refused.
 
     ``source`` names the blob in error messages.  Raises :class:`ImageError` for a corrupt
     or hostile layer; ``dest`` is then in an undefined state and must be discarded (the
@@ -466,7 +471,7 @@ def unpack_layer(blob: IO[bytes], dest: str | os.PathLike[str], *, source: str,
     """
     root = os.fspath(dest)
     un = _Unpacker(root, source, is_root=os.geteuid() == 0 if is_root is None else is_root, lowers=lowers,
-                   whiteouts=whiteouts)
+                   layer=layer)
     try:
         with LayerReader(blob) as reader:
             _unpack_members(un, TarReader(reader, source), reader, on_entry)

@@ -416,12 +416,18 @@ def test_depth_is_limited_and_deep_trees_are_handled(tmp_path: Path) -> None:
         unpack(TarBuilder().file("a/" * 256 + "f", b"deep").bytes(), tmp_path / "deeper")
 
 
-def test_without_whiteouts_the_names_are_plain_files(tmp_path: Path) -> None:
-    """ADD of a tar in a Containerfile: ``.wh.`` names are files like any other."""
-    blob = TarBuilder().whiteout("etc/passwd").opaque("etc").file(".wh..wh.aufs", b"a").bytes()
+def test_a_plain_archive_is_not_a_layer(tmp_path: Path) -> None:
+    """ADD of a tar in a Containerfile: ``.wh.`` names are files like any other, and absolute
+    names lose their "/" as tar does (an image layer refuses both readings)."""
+    blob = (TarBuilder().whiteout("etc/passwd").opaque("etc").file(".wh..wh.aufs", b"a")
+            .file("/abs/f", b"abs").hardlink("/abs/g", "/abs/f").bytes())
     dest = tmp_path / "layer"
     dest.mkdir()
-    unpack_layer(io.BytesIO(blob), dest, source="add.tar", whiteouts=False)
+    unpack_layer(io.BytesIO(blob), dest, source="add.tar", layer=False)
     assert sorted(p.name for p in (dest / "etc").iterdir()) == [".wh..wh..opq", ".wh.passwd"]
     assert kind(dest / "etc" / ".wh.passwd") == "file" and not is_opaque(dest / "etc")
     assert (dest / ".wh..wh.aufs").read_bytes() == b"a"
+    assert (dest / "abs" / "g").read_bytes() == b"abs"
+    assert (dest / "abs" / "f").stat().st_ino == (dest / "abs" / "g").stat().st_ino
+    with pytest.raises(ImageError, match="absolute"):
+        unpack(blob, tmp_path / "as-layer")
