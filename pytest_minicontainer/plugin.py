@@ -57,6 +57,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default="host")
     parser.addini("minicontainer_registry_mirror", "a Docker Hub mirror (host[:port]) tried first, falling "
                   "back to Docker Hub; $MINICONTAINER_REGISTRY_MIRROR wins", default="")
+    parser.addini("minicontainer_registry_timeout", "seconds one registry request may wait for an answer "
+                  "(default 30); $MINICONTAINER_REGISTRY_TIMEOUT wins", default="")
     parser.addini("minicontainer_insecure_registries", "registries (host[:port]) reachable over plain HTTP "
                   "besides loopback ones; $MINICONTAINER_INSECURE_REGISTRIES wins", type="linelist", default=[])
 
@@ -135,14 +137,17 @@ def _registry_settings(config: pytest.Config) -> None:
     """
     mirror = config.getini("minicontainer_registry_mirror")
     insecure: list[str] = config.getini("minicontainer_insecure_registries")
-    if not mirror and not insecure:
+    timeout = config.getini("minicontainer_registry_timeout")
+    if not mirror and not insecure and not timeout:
         return
-    from .images.registry import INSECURE_ENV, MIRROR_ENV
+    from .images.registry import INSECURE_ENV, MIRROR_ENV, TIMEOUT_ENV
 
     if mirror and not os.environ.get(MIRROR_ENV):
         os.environ[MIRROR_ENV] = str(mirror)
     if insecure and not os.environ.get(INSECURE_ENV):
         os.environ[INSECURE_ENV] = ",".join(insecure)
+    if timeout and not os.environ.get(TIMEOUT_ENV):
+        os.environ[TIMEOUT_ENV] = str(timeout)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

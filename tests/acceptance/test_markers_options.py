@@ -274,8 +274,10 @@ def test_registry_ini_keys_reach_the_pull_code(run: RunPytest, pytester: pytest.
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MINICONTAINER_REGISTRY_MIRROR", raising=False)
     monkeypatch.delenv("MINICONTAINER_INSECURE_REGISTRIES", raising=False)
+    monkeypatch.delenv("MINICONTAINER_REGISTRY_TIMEOUT", raising=False)
     pytester.makeini("""
         [pytest]
+        minicontainer_registry_timeout = 7.5
         minicontainer_registry_mirror = mirror.example:5000
         minicontainer_insecure_registries =
             reg.example:5000
@@ -288,6 +290,7 @@ def test_registry_ini_keys_reach_the_pull_code(run: RunPytest, pytester: pytest.
             options = RegistryOptions.from_env()
             assert options.mirror == "mirror.example:5000"
             assert set(options.insecure) == {"reg.example:5000", "other.example"}
+            assert options.timeout == 7.5
     """)
     result = run("-n", "2")
     result.assert_outcomes(passed=1)

@@ -8,10 +8,10 @@ applies the pull policy, the cross-process lock and the mirror fallback.
 
 from __future__ import annotations
 
-from ._options import INSECURE_ENV, MIRROR_ENV, RegistryOptions
+from ._options import INSECURE_ENV, MIRROR_ENV, TIMEOUT_ENV, RegistryOptions
 from ._pull import PULL_POLICIES, pull_image
 from ._reference import RegistryRef, parse_registry_ref
 from ._source import Progress
 
-__all__ = ["INSECURE_ENV", "MIRROR_ENV", "PULL_POLICIES", "Progress", "RegistryOptions", "RegistryRef",
-           "parse_registry_ref", "pull_image"]
+__all__ = ["INSECURE_ENV", "MIRROR_ENV", "PULL_POLICIES", "TIMEOUT_ENV", "Progress", "RegistryOptions",
+           "RegistryRef", "parse_registry_ref", "pull_image"]
