@@ -398,10 +398,10 @@ def test_pull_killed_halfway_then_succeeds(registry: Registry, proxy: Proxy, sto
         from tests.registry_tools import _Handler
 
         assert isinstance(h, _Handler)
-        if h.command == "GET" and "/blobs/" in h.path and h.path.rsplit("/", 1)[1] not in (
-                sha256(base), _config_hex(registry, name)):
-            h.send_response(200)
-            h.send_header("Content-Length", "400000")
+        blob = h.path.rsplit("/", 1)[1]
+        if h.command == "GET" and "/blobs/" in h.path and blob not in (sha256(base), _config_hex(registry, name)):
+            h.send_response(200)  # the blob's true length (a wrong one is refused before the body)
+            h.send_header("Content-Length", str(registry.blob_file(blob).stat().st_size))
             h.end_headers()
             h.wfile.write(b"\0" * 1000)
             h.wfile.flush()
