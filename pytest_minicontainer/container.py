@@ -23,7 +23,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -504,13 +504,32 @@ class Container:
         if self.network != "none":
             skip.add("/etc/resolv.conf")  # the runtime's resolver configuration, not the test's
         args = (str(self.upper_dir), list(self.image.layer_dirs), list(self.image.host_dirs), sorted(skip))
-        try:
-            found = changes(*args)
-        except PermissionError:
-            # rootless with a subordinate id range: a directory of another id inside the
-            # container is private to it on the host too; the user namespace can read it
-            found = self._rt.runtime.call("pytest_minicontainer._diff", "changes", *args)
+        with self._frozen():
+            try:
+                found = changes(*args)
+            except PermissionError:
+                # rootless with a subordinate id range: a directory of another id inside the
+                # container is private to it on the host too; the user namespace can read it
+                found = self._rt.runtime.call("pytest_minicontainer._diff", "changes", *args)
         return [Change(kind, path) for kind, path in found]
+
+    @contextlib.contextmanager
+    def _frozen(self) -> Iterator[None]:
+        """Every process of a running container stopped meanwhile, as Docker pauses one it commits.
+
+        The writable layer is read from the host: a process swapping a directory or file for a
+        symlink while it is walked could make the walk follow that link to the host's files.
+        """
+        running = self._rt.alive
+        if running:
+            with contextlib.suppress(ContainerError):
+                self._rt.freeze(True)
+        try:
+            yield
+        finally:
+            if running:
+                with contextlib.suppress(ContainerError):
+                    self._rt.freeze(False)
 
     # -- life cycle -------------------------------------------------------------------------
     def stop(self, timeout: float = 10) -> int | None:

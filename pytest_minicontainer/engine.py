@@ -363,7 +363,8 @@ class Engine:
         tmp = self.store.new_tmp_dir("commit-")
         layer_tmp = tmp / "layer"
         try:
-            self.runtime.copy(container.upper_dir, layer_tmp)
+            with container._frozen():
+                self.runtime.copy(container.upper_dir, layer_tmp)
             for mountpoint in ("proc", "dev", "sys"):
                 p = layer_tmp / mountpoint
                 with contextlib.suppress(OSError):

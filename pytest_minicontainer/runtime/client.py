@@ -160,6 +160,11 @@ class RuntimeContainer:
             _a, _f, sock = self.request({"op": "kill", "pid": pid, "signal": int(sig), "group": group})
             sock.close()
 
+    def freeze(self, stop: bool) -> None:
+        """Stop (or continue) every process of the container; see ``init._freeze``."""
+        _a, _f, sock = self.request({"op": "freeze", "stop": stop})
+        sock.close()
+
     def open(self, path: str, flags: int, mode: int = 0o644, mkdirs: bool = False) -> int:
         _a, fds, sock = self.request({"op": "open", "path": path, "flags": flags, "mode": mode, "mkdirs": mkdirs})
         sock.close()

@@ -23,6 +23,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from typing import Any, NoReturn
 
 from .. import _sys
@@ -72,6 +73,9 @@ class _Init(Server):
                 return False
             if op == "kill":
                 self.kill(int(message["pid"]), int(message["signal"]), bool(message.get("group", True)))
+                protocol.send(reply, {"ok": True})
+            elif op == "freeze":
+                _freeze(bool(message.get("stop")))
                 protocol.send(reply, {"ok": True})
             elif op == "user":
                 uid, gid, groups, home = users.resolve(message.get("user"))
@@ -160,6 +164,36 @@ class _Init(Server):
             except InterruptedError:
                 continue
             self._exited(pid, status)
+
+
+def _freeze(stop: bool) -> None:
+    """Stop (SIGSTOP) or continue every process of the container but pid 1.
+
+    Stopping returns once each of them is stopped (or a short while has passed): a commit
+    then copies a writable layer nobody changes under it, as Docker pauses a container it
+    commits; a process swapping a file for a symlink mid-copy could otherwise make the copy
+    read a host file through it.
+    """
+    with contextlib.suppress(OSError):
+        os.kill(-1, signal.SIGSTOP if stop else signal.SIGCONT)  # as pid 1: everyone but us
+    if not stop:
+        return
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        running = False
+        for name in os.listdir("/proc"):
+            if name.isdigit() and name != "1":
+                try:
+                    with open(f"/proc/{name}/stat", "rb") as f:
+                        state = f.read().rsplit(b")", 1)[1].split()[0]
+                except (OSError, IndexError):
+                    continue
+                if state not in (b"T", b"t", b"Z", b"X"):
+                    running = True
+                    break
+        if not running:
+            return
+        time.sleep(0.001)
 
 
 def _tree(root: int) -> set[int]:
@@ -288,7 +322,7 @@ def spare_main(stage: str, work: socket.socket, scratch: str, cid: str,
     prepared: str | None = None  # the template key of the root made ahead
     try:
         _sys.bring_up_loopback()
-        mounts.stage(stage)
+        mounts.stage(stage, host_root)
         if template is not None:
             os.umask(0o022)
             mounts.apply_plan(mounts.build_plan(template, scratch), stage)
@@ -332,7 +366,7 @@ def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socke
         if not prepared:
             if staged is None and spec.get("network", "none") != "host":
                 _sys.bring_up_loopback()
-            mounts.apply_plan(mounts.build_plan(spec, scratch), staged)
+            mounts.apply_plan(mounts.build_plan(spec, scratch), staged, host_root)
         _sys.sethostname(spec.get("hostname") or cid)
         if host_root:
             _sys.drop_capability(_sys.CAP_SYS_ADMIN)

@@ -266,12 +266,24 @@ def host_entries() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
             tuple(n for n in DEV_NODES if os.path.exists("/dev/" + n)))
 
 
-def _proc(target: str) -> None:
+def _node_bind(source: str, target: str, host_root: bool) -> None:
+    """Bind the host's device node ``source`` (an existing file at ``target``).
+
+    With ``host_root`` (root inside is the host's root, who owns the node) the bind is made
+    read-only: reads and writes of the device still work, but a ``chmod 000 /dev/null`` in
+    a container would otherwise change the host's own /dev/null.
+    """
+    _sys.mount(source, target, None, _sys.MS_BIND)
+    if host_root:
+        _sys.mount(None, target, None, _sys.MS_REMOUNT | _sys.MS_BIND | _sys.MS_RDONLY | _locked_flags(target))
+
+
+def _proc(target: str, host_root: bool = False) -> None:
     masked, readonly, _nodes = host_entries()
     _mkdir(target)
     _sys.mount("proc", target, "proc", _sys.MS_NOSUID | _sys.MS_NODEV | _sys.MS_NOEXEC)
     for name in masked:
-        _sys.mount("/dev/null", os.path.join(target, name), None, _sys.MS_BIND)
+        _node_bind("/dev/null", os.path.join(target, name), host_root)
     # read-only again: a bind inherits the proc mount's flags and may not drop them
     ro_flags = _sys.MS_REMOUNT | _sys.MS_BIND | _sys.MS_RDONLY | _sys.MS_NOSUID | _sys.MS_NODEV | _sys.MS_NOEXEC
     for name in readonly:
@@ -280,14 +292,14 @@ def _proc(target: str) -> None:
         _sys.mount(None, path, None, ro_flags)
 
 
-def _dev(target: str) -> None:
+def _dev(target: str, host_root: bool = False) -> None:
     _nodes = host_entries()[2]
     _mkdir(target)
     _sys.mount("tmpfs", target, "tmpfs", _sys.MS_NOSUID | _sys.MS_NOEXEC, "mode=755,size=65536k")
     for name in _nodes:
         path = os.path.join(target, name)
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
-        _sys.mount("/dev/" + name, path, None, _sys.MS_BIND)
+        _node_bind("/dev/" + name, path, host_root)
     pts = os.path.join(target, "pts")
     os.mkdir(pts, 0o755)
     _sys.mount("devpts", pts, "devpts", _sys.MS_NOSUID | _sys.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
@@ -309,7 +321,7 @@ def _pivot(new_root: str) -> None:
     os.chdir("/")
 
 
-def stage(path: str) -> None:
+def stage(path: str, host_root: bool = False) -> None:
     """Mount /proc and /dev ahead of time under ``path``, before the container is known.
 
     A spare container (see the zygote) calls this while it waits for work; applying the
@@ -319,8 +331,8 @@ def stage(path: str) -> None:
     """
     _sys.mount(None, "/", None, _sys.MS_REC | _sys.MS_PRIVATE)
     _sys.mount("tmpfs", path, "tmpfs", _sys.MS_NOSUID | _sys.MS_NODEV, "mode=755,size=64k")
-    _proc(os.path.join(path, "proc"))
-    _dev(os.path.join(path, "dev"))
+    _proc(os.path.join(path, "proc"), host_root)
+    _dev(os.path.join(path, "dev"), host_root)
 
 
 def _move(source: str, target: str) -> None:
@@ -328,11 +340,11 @@ def _move(source: str, target: str) -> None:
     _sys.mount(source, target, None, _sys.MS_MOVE)
 
 
-def apply_plan(plan: Sequence[Op], staged: str | None = None) -> None:
+def apply_plan(plan: Sequence[Op], staged: str | None = None, host_root: bool = False) -> None:
     """Execute ``plan`` in the current (new, private) mount namespace.
 
     With ``staged`` (a directory prepared by :func:`stage`), /proc and /dev are moved
-    from there rather than mounted anew.
+    from there rather than mounted anew.  ``host_root``: see :func:`_node_bind`.
     """
     for op in plan:
         if isinstance(op, MakePrivate):
@@ -351,13 +363,13 @@ def apply_plan(plan: Sequence[Op], staged: str | None = None) -> None:
         elif isinstance(op, Proc):
             target = _inside(op.root, op.target)
             if staged is None:
-                _proc(target)
+                _proc(target, host_root)
             else:
                 _move(os.path.join(staged, "proc"), target)
         elif isinstance(op, DevTmpfs):
             target = _inside(op.root, op.target)
             if staged is None:
-                _dev(target)
+                _dev(target, host_root)
             else:
                 _move(os.path.join(staged, "dev"), target)
         elif isinstance(op, PivotRoot):

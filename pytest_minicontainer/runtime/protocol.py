@@ -8,6 +8,7 @@ each other's replies and no request ids are needed.
 
 from __future__ import annotations
 
+import array
 import json
 import os
 import socket
@@ -18,6 +19,7 @@ __all__ = ["MAX_MESSAGE", "call", "recv", "reply_pair", "send"]
 
 MAX_MESSAGE = 1 << 20
 _MAX_FDS = 16
+_FD_SIZE = array.array("i").itemsize
 
 
 def send(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
@@ -31,9 +33,17 @@ def send(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()) 
 
 def recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
     """Receive one message; ``(None, [])`` at end of file."""
-    # MSG_CMSG_CLOEXEC: a received descriptor must never leak into a process pid 1 execs
-    # (a leaked pipe end would keep a reader waiting for an EOF that never comes).
-    data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, _MAX_FDS, socket.MSG_CMSG_CLOEXEC)
+    # MSG_CMSG_CLOEXEC: a received descriptor must never leak into a process pid 1 execs: a
+    # command would hold pid 1's request sockets (and could answer the library in its place)
+    # or a pipe end that keeps a reader waiting for EOF.  socket.recv_fds ignores its flags
+    # before Python 3.13, so recvmsg is called directly.
+    data, ancdata, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(_MAX_FDS * _FD_SIZE),
+                                                socket.MSG_CMSG_CLOEXEC)
+    fds: list[int] = []
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % _FD_SIZE
+            fds.extend(array.array("i", payload[:usable]))
     if not data:
         for fd in fds:
             os.close(fd)

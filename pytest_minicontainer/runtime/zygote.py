@@ -510,6 +510,21 @@ def _init(zygote: _Zygote, spec: dict[str, Any] | None, reply: socket.socket | N
         os._exit(1)
 
 
+def _forbid_nested_user_namespaces() -> None:
+    """Root in the containers is the host's root: they must not make user namespaces of their own.
+
+    Inside one, root regains every capability over a new mount namespace and may mount, say,
+    a cgroup hierarchy whose files belong to the host's root, and write them (kill host
+    processes).  The limit is this user namespace's own, so it binds every container; they
+    cannot lift it, /proc/sys being read-only for them.
+    """
+    try:
+        with open("/proc/sys/user/max_user_namespaces", "w") as f:
+            f.write("0")
+    except OSError as exc:  # pragma: no cover - the host's /proc/sys is read-only here already
+        print(f"zygote: cannot forbid nested user namespaces: {exc}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str]) -> int:
     ctl = socket.socket(fileno=int(argv[0]))
     scratch = argv[1]
@@ -534,9 +549,12 @@ def main(argv: list[str]) -> int:
         return 1
     with contextlib.suppress(OSError):
         _sys.set_child_subreaper()
+    host_root = bool(message.get("host_root"))
+    if host_root:
+        _forbid_nested_user_namespaces()
     protocol.send(ctl, {"ok": True, "step": "ready"})
     os.makedirs(scratch, exist_ok=True)
-    _Zygote(ctl, scratch, bool(message.get("host_root"))).serve()
+    _Zygote(ctl, scratch, host_root).serve()
     return 0
 
 

@@ -542,10 +542,54 @@ def test_the_kernels_own_files_stay_out_of_reach(engine: Engine, busybox_rootfs:
         "unshare -Urm sh -c 'umount /proc/sys; v=$(cat /proc/sys/vm/swappiness); "
         "echo $v > /proc/sys/vm/swappiness && echo wrote nested'; true")
     with engine.run(f"rootfs:{busybox_rootfs}") as c:
+        # the host's device nodes are bound in: usable, but their modes and owners stay the host's
+        mode = oct(os.stat("/dev/full").st_mode & 0o777)[2:]
+        assert c.exec(f"chmod {mode} /dev/full").returncode != 0  # the same mode: harmless if let through
+        assert c.exec("echo x > /dev/null && head -c 4 /dev/zero | wc -c").stdout.strip() == "4"
         assert c.exec("for x in mount umount unshare; do command -v $x; done").stdout.count("\n") == 3
         assert "wrote" not in c.exec(script).stdout
         if engine.runtime.idmap.kind == "root" and os.geteuid() == 0:
             assert c.exec("hostname other").returncode != 0  # no CAP_SYS_ADMIN, as in Docker
+            # nor a user namespace of its own, where root could mount cgroupfs and write the host's
+            r = c.exec("unshare -U -r -C -m sh -c 'mkdir -p /tmp/cg && mount -t cgroup2 none /tmp/cg && echo mounted'")
+            assert r.returncode != 0 and "mounted" not in r.stdout
+
+
+def test_commands_get_no_descriptor_of_pid_1(engine: Engine, busybox_rootfs: Path) -> None:
+    """Only stdin, stdout and stderr: pid 1's request sockets in a command would let it answer
+    the library in pid 1's place (read another user's input, forge results), and a stray
+    copy of an output pipe keeps ``exec`` waiting for a daemon that redirected its own."""
+    listing = "ls /proc/self/fd"  # ls's own directory descriptor is 3
+    with engine.run(f"rootfs:{busybox_rootfs}") as c:
+        assert c.exec(listing).stdout.split() == ["0", "1", "2", "3"]
+        p = c.spawn(["sh", "-c", listing])
+        assert p.wait(10) == 0 and p.stdout.split() == ["0", "1", "2", "3"]
+        if engine.runtime.idmap.max_uid >= 1000:  # the fork path of pid 1, for another user
+            assert c.exec(listing, user="1000").stdout.split() == ["0", "1", "2", "3"]
+        # with a copy of the pipes left in the daemon this would wait for its 60 s (ExecTimeout)
+        assert c.exec("sleep 60 </dev/null >/dev/null 2>&1 & exit 0", timeout=20).returncode == 0
+
+
+def test_commit_reads_the_layer_of_a_paused_container(engine: Engine, busybox_rootfs: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writable layer is copied from the host: a process of the container swapping a file
+    for a symlink mid-copy could make the copy read the host's file.  So the container's
+    processes are stopped meanwhile (as Docker pauses a container it commits), then go on."""
+    with engine.run(f"rootfs:{busybox_rootfs}") as c:
+        p = c.spawn(["sh", "-c", "while :; do :; done"])
+        state = f"cut -d' ' -f3 /proc/{p.pid}/stat"
+        seen: list[str] = []
+        copy = engine.runtime.copy
+
+        def watched(*args: object) -> object:
+            seen.append(c.exec(state).stdout.strip())
+            return copy(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(engine.runtime, "copy", watched)
+        c.commit()
+        assert seen == ["T"]
+        assert c.exec(state).stdout.strip() in ("R", "S")
+        p.kill()
 
 
 # -- bad input from the user ------------------------------------------------------------------------
