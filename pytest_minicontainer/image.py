@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import ImageError
+from ._shapes import wrong_shape
 
 __all__ = ["HealthCheck", "Image", "ImageConfig"]
 
@@ -86,7 +86,7 @@ class ImageConfig:
         if config is None:
             config = {}
         if not isinstance(config, Mapping):
-            raise _wrong(what, where, "config", "a JSON object", config)
+            raise wrong_shape(what, where, "config", "a JSON object", config)
         c = _Fields(config, what, where, "config.")
         env: list[tuple[str, str]] = []
         for item in c.strings("Env") or ():
@@ -105,7 +105,7 @@ class ImageConfig:
             )
         labels = c.object("Labels") or {}
         if not all(isinstance(v, str) for v in labels.values()):
-            raise _wrong(what, where, "config.Labels", "a JSON object of strings", labels)
+            raise wrong_shape(what, where, "config.Labels", "a JSON object of strings", labels)
         return cls(
             entrypoint=c.argv("Entrypoint"),
             cmd=c.argv("Cmd"),
@@ -152,12 +152,6 @@ class ImageConfig:
         return out
 
 
-def _wrong(what: str, where: str | None, field: str, kind: str, value: Any) -> ImageError:
-    text = repr(value)
-    text = text if len(text) <= 80 else text[:77] + "..."  # a hostile file may hold megabytes in one field
-    return ImageError(f"{what}: {field} must be {kind}, got {text}", path=where)
-
-
 class _Fields:
     """Typed reads of one JSON object of an image config: absent or null is None, a wrong type an ImageError."""
 
@@ -167,7 +161,7 @@ class _Fields:
     def _check(self, key: str, kind: str, ok: bool) -> Any:
         value = self.doc.get(key)
         if value is not None and not ok:
-            raise _wrong(self.what, self.where, self.prefix + key, kind, value)
+            raise wrong_shape(self.what, self.where, self.prefix + key, kind, value)
         return value
 
     def string(self, key: str) -> str:
@@ -198,7 +192,8 @@ class _Fields:
             try:
                 return tuple(shlex.split(value))
             except ValueError as exc:  # unbalanced quotes
-                raise _wrong(self.what, self.where, self.prefix + key, f"valid shell words ({exc})", value) from None
+                raise wrong_shape(self.what, self.where, self.prefix + key, f"valid shell words ({exc})",
+                                  value) from None
         strings = self.strings(key)
         return None if strings is None else tuple(strings)
 

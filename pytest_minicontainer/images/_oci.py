@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .._shapes import show, wrong_shape
 from ..errors import ImageError, ImageNotFound
 from ..image import ImageConfig
 from . import _mediatypes as mt
@@ -39,18 +40,12 @@ def parse_json(data: bytes, what: str, where: str) -> dict[str, Any]:
     return value
 
 
-def _show(value: Any) -> str:
-    """A short repr for messages: a hostile file may hold megabytes in one field."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def _get(doc: Mapping[str, Any], key: str, what: str, where: str, label: str, kind: str,
          ok: Callable[[Any], bool]) -> Any:
     """``doc[key]`` if absent, null or passing ``ok``; else an ImageError "WHAT: LABEL must be KIND, got ..."."""
     value = doc.get(key)
     if value is not None and not ok(value):
-        raise ImageError(f"{what}: {label or key} must be {kind}, got {_show(value)}", path=where)
+        raise wrong_shape(what, where, label or key, kind, value)
     return value
 
 
@@ -104,7 +99,7 @@ def _kind(doc: Mapping[str, Any], media_type: str, what: str, where: str) -> str
 def _pick_platform(src: Source, index: Mapping[str, Any], where: str, platform: str | None = None) -> dict[str, Any]:
     entries = index_manifests(index, where, src.name)
     for m in entries:
-        check_descriptor(m, f"{where} entry {_show(m.get('digest'))}", src.name)
+        check_descriptor(m, f"{where} entry {show(m.get('digest'))}", src.name)
     wanted = parse_platform(platform) if platform else None
     scored = sorted(((platform_score(m, wanted), i, m) for i, m in enumerate(entries)), key=lambda t: (-t[0], t[1]))
     if not scored or scored[0][0] == 0:
@@ -187,7 +182,7 @@ def layout_plan(src: Source, ref: str | None) -> ImagePlan:
     """The image ``ref`` names in the layout (or its only image when ``ref`` is None)."""
     index = layout_index(src)
     entries = index_manifests(index, "index.json", src.name)
-    names = [str(get_object(m, "annotations", f"index.json entry {_show(m.get('digest'))}", src.name)
+    names = [str(get_object(m, "annotations", f"index.json entry {show(m.get('digest'))}", src.name)
                  .get(REF_ANNOTATION, "")) for m in entries]
     if ref:
         chosen = [m for m, n in zip(entries, names, strict=True) if n == ref]

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from .._shapes import show, wrong_shape
 from ..errors import ImageError
 
 __all__ = ["check_descriptor", "host_platform", "is_attestation", "parse_platform", "platform_score", "platform_str"]
@@ -40,21 +41,15 @@ def check_descriptor(desc: Mapping[str, Any], what: str = "", where: str | None 
     reported against its file (``what``/``where``, which the caller knows), not surface as an
     AttributeError from the scoring below.  The accessors call it too, for callers that did not.
     """
-    what = what or f"manifest descriptor {_show(desc.get('digest'))}"
+    what = what or f"manifest descriptor {show(desc.get('digest'))}"
     for key in ("platform", "annotations"):
         value = desc.get(key)
         if value is not None and not isinstance(value, dict):
-            raise ImageError(f"{what}: {key} must be a JSON object, got {_show(value)}", path=where)
+            raise wrong_shape(what, where, key, "a JSON object", value)
     for key in ("os", "architecture", "variant"):
         value = (desc.get("platform") or {}).get(key)
         if value is not None and not isinstance(value, str):
-            raise ImageError(f"{what}: platform.{key} must be a string, got {_show(value)}", path=where)
-
-
-def _show(value: Any) -> str:
-    """A short repr for messages: a hostile file may hold megabytes in one field."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+            raise wrong_shape(what, where, f"platform.{key}", "a string", value)
 
 
 def _field(desc: Mapping[str, Any], key: str) -> dict[str, Any]:
