@@ -38,6 +38,7 @@ __all__ = [
     "SysError",
     "bring_up_loopback",
     "clone",
+    "deny_keyrings",
     "drop_capability",
     "mknod_whiteout",
     "mount",
@@ -185,6 +186,80 @@ def drop_capability(cap: int) -> None:
     data[word].permitted &= mask
     data[word].inheritable &= mask
     _check(_libc.capset(ctypes.byref(header), data), "capset", cap)
+
+
+# -- seccomp: the kernel's key management calls -------------------------------------------
+# Keyrings are per *user namespace*, and every container of an Engine shares one: without
+# this, a key that one test's container adds (``keyctl``/``add_key``) is there for the next
+# one.  Docker's default profile refuses these three calls for the same reason.
+#   machine -> ((audit arch, (add_key, request_key, keyctl), syscall number mask), ...): the
+#   native ABI first, then the 32-bit one the same binary may call (int 0x80 on x86_64).  The
+#   mask folds x86_64's x32 numbers (bit 30 set) onto the native ones.
+_KEY_SYSCALLS: dict[str, tuple[tuple[int, tuple[int, int, int], int], ...]] = {
+    "x86_64": ((0xC000003E, (248, 249, 250), 0xBFFFFFFF), (0x40000003, (286, 287, 288), 0xFFFFFFFF)),
+    "aarch64": ((0xC00000B7, (217, 218, 219), 0xFFFFFFFF), (0x40000028, (309, 310, 311), 0xFFFFFFFF)),
+    "riscv64": ((0xC00000F3, (217, 218, 219), 0xFFFFFFFF),),
+}
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
+_SECCOMP_RET_ALLOW = 0x7FFF0000
+_SECCOMP_RET_ERRNO = 0x00050000
+# classic BPF: load a word of seccomp_data (nr at 0, arch at 4), compare, mask, return
+_BPF_LD_ABS, _BPF_JEQ, _BPF_AND, _BPF_RET = 0x20, 0x15, 0x54, 0x06
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = (("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32))
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter)))
+
+
+def _keyring_program(abis: tuple[tuple[int, tuple[int, int, int], int], ...]) -> list[tuple[int, int, int, int]]:
+    """The filter as (code, jt, jf, k): per ABI, "if arch matches: deny the key calls, allow
+    the rest"; any other architecture is allowed.  Jumps count instructions to skip."""
+    prog: list[tuple[int, int, int, int]] = [(_BPF_LD_ABS, 0, 0, 4)]
+    sections = []
+    for arch, numbers, mask in abis:
+        body = [(_BPF_LD_ABS, 0, 0, 0), (_BPF_AND, 0, 0, mask)]
+        body += [(_BPF_JEQ, -1, 0, n) for n in numbers]  # jt patched below: to the deny at the end
+        body.append((_BPF_RET, 0, 0, _SECCOMP_RET_ALLOW))
+        sections.append([(_BPF_JEQ, 0, len(body), arch), *body])
+    for section in sections:
+        prog += section
+    prog.append((_BPF_RET, 0, 0, _SECCOMP_RET_ALLOW))
+    prog.append((_BPF_RET, 0, 0, _SECCOMP_RET_ERRNO | _errno.EPERM))
+    deny = len(prog) - 1
+    return [(code, deny - i - 1 if jt == -1 else jt, jf, k) for i, (code, jt, jf, k) in enumerate(prog)]
+
+
+def _keyring_fprog() -> tuple[_SockFprog, ctypes.Array[_SockFilter]] | None:
+    abis = _KEY_SYSCALLS.get(_MACHINE)
+    if abis is None:
+        return None
+    program = _keyring_program(abis)
+    filters = (_SockFilter * len(program))(*(_SockFilter(*ins) for ins in program))
+    return _SockFprog(len(program), ctypes.cast(filters, ctypes.POINTER(_SockFilter))), filters
+
+
+# Built once, in the zygote: each container's pid 1 only makes the one prctl call.
+_KEYRING_FPROG = _keyring_fprog()
+
+
+def deny_keyrings() -> bool:
+    """Make ``add_key``, ``request_key`` and ``keyctl`` fail with EPERM for this process and
+    everything it starts (a seccomp filter; no way back).  False on an architecture this
+    module has no syscall numbers for.
+
+    The caller needs ``CAP_SYS_ADMIN`` in its user namespace (pid 1 of a container has it):
+    then no ``no_new_privs`` is needed, and set-user-ID programs in the container still work.
+    """
+    if _KEYRING_FPROG is None:
+        return False
+    _check(_libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(_KEYRING_FPROG[0]), 0, 0),
+           "prctl", "PR_SET_SECCOMP", "keyring filter")
+    return True
 
 
 def set_parent_death_signal(sig: int) -> None:

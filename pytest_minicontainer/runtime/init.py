@@ -353,6 +353,9 @@ def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socke
                    staged: str | None = None, prepared: bool = False, host_root: bool = False) -> NoReturn:
     """Run as pid 1 of a new container (``prepared``: its root is entered already); never returns.
 
+    The kernel's key management calls are refused (see ``_sys.deny_keyrings``): keyrings
+    belong to the user namespace, which all containers of an Engine share.
+
     With ``host_root`` (root inside is the host's real root) CAP_SYS_ADMIN goes once the
     container is set up, for pid 1 and all it starts, as Docker's containers run without it:
     the masks over /proc's kernel files are plain mounts, which root with that capability
@@ -368,6 +371,9 @@ def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socke
                 _sys.bring_up_loopback()
             mounts.apply_plan(mounts.build_plan(spec, scratch), staged, host_root)
         _sys.sethostname(spec.get("hostname") or cid)
+        # Before CAP_SYS_ADMIN goes: without it, a filter needs no_new_privs, which would
+        # stop set-user-ID programs in the container.
+        _sys.deny_keyrings()
         if host_root:
             _sys.drop_capability(_sys.CAP_SYS_ADMIN)
         init = _Init(ctl)

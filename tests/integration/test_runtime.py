@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -568,6 +569,45 @@ def test_commands_get_no_descriptor_of_pid_1(engine: Engine, busybox_rootfs: Pat
             assert c.exec(listing, user="1000").stdout.split() == ["0", "1", "2", "3"]
         # with a copy of the pipes left in the daemon this would wait for its 60 s (ExecTimeout)
         assert c.exec("sleep 60 </dev/null >/dev/null 2>&1 & exit 0", timeout=20).returncode == 0
+
+
+_KEYCTL = {"x86_64": (250, 248), "aarch64": (219, 217), "riscv64": (219, 217)}
+# In a container (the host image's Python): add a key to the user keyring, then read that
+# keyring's id; print each call's errno (0: it worked).
+_KEYRING_PROBE = """
+import ctypes, os, sys
+keyctl, add_key = int(sys.argv[1]), int(sys.argv[2])
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def call(nr, *args):
+    ctypes.set_errno(0)
+    r = libc.syscall(ctypes.c_long(nr), *(ctypes.c_long(a) for a in args))
+    return 0 if r >= 0 else ctypes.get_errno()
+USER_KEYRING, GET_KEYRING_ID = -4, 0
+print(call(add_key, ctypes.cast(ctypes.c_char_p(b"user"), ctypes.c_void_p).value,
+           ctypes.cast(ctypes.c_char_p(b"left-by-a-test"), ctypes.c_void_p).value,
+           ctypes.cast(ctypes.c_char_p(b"secret"), ctypes.c_void_p).value, 6, USER_KEYRING),
+      call(keyctl, GET_KEYRING_ID, USER_KEYRING, 0),
+      call(keyctl | (1 << 30), GET_KEYRING_ID, USER_KEYRING, 0) if os.uname().machine == "x86_64" else 1)
+"""
+
+
+def test_containers_cannot_reach_the_shared_kernel_keyring(engine: Engine) -> None:
+    """Keyrings belong to the user namespace, which every container of an Engine shares: a key
+    one test's container stored would be there for the next.  As in Docker, the key calls
+    are refused (EPERM), x86_64's x32 variants too; the host itself keeps them."""
+    numbers = _KEYCTL.get(os.uname().machine)
+    if numbers is None:
+        pytest.skip(f"no key syscall numbers known for {os.uname().machine} (see _sys._KEY_SYSCALLS)")
+    argv = [sys.executable, "-c", _KEYRING_PROBE, *map(str, numbers)]
+    # the probe itself works on this host: the refusals below come from the container
+    outside = subprocess.run(["unshare", "-U", *argv], capture_output=True, text=True)
+    if outside.returncode != 0 or outside.stdout.split()[:2] != ["0", "0"]:
+        pytest.skip(f"the kernel's keyrings do not work here ({outside.stdout.strip()}{outside.stderr.strip()}): "
+                    "a kernel built with CONFIG_KEYS and an unrestricted `unshare -U` are needed")
+    for _ in range(2):  # the second container would see the first one's key
+        with engine.run("host") as c:
+            assert c.exec(argv).stdout.split() == [str(errno.EPERM)] * 3
 
 
 def test_commit_reads_the_layer_of_a_paused_container(engine: Engine, busybox_rootfs: Path,
