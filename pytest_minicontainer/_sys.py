@@ -40,6 +40,7 @@ __all__ = [
     "clone",
     "deny_keyrings",
     "drop_capability",
+    "filesystem_type",
     "mknod_whiteout",
     "mount",
     "pivot_root",
@@ -157,6 +158,17 @@ def umount(target: str, flags: int = 0) -> None:
 def pivot_root(new_root: str, put_old: str) -> None:
     """``pivot_root(2)``; glibc has no wrapper, hence the raw syscall."""
     _check(_libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old)), "pivot_root", new_root, put_old)
+
+
+OVERLAYFS_MAGIC = 0x794C7630
+
+
+def filesystem_type(path: str) -> int:
+    """The ``f_type`` magic number of the filesystem holding ``path`` (``statfs(2)``; Python's
+    ``os.statvfs`` does not report it)."""
+    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes; f_type comes first
+    _check(_libc.statfs(_b(path), buf), "statfs", path)
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 
 def sethostname(name: str) -> None:

@@ -220,6 +220,9 @@ class Runtime:
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         self.idmap = idmap.choose(idmap_mode)
         self._closed = False
+        # Checked at the first container, not here: the store also runs its own work (owners,
+        # removal) in this namespace, and that works wherever it lives.
+        self._layers_checked = False
         self._start_zygote()
 
     # -- start ------------------------------------------------------------------------------
@@ -284,6 +287,11 @@ class Runtime:
         The runtime picks the container's id and scratch directory (a spare container has
         made its own before it was asked for); pid 1's answer names them.
         """
+        if not self._layers_checked:
+            problem = hostcheck.writable_layer_problem(str(self.run_dir))
+            if problem is not None:
+                raise problem
+            self._layers_checked = True
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             answer, _fds, sock = protocol.call(self._ctl, {"op": "create", "spec": spec}, [theirs.fileno()])

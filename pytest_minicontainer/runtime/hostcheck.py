@@ -12,10 +12,33 @@ import os
 import platform
 from typing import Any
 
+from .. import _sys
 from ..errors import ContainerError, RuntimeUnavailable
 from .idmap import IdMap
 
-__all__ = ["explain", "explain_container", "explain_idmap", "in_container_manager", "kernel_version", "sysctl"]
+__all__ = ["explain", "explain_container", "explain_idmap", "in_container_manager", "kernel_version", "sysctl",
+           "writable_layer_problem"]
+
+
+def writable_layer_problem(path: str) -> RuntimeUnavailable | None:
+    """Why containers' writable layers cannot live below ``path``, or None.
+
+    overlayfs refuses another overlayfs as its upper layer, and that is where a store in the
+    home directory of a Docker (or podman) container lives: without this the first container
+    fails with a bare "mount overlay: Invalid argument".
+    """
+    try:
+        overlay = _sys.filesystem_type(path) == _sys.OVERLAYFS_MAGIC
+    except OSError:
+        return None
+    if not overlay:
+        return None
+    inside = in_container_manager()
+    return RuntimeUnavailable(
+        f"the store's run directory {path} is on an overlayfs{f' (this is a {inside} container)' if inside else ''}, "
+        "and overlayfs cannot keep a container's writable layer there",
+        "put the store on another filesystem: set MINICONTAINER_STORE (or --minicontainer-store) to a directory "
+        "on a volume mounted into this container (docker run -v ...) or on a tmpfs (docker run --tmpfs ...)")
 
 
 def sysctl(name: str) -> str | None:

@@ -412,6 +412,40 @@ def test_refusal_is_runtime_unavailable_with_a_fix(tmp_path: Path) -> None:
     assert issubclass(RuntimeUnavailable, Exception)
 
 
+def test_a_store_on_overlayfs_is_refused_with_a_fix(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """A store in the home directory of a Docker container lies on overlayfs, which cannot be a
+    container's upper layer: the first container says so and names the fix (not a bare
+    EINVAL from mount), while images still unpack there.  Made real in a mount namespace of
+    its own (``unshare -Urm``), so that it also runs rootless."""
+    for d in ("lower", "upper", "work", "merged"):
+        (tmp_path / d).mkdir()
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from pytest_minicontainer import Engine, RuntimeUnavailable
+        with Engine(store={str(tmp_path / 'merged' / 'store')!r}) as e:
+            image = e.image("rootfs:{busybox_rootfs}")
+            print("IMAGE:", image.digest)
+            try:
+                e.run(image)
+            except RuntimeUnavailable as exc:
+                print("CAUSE:", exc.cause)
+                print("FIX:", exc.fix)
+                sys.exit(0)
+        sys.exit("no refusal")
+    """)
+    (tmp_path / "probe.py").write_text(script)
+    inner = (f"mount -t overlay overlay -o lowerdir={tmp_path}/lower,upperdir={tmp_path}/upper,"
+             f"workdir={tmp_path}/work {tmp_path}/merged && exec {sys.executable} {tmp_path}/probe.py")
+    r = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", inner],
+                       capture_output=True, text=True, timeout=120)
+    if "mount" in r.stderr and "IMAGE:" not in r.stdout:
+        pytest.skip(f"overlayfs cannot be mounted in a user namespace here ({r.stderr.strip()}): Linux 5.11+ needed")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "IMAGE: sha256:" in r.stdout
+    assert "is on an overlayfs" in r.stdout and "MINICONTAINER_STORE" in r.stdout
+
+
 _NESTED = """
 import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
