@@ -193,6 +193,8 @@ def _freeze(stop: bool) -> None:
                     break
         if not running:
             return
+        with contextlib.suppress(OSError):
+            os.kill(-1, signal.SIGSTOP)  # again: children forked while the first signal went round
         time.sleep(0.001)
 
 
