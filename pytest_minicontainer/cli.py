@@ -20,6 +20,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .errors import MiniContainerError, RuntimeUnavailable
+from .paths import default_store_path
 
 if TYPE_CHECKING:
     from .container import Mount
@@ -99,7 +100,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         failed |= status == "FAIL"
         print(f"[{status:>4}] {what}: {detail}")
     try:
-        Engine.probe(args.store)
+        # the store that will be used, not a scratch one: its filesystem matters (overlayfs)
+        Engine.probe(args.store or default_store_path())
     except RuntimeUnavailable as exc:
         print(f"[FAIL] container: {exc.cause}\n       fix: {exc.fix}")
         return 1
@@ -276,7 +278,8 @@ def _clean_run_dir(run_dir: os.PathLike[str] | str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minicontainer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="minicontainer",
+                                     description="Diagnose a host, run a container, look after the image store.")
     parser.add_argument("--store", default=None, help="image store (default: $MINICONTAINER_STORE or ~/.cache)")
     sub = parser.add_subparsers(dest="command_name", required=True)
     p = sub.add_parser("check", help="can this host run containers? what to change if not")

@@ -533,7 +533,12 @@ class Container:
 
     # -- life cycle -------------------------------------------------------------------------
     def stop(self, timeout: float = 10) -> int | None:
-        """Send the image's stop signal to the main process, SIGKILL after ``timeout``; kill the rest."""
+        """Send the image's stop signal to the main process and its process group, SIGKILL after
+        ``timeout``; kill the rest.
+
+        The group, unlike ``docker stop`` (which signals only pid 1): a main process that is a
+        ``sh -c`` wrapper would otherwise leave its server to the SIGKILL, never told to stop.
+        """
         return self._stop(timeout, remove=False)
 
     def _stop(self, timeout: float, remove: bool) -> int | None:

@@ -38,6 +38,24 @@ DEFAULT_READY_TIMEOUT = 60.0
 FACTORY_KEYS = (*MARKER_KEYS[1:], "hostname")
 
 
+# References that name a file or directory on this machine (see ``images.resolve``).
+LOCAL_PREFIXES = ("rootfs:", "oci:", "oci-archive:", "docker-archive:")
+
+
+def ini_dir(config: pytest.Config) -> Path:
+    """Where relative paths of the configuration start: the ini file's directory, else rootdir."""
+    return config.inipath.parent if config.inipath else config.rootpath
+
+
+def anchored_reference(ref: str, base: Path) -> str:
+    """``ref`` with a relative local path (``rootfs:tests/rootfs``) made absolute from ``base``."""
+    for prefix in LOCAL_PREFIXES:
+        rest = ref[len(prefix):]
+        if ref.startswith(prefix) and rest and not rest.startswith(("/", "~")):
+            return prefix + str(base / rest)
+    return ref
+
+
 @dataclass(frozen=True)
 class Settings:
     """The plugin's options, each resolved from its command-line option or else its ini key."""
@@ -326,7 +344,7 @@ def container_factory(
     request: pytest.FixtureRequest, minicontainer: Engine, container_image: str | Image
 ) -> Iterator[ContainerFactory]:
     """Start containers with ``container_factory(image=None, **options)``; all removed after the test."""
-    factory = ContainerFactory(request, minicontainer, container_image)
+    factory = ContainerFactory(request, minicontainer, _declared(container_image, request.config))
     yield factory
     factory.close()
 
@@ -338,4 +356,15 @@ def container(
     """A clean, started container from ``container_image`` with the ``container`` marker's options."""
     __tracebackhide__ = True
     spec = spec_from_markers(request.node.iter_markers("container"))
-    return container_factory.start(replace(spec, image=container_image))
+    return container_factory.start(replace(spec, image=_declared(container_image, request.config)))
+
+
+def _declared(image: str | Image, config: pytest.Config) -> str | Image:
+    """The image a test declares (marker, parametrized ``container_image``, ini key), a relative
+    local path in it taken from the ini file's directory.
+
+    So ``rootfs:tests/rootfs`` means one tree whether pytest runs from the project or from
+    ``tests/``.  A path passed to ``container_factory`` in code stays relative to the working
+    directory of that moment, as for ``open()``.
+    """
+    return anchored_reference(image, ini_dir(config)) if isinstance(image, str) else image

@@ -19,7 +19,17 @@ from typing import Any
 
 import pytest
 
-from .fixtures import CONTAINERS_KEY, REPORTS_KEY, STATE_KEY, Settings, State, Tracked, exit_status
+from .fixtures import (
+    CONTAINERS_KEY,
+    REPORTS_KEY,
+    STATE_KEY,
+    Settings,
+    State,
+    Tracked,
+    anchored_reference,
+    exit_status,
+    ini_dir,
+)
 from .fixtures import container as container
 from .fixtures import container_factory as container_factory
 from .fixtures import container_image as container_image
@@ -88,13 +98,8 @@ def _store(config: pytest.Config) -> str | None:
         return str(config.invocation_params.dir / Path(option).expanduser())
     ini = config.getini("minicontainer_store")
     if ini:
-        base = config.inipath.parent if config.inipath else config.rootpath
-        return str(base / Path(ini).expanduser())
+        return str(ini_dir(config) / Path(ini).expanduser())
     return os.environ.get("MINICONTAINER_STORE") or None
-
-
-# References that name a file or directory on this machine (see ``images.resolve``).
-_LOCAL_PREFIXES = ("rootfs:", "oci:", "oci-archive:", "docker-archive:")
 
 
 def _default_image(config: pytest.Config) -> str:
@@ -103,13 +108,7 @@ def _default_image(config: pytest.Config) -> str:
     Otherwise ``rootfs:tests/rootfs`` would work from the project's root and not from ``tests/``
     with the same ini file.
     """
-    ref = str(config.getini("minicontainer_image") or "host").strip()
-    for prefix in _LOCAL_PREFIXES:
-        rest = ref[len(prefix):]
-        if ref.startswith(prefix) and rest and not rest.startswith(("/", "~")):
-            base = config.inipath.parent if config.inipath else config.rootpath
-            return prefix + str(base / rest)
-    return ref
+    return anchored_reference(str(config.getini("minicontainer_image") or "host").strip(), ini_dir(config))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -585,7 +585,8 @@ def test_pull_never_keeps_off_the_network(crun: RunPytest, pytester: pytest.Pyte
 def test_relative_image_paths(crun: RunPytest, pytester: pytest.Pytester, busybox_rootfs: Path,
                               monkeypatch: pytest.MonkeyPatch) -> None:
     """The ini key's ``rootfs:`` path is relative to the ini file, wherever pytest runs (as the
-    store's); a relative ``rootfs:`` in a test means the working directory of that moment."""
+    store's), and so is one a test declares (marker, parametrized ``container_image``); one
+    passed to ``container_factory`` in code means the working directory of that moment."""
     for name in ("ini", "a", "b"):
         root = pytester.path / name / "rootfs"
         shutil.copytree(busybox_rootfs, root, symlinks=True)
@@ -600,7 +601,13 @@ def test_relative_image_paths(crun: RunPytest, pytester: pytest.Pytester, busybo
         "@pytest.mark.parametrize('d', ['a', 'b'])\n"
         "def test_cwd(container_factory, monkeypatch, d):\n"
         f"    monkeypatch.chdir({str(pytester.path)!r} + '/' + d)\n"
-        "    assert container_factory('rootfs:rootfs').read_text('/etc/which') == d + '\\n'\n"
+        "    assert container_factory('rootfs:rootfs').read_text('/etc/which') == d + '\\n'\n\n"
+        "@pytest.mark.container('rootfs:a/rootfs')\n"
+        "def test_marker(container):\n"
+        "    assert container.read_text('/etc/which') == 'a\\n'\n\n"
+        "@pytest.mark.parametrize('container_image', ['rootfs:b/rootfs'])\n"
+        "def test_parametrized(container):\n"
+        "    assert container.read_text('/etc/which') == 'b\\n'\n"
     )
     monkeypatch.chdir(sub)
-    crun().assert_outcomes(passed=3)
+    crun().assert_outcomes(passed=5)

@@ -435,8 +435,11 @@ def test_a_store_on_overlayfs_is_refused_with_a_fix(tmp_path: Path, busybox_root
         sys.exit("no refusal")
     """)
     (tmp_path / "probe.py").write_text(script)
+    # and `minicontainer check` tests the store that will be used ($MINICONTAINER_STORE here)
     inner = (f"mount -t overlay overlay -o lowerdir={tmp_path}/lower,upperdir={tmp_path}/upper,"
-             f"workdir={tmp_path}/work {tmp_path}/merged && exec {sys.executable} {tmp_path}/probe.py")
+             f"workdir={tmp_path}/work {tmp_path}/merged && {sys.executable} {tmp_path}/probe.py && "
+             f"MINICONTAINER_STORE={tmp_path}/merged/store2 {sys.executable} -m pytest_minicontainer check; "
+             "echo CHECK=$?")
     r = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", inner],
                        capture_output=True, text=True, timeout=120)
     if "mount" in r.stderr and "IMAGE:" not in r.stdout:
@@ -444,6 +447,7 @@ def test_a_store_on_overlayfs_is_refused_with_a_fix(tmp_path: Path, busybox_root
     assert r.returncode == 0, r.stdout + r.stderr
     assert "IMAGE: sha256:" in r.stdout
     assert "is on an overlayfs" in r.stdout and "MINICONTAINER_STORE" in r.stdout
+    assert "[FAIL] container: the store's run directory" in r.stdout and "CHECK=1" in r.stdout
 
 
 _NESTED = """
@@ -603,6 +607,19 @@ def test_commands_get_no_descriptor_of_pid_1(engine: Engine, busybox_rootfs: Pat
             assert c.exec(listing, user="1000").stdout.split() == ["0", "1", "2", "3"]
         # with a copy of the pipes left in the daemon this would wait for its 60 s (ExecTimeout)
         assert c.exec("sleep 60 </dev/null >/dev/null 2>&1 & exit 0", timeout=20).returncode == 0
+
+
+def test_pid_1_reaps_orphans(engine: Engine, busybox_rootfs: Path) -> None:
+    """A daemon's child left behind (here a backgrounded ``sleep`` whose shell exits) becomes pid
+    1's child; when it ends, pid 1 must collect it, or zombies pile up for the container's life."""
+    with engine.run(f"rootfs:{busybox_rootfs}") as c:
+        c.exec("(sleep 1 </dev/null >/dev/null 2>&1 & echo $! > /tmp/orphan); exit 0", check=True)
+        pid = c.read_text("/tmp/orphan").strip()
+        assert c.exec(f"cut -d' ' -f4 /proc/{pid}/stat").stdout.strip() == "1"  # pid 1 adopted it
+        deadline = time.monotonic() + 10
+        while c.exec(f"test -e /proc/{pid}").returncode == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert c.exec(f"test -e /proc/{pid}").returncode != 0, c.exec(f"cat /proc/{pid}/stat").stdout
 
 
 _KEYCTL = {"x86_64": (250, 248), "aarch64": (219, 217), "riscv64": (219, 217)}
