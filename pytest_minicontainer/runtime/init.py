@@ -378,6 +378,12 @@ def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socke
         _sys.deny_keyrings()
         if host_root:
             _sys.drop_capability(_sys.CAP_SYS_ADMIN)
+        # The zygote's log on the host would be in reach of the container's root through
+        # /proc/1/fd/1; errors from here on travel on the sockets anyway.
+        null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        os.close(null)
         init = _Init(ctl)
         protocol.send(reply, {"ok": True, "id": cid, "scratch": scratch})
         reply.close()

@@ -54,8 +54,12 @@ class _Spare(NamedTuple):
 
 
 class _Zygote(Server):
-    def __init__(self, ctl: socket.socket, scratch: str, host_root: bool = False) -> None:
+    def __init__(self, ctl: socket.socket, scratch: str, host_root: bool = False,
+                 held: list[int] | None = None) -> None:
         super().__init__(ctl)
+        # Descriptors the library handed down besides the socket (the scratch dir's lock): kept
+        # here, never in a container's pid 1, where /proc/1/fd would reach them.
+        self.held = held or []
         self.scratch = scratch
         # Root in the containers is the host's root: their commands run without CAP_SYS_ADMIN
         # (see init.container_main), or they could unmount /proc's masks.
@@ -409,6 +413,9 @@ class _Zygote(Server):
 
     def close_in_child(self) -> None:
         super().close_in_child()
+        for fd in self.held:
+            with contextlib.suppress(OSError):
+                os.close(fd)
         for _pid, exit_w in self.slirps.values():
             with contextlib.suppress(OSError):
                 os.close(exit_w)
@@ -530,10 +537,13 @@ def main(argv: list[str]) -> int:
     scratch = argv[1]
     # Descriptors handed down by the library (this socket, the scratch lock) stay with the
     # zygote and the containers' pid 1, never with a command a container runs.
+    held = []
     for name in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):
             if int(name) > 2:
-                os.set_inheritable(int(name), False)
+                os.set_inheritable(int(name), False)  # the listing's own descriptor, closed by now, fails here
+                if int(name) != ctl.fileno():
+                    held.append(int(name))
     try:
         _sys.unshare(_sys.CLONE_NEWUSER)
     except OSError as exc:
@@ -554,7 +564,7 @@ def main(argv: list[str]) -> int:
         _forbid_nested_user_namespaces()
     protocol.send(ctl, {"ok": True, "step": "ready"})
     os.makedirs(scratch, exist_ok=True)
-    _Zygote(ctl, scratch, host_root).serve()
+    _Zygote(ctl, scratch, host_root, held).serve()
     return 0
 
 

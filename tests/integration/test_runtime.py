@@ -609,6 +609,16 @@ def test_commands_get_no_descriptor_of_pid_1(engine: Engine, busybox_rootfs: Pat
         assert c.exec("sleep 60 </dev/null >/dev/null 2>&1 & exit 0", timeout=20).returncode == 0
 
 
+def test_pid_1_holds_no_host_file(engine: Engine, busybox_rootfs: Path) -> None:
+    """What pid 1 holds is in reach of the container's root through /proc/1/fd: neither the
+    zygote's log nor the scratch dir's lock (host files) may be among it."""
+    with engine.run(f"rootfs:{busybox_rootfs}") as c:
+        links = c.exec("for f in /proc/1/fd/*; do readlink $f || true; done", check=True).stdout.split()
+    assert links
+    assert [link for link in links if not link.startswith(("socket:", "pipe:", "anon_inode:"))
+            and link != "/dev/null"] == []
+
+
 def test_pid_1_reaps_orphans(engine: Engine, busybox_rootfs: Path) -> None:
     """A daemon's child left behind (here a backgrounded ``sleep`` whose shell exits) becomes pid
     1's child; when it ends, pid 1 must collect it, or zombies pile up for the container's life."""
