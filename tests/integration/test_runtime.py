@@ -388,21 +388,27 @@ def test_run_rejects_bad_options(engine: Engine, busybox_rootfs: Path, tmp_path:
 
 @pytest.mark.skipif(not os.path.exists("/usr/bin/unshare"),
                     reason="needs util-linux's unshare: apt-get install util-linux")
-def test_refusal_is_runtime_unavailable_with_a_fix(tmp_path: Path) -> None:
-    """Inside a user namespace whose max_user_namespaces is 0, a real refusal."""
-    script = textwrap.dedent(f"""
+def _write_refusal_probe(path: Path, setup: str, call: str) -> None:
+    """A script that runs ``setup``, then ``call``, and prints the RuntimeUnavailable it raises."""
+    path.write_text(textwrap.dedent("""
         import sys
-        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        sys.path.insert(0, {root!r})
         from pytest_minicontainer import Engine, RuntimeUnavailable
+        {setup}
         try:
-            Engine.probe({str(tmp_path / 'store')!r})
+            {call}
         except RuntimeUnavailable as exc:
             print("CAUSE:", exc.cause)
             print("FIX:", exc.fix)
             sys.exit(0)
         sys.exit("no refusal")
-    """)
-    (tmp_path / "probe.py").write_text(script)
+    """.format(root=str(Path(__file__).resolve().parents[2]), call=call,
+               setup=setup.replace("\n", "\n        "))))
+
+
+def test_refusal_is_runtime_unavailable_with_a_fix(tmp_path: Path) -> None:
+    """Inside a user namespace whose max_user_namespaces is 0, a real refusal."""
+    _write_refusal_probe(tmp_path / "probe.py", "", f"Engine.probe({str(tmp_path / 'store')!r})")
     inner = f"echo 0 > /proc/sys/user/max_user_namespaces && exec {sys.executable} {tmp_path}/probe.py"
     r = subprocess.run(["unshare", "--user", "--map-root-user", "sh", "-c", inner],
                        capture_output=True, text=True, timeout=60)
@@ -419,22 +425,10 @@ def test_a_store_on_overlayfs_is_refused_with_a_fix(tmp_path: Path, busybox_root
     its own (``unshare -Urm``), so that it also runs rootless."""
     for d in ("lower", "upper", "work", "merged"):
         (tmp_path / d).mkdir()
-    script = textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
-        from pytest_minicontainer import Engine, RuntimeUnavailable
-        with Engine(store={str(tmp_path / 'merged' / 'store')!r}) as e:
-            image = e.image("rootfs:{busybox_rootfs}")
-            print("IMAGE:", image.digest)
-            try:
-                e.run(image)
-            except RuntimeUnavailable as exc:
-                print("CAUSE:", exc.cause)
-                print("FIX:", exc.fix)
-                sys.exit(0)
-        sys.exit("no refusal")
-    """)
-    (tmp_path / "probe.py").write_text(script)
+    setup = (f"e = Engine(store={str(tmp_path / 'merged' / 'store')!r})\n"
+             f"image = e.image('rootfs:{busybox_rootfs}')\n"
+             "print('IMAGE:', image.digest)")
+    _write_refusal_probe(tmp_path / "probe.py", setup, "e.run(image)")
     # and `minicontainer check` tests the store that will be used ($MINICONTAINER_STORE here)
     inner = (f"mount -t overlay overlay -o lowerdir={tmp_path}/lower,upperdir={tmp_path}/upper,"
              f"workdir={tmp_path}/work {tmp_path}/merged && {sys.executable} {tmp_path}/probe.py && "
