@@ -38,13 +38,14 @@ __all__ = [
     "SysError",
     "bring_up_loopback",
     "clone",
-    "deny_keyrings",
+    "deny_shared_kernel_calls",
     "drop_capability",
     "filesystem_type",
     "mknod_whiteout",
     "mount",
     "pivot_root",
     "set_child_subreaper",
+    "set_dumpable",
     "set_parent_death_signal",
     "sethostname",
     "umount",
@@ -70,8 +71,10 @@ MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
 
 CAP_SYS_ADMIN = 21
+CAP_SYS_RESOURCE = 24
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
 _PR_CAPBSET_DROP = 24
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _PR_SET_CHILD_SUBREAPER = 36
@@ -200,17 +203,22 @@ def drop_capability(cap: int) -> None:
     _check(_libc.capset(ctypes.byref(header), data), "capset", cap)
 
 
-# -- seccomp: the kernel's key management calls -------------------------------------------
+# -- seccomp: calls that reach past the container ------------------------------------------
 # Keyrings are per *user namespace*, and every container of an Engine shares one: without
 # this, a key that one test's container adds (``keyctl``/``add_key``) is there for the next
-# one.  Docker's default profile refuses these three calls for the same reason.
-#   machine -> ((audit arch, (add_key, request_key, keyctl), syscall number mask), ...): the
-#   native ABI first, then the 32-bit one the same binary may call (int 0x80 on x86_64).  The
-#   mask folds x86_64's x32 numbers (bit 30 set) onto the native ones.
-_KEY_SYSCALLS: dict[str, tuple[tuple[int, tuple[int, int, int], int], ...]] = {
-    "x86_64": ((0xC000003E, (248, 249, 250), 0xBFFFFFFF), (0x40000003, (286, 287, 288), 0xFFFFFFFF)),
-    "aarch64": ((0xC00000B7, (217, 218, 219), 0xFFFFFFFF), (0x40000028, (309, 310, 311), 0xFFFFFFFF)),
-    "riscv64": ((0xC00000F3, (217, 218, 219), 0xFFFFFFFF),),
+# one.  io_uring's kernel threads ignore SIGSTOP, so a container could write its layer while
+# a commit copies it "paused".  Docker's default profile refuses both.
+#   machine -> ((audit arch, (add_key, request_key, keyctl, io_uring_setup, io_uring_enter,
+#   io_uring_register), syscall number mask), ...): the native ABI first, then the 32-bit one
+#   the same binary may call (int 0x80 on x86_64).  The mask folds x86_64's x32 numbers (bit
+#   30 set) onto the native ones.  io_uring has the same numbers everywhere.
+_IO_URING = (425, 426, 427)
+_DENIED_SYSCALLS: dict[str, tuple[tuple[int, tuple[int, ...], int], ...]] = {
+    "x86_64": ((0xC000003E, (248, 249, 250, *_IO_URING), 0xBFFFFFFF),
+               (0x40000003, (286, 287, 288, *_IO_URING), 0xFFFFFFFF)),
+    "aarch64": ((0xC00000B7, (217, 218, 219, *_IO_URING), 0xFFFFFFFF),
+                (0x40000028, (309, 310, 311, *_IO_URING), 0xFFFFFFFF)),
+    "riscv64": ((0xC00000F3, (217, 218, 219, *_IO_URING), 0xFFFFFFFF),),
 }
 _PR_SET_SECCOMP = 22
 _SECCOMP_MODE_FILTER = 2
@@ -228,9 +236,9 @@ class _SockFprog(ctypes.Structure):
     _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter)))
 
 
-def _keyring_program(abis: tuple[tuple[int, tuple[int, int, int], int], ...]) -> list[tuple[int, int, int, int]]:
-    """The filter as (code, jt, jf, k): per ABI, "if arch matches: deny the key calls, allow
-    the rest"; any other architecture is allowed.  Jumps count instructions to skip."""
+def _filter_program(abis: tuple[tuple[int, tuple[int, ...], int], ...]) -> list[tuple[int, int, int, int]]:
+    """The filter as (code, jt, jf, k): per ABI, "if arch matches: deny those calls, allow the
+    rest"; any other architecture is allowed.  Jumps count instructions to skip."""
     prog: list[tuple[int, int, int, int]] = [(_BPF_LD_ABS, 0, 0, 4)]
     sections = []
     for arch, numbers, mask in abis:
@@ -246,37 +254,44 @@ def _keyring_program(abis: tuple[tuple[int, tuple[int, int, int], int], ...]) ->
     return [(code, deny - i - 1 if jt == -1 else jt, jf, k) for i, (code, jt, jf, k) in enumerate(prog)]
 
 
-def _keyring_fprog() -> tuple[_SockFprog, ctypes.Array[_SockFilter]] | None:
-    abis = _KEY_SYSCALLS.get(_MACHINE)
+def _filter_fprog() -> tuple[_SockFprog, ctypes.Array[_SockFilter]] | None:
+    abis = _DENIED_SYSCALLS.get(_MACHINE)
     if abis is None:
         return None
-    program = _keyring_program(abis)
+    program = _filter_program(abis)
     filters = (_SockFilter * len(program))(*(_SockFilter(*ins) for ins in program))
     return _SockFprog(len(program), ctypes.cast(filters, ctypes.POINTER(_SockFilter))), filters
 
 
 # Built once, in the zygote: each container's pid 1 only makes the one prctl call.
-_KEYRING_FPROG = _keyring_fprog()
+_FILTER_FPROG = _filter_fprog()
 
 
-def deny_keyrings() -> bool:
-    """Make ``add_key``, ``request_key`` and ``keyctl`` fail with EPERM for this process and
+def deny_shared_kernel_calls() -> bool:
+    """Make the key management calls and io_uring fail with EPERM for this process and
     everything it starts (a seccomp filter; no way back).  False on an architecture this
     module has no syscall numbers for.
 
     The caller needs ``CAP_SYS_ADMIN`` in its user namespace (pid 1 of a container has it):
     then no ``no_new_privs`` is needed, and set-user-ID programs in the container still work.
     """
-    if _KEYRING_FPROG is None:
+    if _FILTER_FPROG is None:
         return False
-    _check(_libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(_KEYRING_FPROG[0]), 0, 0),
-           "prctl", "PR_SET_SECCOMP", "keyring filter")
+    _check(_libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(_FILTER_FPROG[0]), 0, 0),
+           "prctl", "PR_SET_SECCOMP", "key management and io_uring")
     return True
 
 
 def set_parent_death_signal(sig: int) -> None:
     """Ask the kernel to send ``sig`` when the parent (thread) that forked us exits."""
     _check(_libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0), "prctl", "PR_SET_PDEATHSIG", sig)
+
+
+def set_dumpable(dumpable: bool) -> None:
+    """``PR_SET_DUMPABLE``: a process that is not dumpable cannot be ptraced, nor its /proc
+    entries (mem, environ, fd, exe) opened, by anyone without CAP_SYS_PTRACE over the user
+    namespace its memory was made in (for a process forked from the zygote: the host's)."""
+    _check(_libc.prctl(_PR_SET_DUMPABLE, int(dumpable), 0, 0, 0), "prctl", "PR_SET_DUMPABLE", int(dumpable))
 
 
 def set_child_subreaper() -> None:

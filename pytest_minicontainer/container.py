@@ -336,6 +336,9 @@ class Container:
         try:
             return self._rt.open(path, flags, mode, mkdirs)
         except OSError as exc:
+            if exc.errno == errno.EINVAL and exc.strerror and "not a file" in exc.strerror:  # pid 1's own refusal
+                text = exc.strerror.split("] ", 1)[-1]  # without the "[Errno 22] " of its str()
+                raise OSError(exc.errno, f"{text} (in container {self.id})", path) from None
             raise self._file_error(exc.errno, path) from None
 
     def read_bytes(self, path: str) -> bytes:

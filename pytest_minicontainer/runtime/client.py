@@ -29,6 +29,9 @@ from . import hostcheck, idmap, protocol
 __all__ = ["ExitWatch", "Runtime", "RuntimeContainer"]
 
 LOCK_NAME = ".lock"
+#: Seconds pid 1 gets to answer a shutdown (it takes milliseconds); a pid 1 that is stuck
+#: (blocked, stopped) is then killed by the zygote instead, so that no test hangs on it.
+SHUTDOWN_TIMEOUT = 10.0
 
 
 class ExitWatch:
@@ -194,8 +197,9 @@ class RuntimeContainer:
             answered = False
             if self.alive:
                 self.alive = False
-                with contextlib.suppress(OSError):
-                    answer, _f, sock = protocol.call(self.ctl, {"op": "shutdown", "remove": remove})
+                with contextlib.suppress(OSError):  # TimeoutError too: pid 1 is stuck, the zygote kills it
+                    answer, _f, sock = protocol.call(self.ctl, {"op": "shutdown", "remove": remove},
+                                                     timeout=SHUTDOWN_TIMEOUT)
                     sock.close()
                     answered = bool(answer and answer.get("ok"))
                 self.ctl.close()

@@ -22,6 +22,7 @@ import errno
 import os
 import signal
 import socket
+import stat
 import sys
 import time
 from typing import Any, NoReturn
@@ -259,14 +260,41 @@ def _returncode(status: int) -> int:
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
+_SPECIAL = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+            stat.S_IFSOCK: "a socket"}
+
+
 def _open_inside(message: dict[str, Any]) -> int:
+    """Open a file for the library's file requests: a regular file or a directory, never more.
+
+    A FIFO would block pid 1 in ``open`` (and every later request with it), and a device
+    such as /dev/zero would make a read endless: the open does not wait, and what is not a
+    file is refused (commands can still use it).  ``O_PATH`` (does it exist?) takes anything.
+    """
     path = str(message["path"])
     flags = int(message.get("flags", os.O_RDONLY))
     if message.get("mkdirs"):
         parent = os.path.dirname(path)
         if parent:
             os.makedirs(parent, exist_ok=True)
-    return os.open(path, flags | os.O_CLOEXEC, int(message.get("mode", 0o644)))
+    if flags & os.O_PATH:
+        return os.open(path, flags | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, flags | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY, int(message.get("mode", 0o644)))
+    except OSError as exc:  # ENXIO: a FIFO opened for writing that nobody reads
+        if exc.errno == errno.ENXIO and stat.S_ISFIFO(os.stat(path).st_mode):
+            raise OSError(errno.EINVAL, f"{_SPECIAL[stat.S_IFIFO]}, not a file: use it from a command (exec) "
+                                        "instead") from None
+        raise
+    try:
+        kind = _SPECIAL.get(stat.S_IFMT(os.fstat(fd).st_mode))
+        if kind is not None:
+            raise OSError(errno.EINVAL, f"{kind}, not a file: use it from a command (exec) instead")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _child_exec(argv: list[str], env: dict[str, str], cwd: str, uid: int, gid: int,
@@ -355,8 +383,9 @@ def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socke
                    staged: str | None = None, prepared: bool = False, host_root: bool = False) -> NoReturn:
     """Run as pid 1 of a new container (``prepared``: its root is entered already); never returns.
 
-    The kernel's key management calls are refused (see ``_sys.deny_keyrings``): keyrings
-    belong to the user namespace, which all containers of an Engine share.
+    The kernel's key management calls and io_uring are refused (see
+    ``_sys.deny_shared_kernel_calls``), and CAP_SYS_RESOURCE goes: keyrings and the
+    namespace limits belong to the user namespace, which all containers of an Engine share.
 
     With ``host_root`` (root inside is the host's real root) CAP_SYS_ADMIN goes once the
     container is set up, for pid 1 and all it starts, as Docker's containers run without it:
@@ -375,11 +404,21 @@ def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socke
         _sys.sethostname(spec.get("hostname") or cid)
         # Before CAP_SYS_ADMIN goes: without it, a filter needs no_new_privs, which would
         # stop set-user-ID programs in the container.
-        _sys.deny_keyrings()
+        _sys.deny_shared_kernel_calls()
+        # The user namespace's own limits (/proc/sys/user/max_*_namespaces) are shared by all
+        # containers of the Engine: rootless, root inside could unmount the read-only /proc/sys
+        # and set them to 0, and no later container would start.  Writing them takes this
+        # capability, which Docker's containers do not have either.
+        _sys.drop_capability(_sys.CAP_SYS_RESOURCE)
         if host_root:
             _sys.drop_capability(_sys.CAP_SYS_ADMIN)
-        # The zygote's log on the host would be in reach of the container's root through
-        # /proc/1/fd/1; errors from here on travel on the sockets anyway.
+        # Root in the container could otherwise ptrace pid 1 (stop it, and every request of
+        # the library with it, or answer in its place) and read /proc/1/environ (the test
+        # process's environment, CI secrets included).  Only now: slirp4netns has entered the
+        # network namespace through /proc/<pid 1> by then.  (runc's init does the same.)
+        _sys.set_dumpable(False)
+        # Nor should /proc/1/fd lead to the zygote's log on the host; errors from here on
+        # travel on the sockets anyway.
         null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
         os.dup2(null, 1)
         os.dup2(null, 2)

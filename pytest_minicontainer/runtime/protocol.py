@@ -58,12 +58,13 @@ def reply_pair() -> tuple[socket.socket, socket.socket]:
 
 
 def call(
-    sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()
+    sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = (), timeout: float | None = None
 ) -> tuple[dict[str, Any] | None, list[int], socket.socket]:
     """Send a request with a reply socket; return the first answer and the reply socket.
 
     The reply socket stays open so that callers expecting a second message (an exit status)
-    can keep reading it; they must close it.
+    can keep reading it; they must close it.  With ``timeout`` (seconds), no answer by then
+    raises TimeoutError.
     """
     mine, theirs = reply_pair()
     try:
@@ -73,5 +74,11 @@ def call(
         raise
     finally:
         theirs.close()
-    answer, got = recv(mine)
+    try:
+        mine.settimeout(timeout)
+        answer, got = recv(mine)
+    except OSError:
+        mine.close()
+        raise
+    mine.settimeout(None)
     return answer, got, mine

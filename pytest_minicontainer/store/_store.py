@@ -49,6 +49,20 @@ _GC_WAIT = 30.0
 PINS = "pins"  # in a session's run directory: layers its containers use
 
 
+def _private(path: Path) -> None:
+    """Make one of the store's directories the owner's alone (0700).
+
+    Layers and containers' writable layers hold what images and tests put there, set-user-ID
+    programs included, on a filesystem mounted without ``nosuid``: reachable by other users
+    of the machine, root's would let any of them run a program as root.  Docker keeps its
+    directory closed the same way.  A directory of someone else's is left as it is.
+    """
+    st = path.stat()
+    if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+        with contextlib.suppress(OSError):
+            path.chmod(0o700)
+
+
 class Store:
     """A store rooted at ``root`` (created if missing); safe for many processes at once."""
 
@@ -69,6 +83,7 @@ class Store:
             for d in (self._blobs, self._layers, self._images, self._sources, self._locks,
                       self._tmp, self.run_dir):
                 d.mkdir(parents=True, exist_ok=True)
+                _private(d)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise disk_full(self.root) from exc

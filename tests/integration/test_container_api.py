@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -306,3 +307,34 @@ def test_exec_and_spawn_check_environment_names_and_values(box: Container) -> No
     result = box.exec("echo $PORT-$GOOD", env={"PORT": 8080, "GOOD": "yes"}, check=True)  # type: ignore[dict-item]
     assert result.stdout == "8080-yes\n"
     assert box.exec("echo ${PORT:-unset}").stdout == "unset\n"
+
+
+def test_file_requests_refuse_fifos_and_devices_without_hanging(box: Container) -> None:
+    """Pid 1 serves every file request of the container: a FIFO nobody opens at the other end
+    would block it in ``open`` (and the container with it), a read of a device such as
+    /dev/zero might never end.  They are refused, with a message that says what it is, and
+    pid 1 serves on."""
+    box.exec("mkfifo /tmp/fifo", check=True)
+    attempts = {"write fifo": lambda: box.write_text("/tmp/fifo", "x"),
+                "read fifo": lambda: box.read_text("/tmp/fifo"),
+                "read device": lambda: box.read_bytes("/dev/null")}  # not /dev/zero: endless if let through
+    errors: dict[str, BaseException | None] = {}
+
+    def attempt_all() -> None:
+        for what, attempt in attempts.items():
+            try:
+                attempt()
+                errors[what] = None
+            except BaseException as exc:  # reported below
+                errors[what] = exc
+
+    worker = threading.Thread(target=attempt_all, daemon=True)
+    worker.start()
+    worker.join(30)
+    # (a stuck pid 1 is killed by the zygote when the container is removed: no hang after this)
+    assert not worker.is_alive(), f"a file request hangs pid 1 (done: {sorted(errors)})"
+    for what, exc in errors.items():
+        assert isinstance(exc, OSError) and "not a file" in str(exc) and box.id in str(exc), (what, exc)
+    assert "a FIFO" in str(errors["write fifo"]) and "a character device" in str(errors["read device"])
+    assert box.exists("/tmp/fifo")
+    assert box.exec("echo still serving").stdout == "still serving\n"

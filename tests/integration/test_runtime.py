@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -32,6 +34,7 @@ def _procs_in(ns: str) -> dict[int, str]:
     next container may get it at once): the start times tell our processes from later ones.
     """
     found = {}
+    parents = set()
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
@@ -40,8 +43,16 @@ def _procs_in(ns: str) -> dict[int, str]:
                         fields = f.read().rsplit(")", 1)[1].split()
                     if fields[0] != "Z":
                         found[int(name)] = fields[19]
+                        parents.add(int(fields[1]))
             except OSError:
                 continue
+    # Pid 1 is not dumpable: unprivileged, its ns link cannot be read.  It is the parent of
+    # the commands, and pid 1 of some namespace (its stat and status stay readable).
+    for pid in parents - set(found):
+        with contextlib.suppress(OSError):
+            if _ns_pid(pid) == 1:
+                with open(f"/proc/{pid}/stat") as f:
+                    found[pid] = f.read().rsplit(")", 1)[1].split()[19]
     return found
 
 
@@ -603,14 +614,47 @@ def test_commands_get_no_descriptor_of_pid_1(engine: Engine, busybox_rootfs: Pat
         assert c.exec("sleep 60 </dev/null >/dev/null 2>&1 & exit 0", timeout=20).returncode == 0
 
 
-def test_pid_1_holds_no_host_file(engine: Engine, busybox_rootfs: Path) -> None:
-    """What pid 1 holds is in reach of the container's root through /proc/1/fd: neither the
-    zygote's log nor the scratch dir's lock (host files) may be among it."""
-    with engine.run(f"rootfs:{busybox_rootfs}") as c:
-        links = c.exec("for f in /proc/1/fd/*; do readlink $f || true; done", check=True).stdout.split()
-    assert links
-    assert [link for link in links if not link.startswith(("socket:", "pipe:", "anon_inode:"))
-            and link != "/dev/null"] == []
+_PID1_PROBE = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.restype = ctypes.c_long
+found = []
+for what, try_it in (("fd", lambda: os.readlink("/proc/1/fd/1")),
+                     ("exe", lambda: os.readlink("/proc/1/exe")),
+                     ("environ", lambda: open("/proc/1/environ", "rb").read()),
+                     ("mem", lambda: open("/proc/1/mem", "rb"))):
+    try:
+        try_it()
+        found.append(what)
+    except PermissionError:
+        pass
+PTRACE_SEIZE = 0x4206
+if libc.ptrace(ctypes.c_long(PTRACE_SEIZE), ctypes.c_long(1), None, None) == 0:
+    found.append("ptrace")
+print(",".join(found) or "none", open("/proc/1/cmdline", "rb").read().split(b"\\0")[0].decode())
+"""
+
+
+def test_pid_1_is_out_of_the_containers_reach(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Root in a container could ptrace pid 1 (stop it, and the library's every request with
+    it, or answer in its place), read /proc/1/environ (the test process's environment: CI
+    secrets) or reach what pid 1 holds through /proc/1/fd.  Pid 1 is not dumpable, and holds
+    no host file (the zygote's log, the scratch dir's lock); ``ps`` still sees it."""
+    monkeypatch.setenv("MINICONTAINER_TEST_SECRET", "not-for-containers")
+    with Engine(store=engine.store_path) as e, e.run("host") as c:
+        found, cmd = c.exec([sys.executable, "-c", _PID1_PROBE], check=True).stdout.split()
+        assert found == "none"
+        assert "python" in cmd
+        if os.geteuid() == 0:  # from the host (as root), what pid 1 holds
+            ns = c.exec(["readlink", "/proc/self/ns/pid"]).stdout.strip()
+            init = [p for p in _procs_in(ns) if _ns_pid(p) == 1]
+            assert len(init) == 1
+            links = []
+            for fd in os.listdir(f"/proc/{init[0]}/fd"):
+                with contextlib.suppress(OSError):
+                    links.append(os.readlink(f"/proc/{init[0]}/fd/{fd}"))
+            host_files = [x for x in links if not x.startswith(("socket:", "pipe:", "anon_inode:"))]
+            assert [x for x in host_files if x != "/dev/null"] == []
 
 
 def test_pid_1_reaps_orphans(engine: Engine, busybox_rootfs: Path) -> None:
@@ -628,7 +672,8 @@ def test_pid_1_reaps_orphans(engine: Engine, busybox_rootfs: Path) -> None:
 
 _KEYCTL = {"x86_64": (250, 248), "aarch64": (219, 217), "riscv64": (219, 217)}
 # In a container (the host image's Python): add a key to the user keyring, then read that
-# keyring's id; print each call's errno (0: it worked).
+# keyring's id (also through x86_64's x32 number), then set up an io_uring; print each call's
+# errno (0: it worked).
 _KEYRING_PROBE = """
 import ctypes, os, sys
 keyctl, add_key = int(sys.argv[1]), int(sys.argv[2])
@@ -643,17 +688,19 @@ print(call(add_key, ctypes.cast(ctypes.c_char_p(b"user"), ctypes.c_void_p).value
            ctypes.cast(ctypes.c_char_p(b"left-by-a-test"), ctypes.c_void_p).value,
            ctypes.cast(ctypes.c_char_p(b"secret"), ctypes.c_void_p).value, 6, USER_KEYRING),
       call(keyctl, GET_KEYRING_ID, USER_KEYRING, 0),
-      call(keyctl | (1 << 30), GET_KEYRING_ID, USER_KEYRING, 0) if os.uname().machine == "x86_64" else 1)
+      call(keyctl | (1 << 30), GET_KEYRING_ID, USER_KEYRING, 0) if os.uname().machine == "x86_64" else 1,
+      call(425, 1, ctypes.addressof(ctypes.create_string_buffer(120))))
 """
 
 
-def test_containers_cannot_reach_the_shared_kernel_keyring(engine: Engine) -> None:
+def test_containers_cannot_reach_the_shared_kernel_keyring_nor_io_uring(engine: Engine) -> None:
     """Keyrings belong to the user namespace, which every container of an Engine shares: a key
-    one test's container stored would be there for the next.  As in Docker, the key calls
-    are refused (EPERM), x86_64's x32 variants too; the host itself keeps them."""
+    one test's container stored would be there for the next.  io_uring's kernel threads go on
+    while a commit has the container paused.  As in Docker, these calls are refused (EPERM),
+    x86_64's x32 variants too; the host itself keeps them."""
     numbers = _KEYCTL.get(os.uname().machine)
     if numbers is None:
-        pytest.skip(f"no key syscall numbers known for {os.uname().machine} (see _sys._KEY_SYSCALLS)")
+        pytest.skip(f"no key syscall numbers known for {os.uname().machine} (see _sys._DENIED_SYSCALLS)")
     argv = [sys.executable, "-c", _KEYRING_PROBE, *map(str, numbers)]
     # the probe itself works on this host: the refusals below come from the container
     outside = subprocess.run(["unshare", "-U", *argv], capture_output=True, text=True)
@@ -662,7 +709,40 @@ def test_containers_cannot_reach_the_shared_kernel_keyring(engine: Engine) -> No
                     "a kernel built with CONFIG_KEYS and an unrestricted `unshare -U` are needed")
     for _ in range(2):  # the second container would see the first one's key
         with engine.run("host") as c:
-            assert c.exec(argv).stdout.split() == [str(errno.EPERM)] * 3
+            assert c.exec(argv).stdout.split() == [str(errno.EPERM)] * 4
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs real root: it runs a program as another host user (nobody)")
+def test_a_set_user_id_program_in_a_writable_layer_is_out_of_other_users_reach() -> None:
+    """The writable layer is on the host's filesystem, without ``nosuid``: a set-user-ID root
+    program a container leaves there must not be runnable by another user of the host, even
+    with the store in a directory everyone may enter (pytest's own tmp dirs are private)."""
+    base = Path(tempfile.mkdtemp(prefix="minicontainer-suid-"))
+    base.chmod(0o755)
+    try:
+        with Engine(store=base / "store") as e, e.run("host") as c:
+            c.exec("cp /bin/true /tmp/suid && chmod 4755 /tmp/suid", check=True)
+            planted = c.upper_dir / "tmp" / "suid"
+            assert planted.stat().st_mode & 0o4000
+            r = subprocess.run(["runuser", "-u", "nobody", "--", str(planted)], capture_output=True, text=True)
+            assert r.returncode != 0 and "ermission denied" in r.stderr, (r.returncode, r.stderr)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_container_cannot_change_the_limits_the_next_ones_need(engine: Engine, busybox_rootfs: Path) -> None:
+    """The user namespace's limits (/proc/sys/user) are shared by all containers of an Engine;
+    rootless, root inside may unmount the read-only /proc/sys.  Without CAP_SYS_RESOURCE
+    (as in Docker) it still cannot write them, and the next container starts."""
+    image = f"rootfs:{busybox_rootfs}"
+    with engine.run(image) as c:
+        bounding = int(c.exec("grep CapBnd /proc/self/status | cut -f2").stdout.strip(), 16)
+        assert not bounding & (1 << 24)  # CAP_SYS_RESOURCE
+        c.exec("umount /proc/sys 2>/dev/null; for f in max_mnt_namespaces max_pid_namespaces; do "
+               "echo 0 > /proc/sys/user/$f; done; true")
+        assert c.exec("cat /proc/sys/user/max_mnt_namespaces").stdout.strip() != "0"
+    with engine.run(image, network="host") as c:  # a fresh clone, no spare: namespaces made now
+        assert c.exec(["true"]).returncode == 0
 
 
 def test_commit_reads_the_layer_of_a_paused_container(engine: Engine, busybox_rootfs: Path,

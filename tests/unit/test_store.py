@@ -250,3 +250,15 @@ def test_gc_removes_half_written_files_of_dead_writers(store: Store) -> None:
     live.write_text("{")
     store.gc()
     assert not dead.exists() and live.exists()
+
+
+def test_the_stores_directories_are_the_owners_alone(tmp_path: Path) -> None:
+    """Layers and writable layers hold set-user-ID programs of images and tests: no other user
+    may reach them (as root, that would run them as root).  An older, open store is closed."""
+    root = tmp_path / "store"
+    Store(root)
+    names = ["run", "layers", "tmp", "sources", "images", "locks", "blobs/sha256"]
+    assert {n: oct((root / n).stat().st_mode & 0o777) for n in names} == {n: "0o700" for n in names}
+    (root / "layers").chmod(0o755)
+    Store(root)
+    assert (root / "layers").stat().st_mode & 0o777 == 0o700
