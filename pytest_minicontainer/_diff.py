@@ -12,6 +12,7 @@ Module-level and plain-typed so that it can also run in the runtime's user names
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -37,12 +38,14 @@ def changes(upper: str, layers: list[str], host_dirs: list[str], skip: list[str]
         where = view.entry(path.lstrip("/"))
         return None if where is None else os.lstat(where)
 
-    def walk(dirpath: str, rel: str, hidden: bool) -> None:
-        """``hidden``: the image's entries below ``rel`` are not visible in the container."""
-        try:
-            entries = {e.name: e for e in os.scandir(dirpath)}
-        except FileNotFoundError:
-            return
+    def walk(fd: int, rel: str, hidden: bool) -> None:
+        """``fd``: the upper directory ``rel``; ``hidden``: the image's entries below it are not
+        visible in the container.
+
+        By descriptors, never by path: a process of the container swapping a directory for a
+        symlink meanwhile must not make the walk list a host directory.
+        """
+        entries = {e.name: e for e in os.scandir(fd)}
         names = set(entries)
         if hidden:
             names.update(view.listdir(rel.lstrip("/")))
@@ -58,16 +61,40 @@ def changes(upper: str, layers: list[str], host_dirs: list[str], skip: list[str]
             if is_whiteout(st):
                 found.append(("D", path))
                 continue
-            is_dir = stat.S_ISDIR(st.st_mode)
-            old = before(path)
-            was_dir = old is not None and stat.S_ISDIR(old.st_mode)
-            hides = is_dir and was_dir and (hidden or is_opaque(entry.path))
-            if old is None:
-                found.append(("A", path))
-            elif not (is_dir and was_dir) or hides:
-                found.append(("C", path))
-            if is_dir:
-                walk(entry.path, path, hides)
+            sub = _open_dir(name, fd) if stat.S_ISDIR(st.st_mode) else None
+            try:
+                is_dir = sub is not None
+                old = before(path)
+                was_dir = old is not None and stat.S_ISDIR(old.st_mode)
+                hides = sub is not None and was_dir and (hidden or is_opaque(sub))
+                if old is None:
+                    found.append(("A", path))
+                elif not (is_dir and was_dir) or hides:
+                    found.append(("C", path))
+                if sub is not None:
+                    walk(sub, path, hides)
+            finally:
+                if sub is not None:
+                    os.close(sub)
 
-    walk(upper, "", False)
+    top = _open_dir(upper)
+    if top is None:
+        return found
+    try:
+        walk(top, "", False)
+    finally:
+        os.close(top)
     return found
+
+
+def _open_dir(name: str, parent: int | None = None) -> int | None:
+    """A descriptor of the directory ``name`` (below ``parent``), or None if it is not one (any
+    more: replaced, a symlink now, gone).  PermissionError goes up, as for ``is_opaque``."""
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None
+        raise

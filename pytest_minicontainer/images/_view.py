@@ -32,13 +32,15 @@ def is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def is_opaque(path: str) -> bool:
-    """Whether the directory ``path`` hides what lower layers hold below it.
+def is_opaque(path: str | int) -> bool:
+    """Whether the directory ``path`` (or open descriptor) hides what lower layers hold below it.
 
     PermissionError goes up (a directory private to another id, rootless): answering "no"
     would silently show deleted files; callers may retry in the runtime's user namespace.
     """
     try:
+        if isinstance(path, int):
+            return os.getxattr(path, _OPAQUE) == b"y"
         return os.getxattr(path, _OPAQUE, follow_symlinks=False) == b"y"
     except PermissionError:
         raise

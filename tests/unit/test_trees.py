@@ -90,3 +90,32 @@ def test_an_entry_swapped_for_a_symlink_mid_copy_is_not_followed(
     copied = [p for p in (tmp_path / "dst").rglob("*") if not p.is_symlink() and p.is_file()]
     assert all("secret" not in p.read_text() for p in copied), copied
     assert not (tmp_path / "dst" / "victim" / "key").exists() or (tmp_path / "dst" / "victim").is_symlink()
+
+
+def test_diff_does_not_list_a_host_directory_swapped_in_mid_walk(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``diff()`` walks the writable layer from the host: a directory a container process swaps
+    for a symlink after the walk listed its parent must not lead the walk into the host."""
+    from pytest_minicontainer import _diff
+
+    secret = tmp_path / "host-dir"
+    secret.mkdir()
+    (secret / "host-secret-name").write_text("x")
+    upper = tmp_path / "upper"
+    (upper / "victim").mkdir(parents=True)
+    (upper / "victim" / "a").write_text("x")
+    real_scandir = os.scandir
+    swapped = []
+
+    def scandir(path: Any = ".") -> Any:
+        if len(swapped) == 1:  # "victim" was looked at and is about to be listed: the container swaps
+            (upper / "victim").rename(tmp_path / "moved")
+            (upper / "victim").symlink_to(secret)
+        swapped.append(path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    found = _diff.changes(str(upper), [], [], [])
+    monkeypatch.undo()
+    assert all("host-secret-name" not in path for _kind, path in found), found
+    assert ("A", "/victim") in found and len(swapped) == 2
