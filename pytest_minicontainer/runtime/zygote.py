@@ -535,8 +535,8 @@ def _forbid_nested_user_namespaces() -> None:
 def main(argv: list[str]) -> int:
     ctl = socket.socket(fileno=int(argv[0]))
     scratch = argv[1]
-    # Descriptors handed down by the library (this socket, the scratch lock) stay with the
-    # zygote and the containers' pid 1, never with a command a container runs.
+    # Descriptors handed down by the library: this socket (pid 1 of each container closes it
+    # too) and the scratch dir's lock (``held``: the zygote's alone); never a command's.
     held = []
     for name in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):
