@@ -270,15 +270,19 @@ _FILTER_FPROG = _filter_fprog()
 def deny_shared_kernel_calls() -> bool:
     """Make the key management calls and io_uring fail with EPERM for this process and
     everything it starts (a seccomp filter; no way back).  False on an architecture this
-    module has no syscall numbers for.
+    module has no syscall numbers for, or a kernel built without seccomp filters (EINVAL):
+    containers still run there, as they did before the filter.
 
     The caller needs ``CAP_SYS_ADMIN`` in its user namespace (pid 1 of a container has it):
     then no ``no_new_privs`` is needed, and set-user-ID programs in the container still work.
     """
     if _FILTER_FPROG is None:
         return False
-    _check(_libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(_FILTER_FPROG[0]), 0, 0),
-           "prctl", "PR_SET_SECCOMP", "key management and io_uring")
+    if _libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(_FILTER_FPROG[0]), 0, 0) != 0:
+        err = ctypes.get_errno() or _errno.EIO
+        if err == _errno.EINVAL:
+            return False
+        raise SysError(err, "prctl", "PR_SET_SECCOMP, key management and io_uring")
     return True
 
 
