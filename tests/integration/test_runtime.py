@@ -712,7 +712,8 @@ def test_containers_cannot_reach_the_shared_kernel_keyring_nor_io_uring(engine: 
             assert c.exec(argv).stdout.split() == [str(errno.EPERM)] * 4
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs real root: it runs a program as another host user (nobody)")
+@pytest.mark.skipif(os.geteuid() != 0,
+                    reason="needs real root: it runs a program as another host user (nobody); run the suite as root")
 def test_a_set_user_id_program_in_a_writable_layer_is_out_of_other_users_reach() -> None:
     """The writable layer is on the host's filesystem, without ``nosuid``: a set-user-ID root
     program a container leaves there must not be runnable by another user of the host, even
