@@ -319,15 +319,15 @@ class Container:
         """``path`` made absolute against the working directory ("" stays "": it names no file)."""
         return path if not path or path.startswith("/") else os.path.join(self.workdir, path)
 
-    def _file_error(self, err: int | None, path: str) -> OSError:
-        """An OSError about ``path`` in this container, made from the errno alone.
+    def _file_error(self, err: int | None, path: str, text: str | None = None) -> OSError:
+        """An OSError about ``path`` in this container: the errno, and ``text`` (pid 1's own
+        words, such as why it refuses a FIFO) or else the errno's usual text.
 
-        The runtime's text already holds an errno and a path (``str()`` of pid 1's error):
-        wrapping it again would print both twice.  ``OSError(errno, ...)`` picks the subclass
-        (FileNotFoundError, IsADirectoryError...), and ``filename`` is the container path.
+        ``OSError(errno, ...)`` picks the subclass (FileNotFoundError, IsADirectoryError...),
+        and ``filename`` is the container path.
         """
         code = err or errno.EIO
-        return OSError(code, f"{os.strerror(code)} (in container {self.id})", path)
+        return OSError(code, f"{text or os.strerror(code)} (in container {self.id})", path)
 
     def _open(self, path: str, flags: int, mode: int = 0o644, mkdirs: bool = False) -> int:
         path = self._path(path)
@@ -336,10 +336,7 @@ class Container:
         try:
             return self._rt.open(path, flags, mode, mkdirs)
         except OSError as exc:
-            if exc.errno == errno.EINVAL and exc.strerror and "not a file" in exc.strerror:  # pid 1's own refusal
-                text = exc.strerror.split("] ", 1)[-1]  # without the "[Errno 22] " of its str()
-                raise OSError(exc.errno, f"{text} (in container {self.id})", path) from None
-            raise self._file_error(exc.errno, path) from None
+            raise self._file_error(exc.errno, path, exc.strerror) from None
 
     def read_bytes(self, path: str) -> bytes:
         full = self._path(path)

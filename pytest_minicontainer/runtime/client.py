@@ -134,8 +134,8 @@ class RuntimeContainer:
             for fd in got:
                 os.close(fd)
             err = answer.get("errno") or 0
-            if err:
-                raise OSError(err, answer.get("error", "failed"))
+            if err:  # the text without errno and path (the caller names its own path), when pid 1 sent it
+                raise OSError(err, answer.get("strerror") or answer.get("error", "failed"))
             raise ContainerError(str(answer.get("error", "request failed")))
         return answer, got, sock
 

@@ -107,7 +107,8 @@ class _Init(Server):
                 protocol.send(reply, {"ok": False, "error": f"unknown request {op!r}"})
         except OSError as exc:
             with contextlib.suppress(OSError):
-                protocol.send(reply, {"ok": False, "error": str(exc), "errno": exc.errno or 0})
+                protocol.send(reply, {"ok": False, "error": str(exc), "errno": exc.errno or 0,
+                                      "strerror": exc.strerror or ""})
         except (KeyError, ValueError, TypeError, LookupError) as exc:
             with contextlib.suppress(OSError):
                 protocol.send(reply, {"ok": False, "error": str(exc)})
