@@ -31,7 +31,7 @@ NO_EFFECT = {
     "attach": "log attachment of `docker compose up`; read logs with `logs()`",
     "develop": "`docker compose watch` settings",
     "expose": "every port of a service is reachable from the services on its networks",
-    "init": "pid 1 of every container here is an init that reaps children and forwards signals",
+    "init": "pid 1 of every container is an init that reaps orphans; stop signals reach the main process's group",
     "label_file": "labels are metadata only",
     "logging": "each container keeps its main process's output (`logs()`)",
     "pull_refresh_after": "images are pulled as `pull_policy` says",
