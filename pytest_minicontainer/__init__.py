@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 _EXPORTS = {
     "Change": "container", "Container": "container", "ExecResult": "container", "Mount": "container",
     "Process": "container", "Engine": "engine", "HealthCheck": "image", "Image": "image",
-    "ImageConfig": "image", "BuildError": "errors", "ContainerError": "errors", "ExecError": "errors",
-    "ExecTimeout": "errors", "ImageError": "errors", "ImageNotFound": "errors",
+    "ImageConfig": "image", "BuildError": "errors", "ComposeError": "errors", "ContainerError": "errors",
+    "ExecError": "errors", "ExecTimeout": "errors", "ImageError": "errors", "ImageNotFound": "errors",
     "MiniContainerError": "errors", "RegistryError": "errors", "RuntimeUnavailable": "errors", "StoreError": "errors",
     "WaitTimeout": "errors",
 }
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .engine import Engine
     from .errors import (
         BuildError,
+        ComposeError,
         ContainerError,
         ExecError,
         ExecTimeout,
@@ -53,6 +54,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BuildError",
     "Change",
+    "ComposeError",
     "Container",
     "ContainerError",
     "Engine",

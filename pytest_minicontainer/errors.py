@@ -13,7 +13,8 @@ catch one type; the subclasses say what went wrong and carry the context needed 
     │   ├── ImageNotFound       a reference names no image (unknown tag, REF or file)
     │   └── RegistryError       a registry cannot be reached or refuses a request (``registry``)
     ├── StoreError              the image store cannot be read or written (full disk, lock)
-    └── BuildError              a Containerfile step failed (line, command, status, output)
+    ├── BuildError              a Containerfile step failed (line, command, status, output)
+    └── ComposeError            a Compose file is invalid or asks for what cannot be done (file, service, key)
 
 Messages name the problem *and* the fix; the attributes hold the same facts for code.
 """
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "BuildError",
+    "ComposeError",
     "ContainerError",
     "ExecError",
     "ExecTimeout",
@@ -173,3 +175,23 @@ class BuildError(MiniContainerError):
         self.command = command
         self.status = status
         self.output = output
+
+
+class ComposeError(MiniContainerError):
+    """A Compose file (or its ``.env``, an ``env_file``) cannot be used as it is.
+
+    ``file`` and ``line`` say where, ``path`` which value (``services.web.ports[0]``),
+    ``service`` and ``key`` the same split for code (``"web"``, ``"ports[0]"``); each is None
+    where it does not apply.  The message names the problem and, where there is one, the fix.
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None, path: str = "",
+                 service: str | None = None, key: str | None = None) -> None:
+        where = f"{file}:{line}" if file and line else (file or "")
+        prefix = ": ".join(p for p in (where, path) if p)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+        self.file = file
+        self.line = line
+        self.path = path
+        self.service = service
+        self.key = key
