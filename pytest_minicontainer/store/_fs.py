@@ -44,7 +44,9 @@ def atomic_write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with write_errors(path):
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
+            # 0600: tags and image records are the store owner's alone, as the store root is
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600),
+                      "w", encoding="utf-8") as f:
                 json.dump(data, f, indent=1, sort_keys=True)
             os.replace(tmp, path)
         except BaseException:

@@ -38,7 +38,7 @@ from filelock import FileLock
 
 from ..errors import ImageNotFound, StoreError
 from ..image import Image, ImageConfig
-from . import _owner
+from . import _owner, _trust
 from ._fs import atomic_write_json, disk_full, read_json, tree_size, write_errors
 from ._names import digest_hex, is_digest, normalise_tag
 from ._trees import TreeAccess
@@ -79,11 +79,21 @@ class Store:
         self._owners: dict[Path, _owner.OwnerLock] = {}
         # how owners are set in, and trees hashed and removed (the engine may replace it)
         self.trees = TreeAccess()
+        # Nothing is read or made before the path is known to be the caller's alone (_trust).
+        _trust.check_ancestors(self.root)
         try:
-            for d in (self._blobs, self._layers, self._images, self._sources, self._locks,
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            real = Path(os.path.realpath(self.root))
+            _trust.check_own_dir(real, "root")
+            _private(real)
+            for d in (self._blobs.parent, self._blobs, self._layers, self._images, self._sources, self._locks,
                       self._tmp, self.run_dir):
-                d.mkdir(parents=True, exist_ok=True)
+                d.mkdir(exist_ok=True)
+                _trust.check_own_dir(d)
                 _private(d)
+            _trust.check_own_dir(self._tags, "tag file")
+        except StoreError:
+            raise
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise disk_full(self.root) from exc
