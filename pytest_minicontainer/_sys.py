@@ -174,6 +174,16 @@ def filesystem_type(path: str) -> int:
     return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 
+PROC_SUPER_MAGIC = 0x9FA0
+
+
+def descriptor_filesystem_type(fd: int) -> int:
+    """The ``f_type`` magic of the filesystem an open descriptor lies on (``fstatfs(2)``)."""
+    buf = ctypes.create_string_buffer(256)
+    _check(_libc.fstatfs(ctypes.c_int(fd), buf), "fstatfs", fd)
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+
+
 def sethostname(name: str) -> None:
     """Set the hostname of the calling process's UTS namespace."""
     raw = name.encode()

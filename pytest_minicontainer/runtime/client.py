@@ -446,7 +446,14 @@ _ZYGOTE_START = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
                  "from pytest_minicontainer.runtime.zygote import main; sys.exit(main(sys.argv[1:]))")
 
 
+# What the zygote and every pid 1 may inherit of the caller's environment: what the
+# interpreter needs to start (and the locale it prints in), nothing else.  The rest (CI
+# tokens, cloud credentials, registry passwords) has no business in processes that serve
+# containers: an image's file request or a bug there must not be able to reveal it.
+_KEPT_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "LD_LIBRARY_PATH", "PYTHONPATH", "PYTHONHOME",
+             "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PYTHONNOUSERSITE",
+             "PYTHONWARNINGS", "PYTHONDEVMODE", "PYTHONTRACEMALLOC", "PYTHONFAULTHANDLER")
+
+
 def _zygote_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("PYTHONSTARTUP", None)
-    return env
+    return {k: v for k, v in os.environ.items() if k in _KEPT_ENV or k.startswith("LC_")}

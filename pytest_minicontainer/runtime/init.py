@@ -291,6 +291,11 @@ def _open_inside(message: dict[str, Any]) -> int:
         kind = _SPECIAL.get(stat.S_IFMT(os.fstat(fd).st_mode))
         if kind is not None:
             raise OSError(errno.EINVAL, f"{kind}, not a file: use it from a command (exec) instead")
+        # Pid 1 opens the file as itself: an image's symlink to /proc/self/... would hand over
+        # pid 1's own environment, memory maps or descriptors.  Commands read procfs (exec).
+        if _sys.descriptor_filesystem_type(fd) == _sys.PROC_SUPER_MAGIC:
+            raise OSError(errno.EPERM, "a file of /proc, which file requests do not open: read it with "
+                                       "a command (exec) instead")
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
