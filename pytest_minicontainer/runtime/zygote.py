@@ -300,8 +300,8 @@ class _Zygote(Server):
         """Give container ``init``'s network namespace outbound access through slirp4netns.
 
         slirp4netns runs here, inside the user namespace that owns the container's network
-        namespace (so it may enter it), and creates ``tap0`` (10.0.2.100/24, gateway and
-        host loopback 10.0.2.2, DNS 10.0.2.3).  It exits when the write end of its exit pipe
+        namespace (so it may enter it), and creates ``tap0`` (10.0.2.100/24, gateway 10.0.2.2,
+        which does not lead to the host's loopback, DNS 10.0.2.3).  It exits when the write end of its exit pipe
         closes: when the container's pid 1 is reaped, or when this zygote dies for any reason.
         """
         if not os.path.exists(f"/proc/{init}/ns/net"):
@@ -311,8 +311,11 @@ class _Zygote(Server):
         try:
             os.set_inheritable(ready_w, True)
             os.set_inheritable(exit_r, True)
-            argv = [binary, "--configure", "--mtu=65520", f"--ready-fd={ready_w}", f"--exit-fd={exit_r}",
-                    str(init), "tap0"]
+            # --disable-host-loopback: 10.0.2.2 would otherwise be the host's 127.0.0.1, and every
+            # service listening there only for local users (databases, agents, a CI runner's
+            # API) would answer the container.  Docker's networks do not reach it either.
+            argv = [binary, "--configure", "--mtu=65520", "--disable-host-loopback", f"--ready-fd={ready_w}",
+                    f"--exit-fd={exit_r}", str(init), "tap0"]
             log_path = os.path.join(self.scratch, f"slirp4netns-{init}.log")
             log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:

@@ -18,6 +18,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -335,15 +336,18 @@ def _slirp_children(engine: Engine) -> list[int]:
     return found
 
 
-def test_slirp_network_reaches_the_outside_and_keeps_its_own_loopback(
+def test_slirp_network_keeps_its_own_loopback_and_not_the_hosts(
         engine: Engine, busybox: Image, host_server: int) -> None:
     _needs_slirp()
     with engine.run(busybox, command=HTTPD, network="slirp", ports=[8080]) as c:
         assert "10.0.2.100/24" in c.exec("ip addr show tap0").stdout
         assert c.read_text("/etc/resolv.conf") == "nameserver 10.0.2.3\n"  # slirp4netns's DNS
         assert all(ch.path != "/etc/resolv.conf" for ch in c.diff())
-        out = c.exec(f"wget -q -O- http://10.0.2.2:{host_server}/", timeout=30)
-        assert (out.returncode, out.stdout) == (0, "hello from the host\n"), out.stderr
+        # 10.0.2.2 is not the host's 127.0.0.1: a service listening there only for local users
+        # does not answer the container (issue 14, finding 7)
+        out = c.exec(f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 10.0.2.2 {host_server}", timeout=30)
+        assert "hello from the host" not in out.stdout
+        assert out.returncode != 0 and out.stdout == "", out
         c.wait_for_port(8080, timeout=30)  # its own loopback, reached as before
         assert http_get(c.ports[8080]) == "hello\n"
         assert _slirp_children(engine)
@@ -352,6 +356,61 @@ def test_slirp_network_reaches_the_outside_and_keeps_its_own_loopback(
             break
         time.sleep(0.05)
     assert _slirp_children(engine) == []
+
+
+@pytest.fixture
+def outside_server(tmp_path: Path) -> Iterator[str]:
+    """An HTTP server in a network namespace of the test's own, routed from the host (root only).
+
+    It stands for "the outside": the container's traffic leaves through slirp4netns and the
+    host's routing table, and never goes anywhere but this namespace.
+    """
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("a server outside the host needs a network namespace and veth of the test's own: run the "
+                    "suite as root with iproute2 installed (apt-get install iproute2)")
+    ns, host_if, address = f"mcout{os.getpid()}", f"mco{os.getpid()}", "198.18.71.2"
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("hello from outside\n")
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    ip("netns", "add", ns)
+    server = None
+    try:
+        ip("link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        ip("addr", "add", "198.18.71.1/30", "dev", host_if)
+        ip("link", "set", host_if, "up")
+        ip("-n", ns, "addr", "add", f"{address}/30", "dev", "eth0")
+        ip("-n", ns, "link", "set", "eth0", "up")
+        ip("-n", ns, "link", "set", "lo", "up")
+        ip("-n", ns, "route", "add", "default", "via", "198.18.71.1")
+        server = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "http.server", "--bind", address,
+                                   "--directory", str(www), "8081"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c",
+                               f"import socket; socket.create_connection(('{address}', 8081), 1)"],
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        yield f"{address} 8081"
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_slirp_network_reaches_the_outside(engine: Engine, busybox: Image, outside_server: str) -> None:
+    _needs_slirp()
+    with engine.run(busybox, command=(), network="slirp") as c:
+        # busybox's static wget crashes on some hosts when its NSS lookups find no libraries; nc does not
+        out = c.exec(f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {outside_server}", timeout=30)
+        assert out.returncode == 0 and out.stdout.startswith("HTTP/1.0 200"), out
+        assert out.stdout.endswith("\r\n\r\nhello from outside\n")
 
 
 def test_slirp_absent_is_a_clear_error(engine: Engine, busybox: Image, tmp_path: Path,
