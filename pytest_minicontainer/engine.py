@@ -224,8 +224,14 @@ class Engine:
 
     def build(self, containerfile: str | os.PathLike[str] | None = None, context: str | os.PathLike[str] = ".", *,
               tag: str | None = None, build_args: Mapping[str, str] | None = None, target: str | None = None,
-              network: str = "host", no_cache: bool = False) -> Image:
-        """Build an image from a Containerfile (a path or its text) with this engine's runtime."""
+              network: str = "default", no_cache: bool = False) -> Image:
+        """Build an image from a Containerfile (a path or its text) with this engine's runtime.
+
+        RUN steps get ``network="default"``: a private network with outbound access through
+        slirp4netns and no route to the host's loopback, or none (and a line on stderr saying
+        how to get it) where slirp4netns cannot run; ``"slirp"``, ``"host"`` and ``"none"``
+        ask for one of those.
+        """
         from .build import build
 
         return build(self, containerfile, context, tag=tag, build_args=build_args, target=target,

@@ -7,6 +7,8 @@ source that is missing, ignored or outside the context fails before any containe
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -24,7 +26,28 @@ if TYPE_CHECKING:
 
 __all__ = ["build", "read_containerfile"]
 
-NETWORKS = ("host", "none")
+NETWORKS = ("default", "slirp", "host", "none")
+
+
+def default_network(say: Callable[[str], None]) -> str:
+    """The network of RUN steps when none was asked for: ``slirp`` where the host allows it.
+
+    Docker's builds get a network namespace of their own with outbound access; running them
+    on the host's network let a RUN step reach services on the host's 127.0.0.1 and its
+    abstract unix sockets (where the peer looked like root).  slirp4netns gives the outbound
+    access without a route to the host's loopback; without it a build gets no network, and
+    one line says how to get it (or that ``network="host"`` is still there to ask for).
+    """
+    missing = []
+    if shutil.which("slirp4netns") is None:
+        missing.append("apt-get install slirp4netns")
+    if not os.access("/dev/net/tun", os.R_OK | os.W_OK):
+        missing.append("chmod 0666 /dev/net/tun")
+    if not missing:
+        return "slirp"
+    say(f"minicontainer build: RUN steps get no network (outbound access needs slirp4netns and a usable "
+        f"/dev/net/tun); fix: {' and '.join(missing)}, or pass network=\"host\" to use the host's network")
+    return "none"
 
 
 def read_containerfile(containerfile: str | os.PathLike[str] | None, context: str) -> str:
@@ -53,11 +76,13 @@ def read_containerfile(containerfile: str | os.PathLike[str] | None, context: st
 
 def build(engine: Engine, containerfile: str | os.PathLike[str] | None = None,
           context: str | os.PathLike[str] = ".", *, tag: str | None = None,
-          build_args: Mapping[str, str] | None = None, target: str | None = None, network: str = "host",
+          build_args: Mapping[str, str] | None = None, target: str | None = None, network: str = "default",
           no_cache: bool = False, progress: Callable[[str], None] | None = None) -> Image:
     """Build an image (see ``Engine.build``); ``progress`` receives one line per step."""
     if network not in NETWORKS:
         raise ValueError(f"network must be one of {NETWORKS}, not {network!r}")
+    if network == "default":
+        network = default_network(progress or (lambda line: print(line, file=sys.stderr, flush=True)))
     root = context_root(context)
     instructions, escape = parse(read_containerfile(containerfile, root))
     ignore = load_ignore(root)

@@ -39,7 +39,9 @@ def add_build_command(subparsers: Any) -> None:
     p.add_argument("--build-arg", action="append", metavar="K=V", help="set an ARG (repeatable)")
     p.add_argument("--target", metavar="STAGE", help="build up to this stage")
     p.add_argument("--no-cache", action="store_true", help="run every step even when the cache has it")
-    p.add_argument("--network", choices=("host", "none"), default="host", help="network of RUN steps")
+    p.add_argument("--network", choices=("default", "slirp", "host", "none"), default="default",
+                   help="network of RUN steps (default: a private one with outbound access through slirp4netns, "
+                   "no route to the host's loopback; none where slirp4netns cannot run)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image digest")
     p.add_argument("context", help="the build context directory")
     p.set_defaults(func=cmd_build)

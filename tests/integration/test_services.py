@@ -18,7 +18,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -356,52 +355,6 @@ def test_slirp_network_keeps_its_own_loopback_and_not_the_hosts(
             break
         time.sleep(0.05)
     assert _slirp_children(engine) == []
-
-
-@pytest.fixture
-def outside_server(tmp_path: Path) -> Iterator[str]:
-    """An HTTP server in a network namespace of the test's own, routed from the host (root only).
-
-    It stands for "the outside": the container's traffic leaves through slirp4netns and the
-    host's routing table, and never goes anywhere but this namespace.
-    """
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("a server outside the host needs a network namespace and veth of the test's own: run the "
-                    "suite as root with iproute2 installed (apt-get install iproute2)")
-    ns, host_if, address = f"mcout{os.getpid()}", f"mco{os.getpid()}", "198.18.71.2"
-    www = tmp_path / "www"
-    www.mkdir()
-    (www / "index.html").write_text("hello from outside\n")
-
-    def ip(*args: str) -> None:
-        subprocess.run(["ip", *args], check=True, capture_output=True)
-
-    ip("netns", "add", ns)
-    server = None
-    try:
-        ip("link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns)
-        ip("addr", "add", "198.18.71.1/30", "dev", host_if)
-        ip("link", "set", host_if, "up")
-        ip("-n", ns, "addr", "add", f"{address}/30", "dev", "eth0")
-        ip("-n", ns, "link", "set", "eth0", "up")
-        ip("-n", ns, "link", "set", "lo", "up")
-        ip("-n", ns, "route", "add", "default", "via", "198.18.71.1")
-        server = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "http.server", "--bind", address,
-                                   "--directory", str(www), "8081"], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            if subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c",
-                               f"import socket; socket.create_connection(('{address}', 8081), 1)"],
-                              capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
-        yield f"{address} 8081"
-    finally:
-        if server is not None:
-            server.kill()
-            server.wait()
-        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 def test_slirp_network_reaches_the_outside(engine: Engine, busybox: Image, outside_server: str) -> None:
