@@ -16,6 +16,7 @@ import errno
 import os
 import stat
 
+from ._descriptors import many_descriptors
 from .image import Image
 from .images._view import ImageView, is_opaque, is_whiteout
 
@@ -38,52 +39,76 @@ def changes(upper: str, layers: list[str], host_dirs: list[str], skip: list[str]
         where = view.entry(path.lstrip("/"))
         return None if where is None else os.lstat(where)
 
-    def walk(fd: int, rel: str, hidden: bool) -> None:
-        """``fd``: the upper directory ``rel``; ``hidden``: the image's entries below it are not
-        visible in the container.
+    class Level:
+        """One directory of the upper layer being listed: ``fd`` open on it, ``rel`` its path,
+        ``hidden`` whether the image's entries below it are not visible in the container."""
+
+        def __init__(self, fd: int, rel: str, hidden: bool) -> None:
+            self.fd, self.rel, self.hidden = fd, rel, hidden
+            self.entries = {e.name: e for e in os.scandir(fd)}
+            names = set(self.entries)
+            if hidden:
+                names.update(view.listdir(rel.lstrip("/")))
+            self.todo = sorted(names, reverse=True)
+
+    def step(level: Level) -> Level | None:
+        """Record the change of ``level``'s next entry; a Level for it when it is a directory.
 
         By descriptors, never by path: a process of the container swapping a directory for a
         symlink meanwhile must not make the walk list a host directory.
         """
-        entries = {e.name: e for e in os.scandir(fd)}
-        names = set(entries)
-        if hidden:
-            names.update(view.listdir(rel.lstrip("/")))
-        for name in sorted(names):
-            path = f"{rel}/{name}"
-            if path in skipped:
-                continue
-            entry = entries.get(name)
-            if entry is None:  # in the image, hidden by an opaque directory above it
-                found.append(("D", path))
-                continue
-            st = entry.stat(follow_symlinks=False)
-            if is_whiteout(st):
-                found.append(("D", path))
-                continue
-            sub = _open_dir(name, fd) if stat.S_ISDIR(st.st_mode) else None
-            try:
-                is_dir = sub is not None
-                old = before(path)
-                was_dir = old is not None and stat.S_ISDIR(old.st_mode)
-                hides = sub is not None and was_dir and (hidden or is_opaque(sub))
-                if old is None:
-                    found.append(("A", path))
-                elif not (is_dir and was_dir) or hides:
-                    found.append(("C", path))
-                if sub is not None:
-                    walk(sub, path, hides)
-            finally:
-                if sub is not None:
-                    os.close(sub)
+        name = level.todo.pop()
+        path = f"{level.rel}/{name}"
+        entry = level.entries.get(name)
+        if path in skipped:
+            return None
+        if entry is None:  # in the image, hidden by an opaque directory above it
+            found.append(("D", path))
+            return None
+        st = entry.stat(follow_symlinks=False)
+        if is_whiteout(st):
+            found.append(("D", path))
+            return None
+        sub = _open_dir(name, level.fd) if stat.S_ISDIR(st.st_mode) else None
+        try:
+            is_dir = sub is not None
+            old = before(path)
+            was_dir = old is not None and stat.S_ISDIR(old.st_mode)
+            hides = sub is not None and was_dir and (level.hidden or is_opaque(sub))
+            if old is None:
+                found.append(("A", path))
+            elif not (is_dir and was_dir) or hides:
+                found.append(("C", path))
+            return None if sub is None else Level(sub, path, hides)
+        except BaseException:
+            if sub is not None:
+                os.close(sub)
+            raise
 
     top = _open_dir(upper)
     if top is None:
         return found
-    try:
-        walk(top, "", False)
-    finally:
-        os.close(top)
+    # Depth first, each directory's entries in sorted order, as a recursion would list them,
+    # but with a stack: a container can make a tree thousands of levels deep (and one
+    # descriptor per level may pass the soft limit: many_descriptors).
+    stack: list[Level] = []
+    with many_descriptors():
+        try:
+            stack.append(Level(top, "", False))
+        except BaseException:
+            os.close(top)
+            raise
+        try:
+            while stack:
+                if not stack[-1].todo:
+                    os.close(stack.pop().fd)
+                    continue
+                below = step(stack[-1])
+                if below is not None:
+                    stack.append(below)
+        finally:
+            for level in stack:
+                os.close(level.fd)
     return found
 
 

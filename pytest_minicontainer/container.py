@@ -507,9 +507,13 @@ class Container:
         with self._frozen():
             try:
                 found = changes(*args)
-            except PermissionError:
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EPERM, errno.EMFILE):
+                    raise
                 # rootless with a subordinate id range: a directory of another id inside the
-                # container is private to it on the host too; the user namespace can read it
+                # container is private to it on the host too; the user namespace can read it.
+                # EMFILE: a tree deeper than this process may hold descriptors for; the
+                # runtime's helper raises its limit for the walk.
                 found = self._rt.runtime.call("pytest_minicontainer._diff", "changes", *args)
         return [Change(kind, path) for kind, path in found]
 

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from .. import _sys
+from .._rmtree import remove_tree
 from ..errors import ImageError
 from ..image import Image
 from ..rootpath import resolve_in_root
@@ -246,7 +247,7 @@ class _Unpacker:
             for p in self.dirs:
                 if p == rel or p.startswith(rel + "/"):
                     os.chmod(self.abs(p), 0o700)
-            shutil.rmtree(path)
+            remove_tree(path)  # a layer's tree can be of any depth
             prefix = rel + "/"
             for key in [k for k in self.kinds if k.startswith(prefix)]:
                 del self.kinds[key]

@@ -112,6 +112,9 @@ class _Init(Server):
         except (KeyError, ValueError, TypeError, LookupError) as exc:
             with contextlib.suppress(OSError):
                 protocol.send(reply, {"ok": False, "error": str(exc)})
+        except Exception as exc:
+            with contextlib.suppress(OSError):
+                protocol.send(reply, {"ok": False, "error": f"{op}: {type(exc).__name__}: {exc}"})
         finally:
             for fd in extra:
                 with contextlib.suppress(OSError):

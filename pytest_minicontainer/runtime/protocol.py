@@ -9,6 +9,7 @@ each other's replies and no request ids are needed.
 from __future__ import annotations
 
 import array
+import errno
 import json
 import os
 import socket
@@ -22,13 +23,45 @@ _MAX_FDS = 16
 _FD_SIZE = array.array("i").itemsize
 
 
+#: Larger messages travel in a memfd: a datagram is bounded by the socket's send buffer
+#: (about 200 kB by default), and a diff of a deep tree or a long listing can pass that.
+_INLINE = 64 << 10
+#: What a memfd message may hold at most, so a confused peer cannot make the reader allocate without bound.
+_MAX_MEMFD = 1 << 30
+_MEMFD_KEY = "$memfd"
+
+
 def send(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
-    """Send one message (and ``fds``) as a single datagram."""
+    """Send one message (and ``fds``) as a single datagram, or its body in a memfd when large."""
     data = json.dumps(message, separators=(",", ":")).encode()
+    if len(data) > _INLINE:
+        memfd = os.memfd_create("minicontainer-message", os.MFD_CLOEXEC)
+        try:
+            with open(memfd, "wb", closefd=False) as f:
+                f.write(data)
+            socket.send_fds(sock, [json.dumps({_MEMFD_KEY: len(data)}).encode()], [*fds, memfd])
+        finally:
+            os.close(memfd)
+        return
     if fds:
         socket.send_fds(sock, [data], list(fds))
     else:
         sock.sendall(data)
+
+
+def _from_memfd(size: object, fds: list[int]) -> dict[str, Any]:
+    if not fds or not isinstance(size, int) or not 0 <= size <= _MAX_MEMFD:
+        for fd in fds:
+            os.close(fd)
+        raise OSError(errno.EPROTO, "malformed large message")
+    memfd = fds.pop()
+    os.lseek(memfd, 0, os.SEEK_SET)  # the sender's write left the shared offset at the end
+    with open(memfd, "rb") as f:
+        data = f.read(size + 1)
+    if len(data) != size:
+        raise OSError(errno.EPROTO, "a large message of the wrong size")
+    message: dict[str, Any] = json.loads(data)
+    return message
 
 
 def recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
@@ -49,6 +82,8 @@ def recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
             os.close(fd)
         return None, []
     message: dict[str, Any] = json.loads(data)
+    if _MEMFD_KEY in message:
+        message = _from_memfd(message[_MEMFD_KEY], fds)
     return message, fds
 
 

@@ -13,29 +13,15 @@ import os
 import shutil
 import stat
 
+from .. import _rmtree
+
 __all__ = ["copy_tree", "remove_tree"]
 
 
+
 def remove_tree(path: str) -> None:
-    """Remove ``path`` entirely; directories without write or search permission included."""
-
-    def fix(func: object, p: str, _exc: object) -> None:
-        parent = os.path.dirname(p)
-        with contextlib.suppress(OSError):
-            os.chmod(parent, 0o700)
-        with contextlib.suppress(OSError):
-            if os.path.isdir(p) and not os.path.islink(p):
-                os.chmod(p, 0o700)
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                os.unlink(p)
-
-    if os.path.lexists(path):
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, onerror=fix)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+    """Remove ``path`` entirely, at any depth; directories without write or search permission included."""
+    _rmtree.remove_tree(path)
 
 
 def _xattrs(path: int | str) -> list[tuple[str, bytes]]:
@@ -51,19 +37,21 @@ def _xattrs(path: int | str) -> list[tuple[str, bytes]]:
     return found
 
 
-def _copy_meta(dst: str, st: os.stat_result, xattrs: list[tuple[str, bytes]]) -> None:
+def _copy_meta(parent: int, name: str, st: os.stat_result, xattrs: list[tuple[str, bytes]]) -> None:
+    """Owner, mode, xattrs and times of the new entry ``name`` in the directory ``parent``."""
     with contextlib.suppress(OSError):
-        os.lchown(dst, st.st_uid, st.st_gid)
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=parent, follow_symlinks=False)
     if not stat.S_ISLNK(st.st_mode):
-        os.chmod(dst, stat.S_IMODE(st.st_mode))
-    for name, value in xattrs:
+        os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=parent)
+    for key, value in xattrs:  # setxattr takes no directory descriptor: the parent's magic link
         with contextlib.suppress(OSError):
-            os.setxattr(dst, name, value, follow_symlinks=False)
+            os.setxattr(f"/proc/self/fd/{parent}/{name}", key, value, follow_symlinks=False)
     with contextlib.suppress(OSError):
-        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=parent, follow_symlinks=False)
 
 
 _NOFOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def copy_tree(src: str, dst: str) -> None:
@@ -74,15 +62,34 @@ def copy_tree(src: str, dst: str) -> None:
     a file for a symbolic link while the copy runs must not make it read the host's files.
     (The container is paused meanwhile too, but a process forking fast enough can slip by.)
     A swapped entry is copied as what it has become, or not at all; never followed.
-    """
-    links: dict[tuple[int, int], str] = {}
-    dirs: list[tuple[str, os.stat_result, list[tuple[str, bytes]]]] = []
 
-    def one(parent: int, name: str, d: str) -> None:
+    Both sides are walked with a stack of descriptors, not by recursion or by path: a
+    container can make a tree thousands of levels deep, deeper than PATH_MAX allows to name.
+    """
+    links: dict[tuple[int, int], str] = {}  # first copy of a multiply linked file, by path
+
+    def link(key: tuple[int, int], st: os.stat_result, dparent: int, name: str, dpath: str) -> bool:
+        """Make ``name`` another link of a file copied before; False to copy it instead."""
+        if st.st_nlink <= 1:
+            return False
+        if key not in links:
+            links[key] = dpath
+            return False
+        try:
+            os.link(links[key], name, dst_dir_fd=dparent, follow_symlinks=False)
+        except OSError:  # ENAMETOOLONG: the first copy lies too deep to name
+            return False
+        return True
+
+    # a frame: (source dir, its entries still to copy, target dir, target's path, stat, xattrs)
+    Frame = tuple[int, list[str], int, str, os.stat_result, list[tuple[str, bytes]]]
+
+    def one(parent: int, name: str, dparent: int, dname: str, dpath: str) -> Frame | None:
+        """Copy one entry; for a directory, return the frame to walk it with."""
         try:
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
         except FileNotFoundError:
-            return  # gone meanwhile
+            return None  # gone meanwhile
         mode = st.st_mode
         # the entry itself, reached through its parent's descriptor and never followed
         here = f"/proc/self/fd/{parent}/{name}"
@@ -90,57 +97,72 @@ def copy_tree(src: str, dst: str) -> None:
             try:
                 target = os.readlink(name, dir_fd=parent)
             except OSError:  # replaced by something else, or gone
-                return
-            os.symlink(target, d)
-            _copy_meta(d, st, _xattrs(here))
-            return
+                return None
+            os.symlink(target, dname, dir_fd=dparent)
+            _copy_meta(dparent, dname, st, _xattrs(here))
+            return None
         if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in links:
-                os.link(links[key], d)
-                return
-            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-                os.mknod(d, mode, st.st_rdev)
-            elif stat.S_ISFIFO(mode):
-                os.mkfifo(d, stat.S_IMODE(mode))
+            if not (stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)):
+                return None  # sockets are not content
+            if link((st.st_dev, st.st_ino), st, dparent, dname, dpath):
+                return None
+            if stat.S_ISFIFO(mode):
+                os.mkfifo(dname, stat.S_IMODE(mode), dir_fd=dparent)
             else:
-                return  # sockets are not content
-            if st.st_nlink > 1:
-                links[key] = d
-            _copy_meta(d, st, _xattrs(here))
-            return
+                os.mknod(dname, mode, st.st_rdev, dir_fd=dparent)
+            _copy_meta(dparent, dname, st, _xattrs(here))
+            return None
         try:
             fd = os.open(name, _NOFOLLOW | (os.O_DIRECTORY if stat.S_ISDIR(mode) else 0), dir_fd=parent)
         except OSError:  # ELOOP: it became a symlink; ENOTDIR, ENOENT: replaced or gone
-            return
+            return None
+        keep = False
         try:
             st = os.fstat(fd)  # what was opened, not what was looked at before
             if stat.S_ISDIR(st.st_mode):
-                os.makedirs(d, exist_ok=True)
-                for child in os.listdir(fd):
-                    one(fd, child, os.path.join(d, child))
-                # modes after the children: a 0555 dir must stay writable until then
-                dirs.append((d, st, _xattrs(fd)))
-                return
-            if not stat.S_ISREG(st.st_mode):
-                return
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in links:
-                os.link(links[key], d)
-                return
-            with os.fdopen(os.dup(fd), "rb") as fi, open(d, "wb") as fo:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(dname, 0o700, dir_fd=dparent)
+                dfd = os.open(dname, _DIR, dir_fd=dparent)
+                keep = True
+                return fd, sorted(os.listdir(fd), reverse=True), dfd, dpath, st, _xattrs(fd)
+            if not stat.S_ISREG(st.st_mode) or link((st.st_dev, st.st_ino), st, dparent, dname, dpath):
+                return None
+            out = os.open(dname, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                          dir_fd=dparent)
+            with os.fdopen(os.dup(fd), "rb") as fi, open(out, "wb") as fo:
                 shutil.copyfileobj(fi, fo, 1 << 20)
-            if st.st_nlink > 1:
-                links[key] = d
-            _copy_meta(d, st, _xattrs(fd))
+            _copy_meta(dparent, dname, st, _xattrs(fd))
+            return None
         finally:
-            os.close(fd)
+            if not keep:
+                os.close(fd)
 
     parent, name = os.path.split(os.path.abspath(src))
+    dparent_path, dname = os.path.split(os.path.abspath(dst))
     top = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    dtop = os.open(dparent_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    stack: list[tuple[Frame, int, str]] = []  # a frame, the target's parent and name in it
     try:
-        one(top, name, dst)
+        first = one(top, name, dtop, dname, dst)
+        if first is not None:
+            stack.append((first, dtop, dname))
+        while stack:
+            (fd, todo, dfd, dpath, st, xattrs), dparent, own = stack[-1]
+            if todo:
+                child = todo.pop()
+                below = one(fd, child, dfd, child, f"{dpath}/{child}")
+                if below is not None:
+                    stack.append((below, dfd, child))
+                continue
+            # every child is in: now the directory's own mode (a 0555 one stays writable until
+            # then), owner, xattrs and times
+            stack.pop()
+            os.close(fd)
+            os.close(dfd)
+            _copy_meta(dparent, own, st, xattrs)
     finally:
+        for (fd, _todo, dfd, _p, _s, _x), _dp, _o in stack:
+            os.close(fd)
+            os.close(dfd)
         os.close(top)
-    for d, st, xattrs in reversed(dirs):
-        _copy_meta(d, st, xattrs)
+        os.close(dtop)

@@ -32,6 +32,7 @@ import sys
 from typing import Any, NamedTuple, NoReturn
 
 from .. import _sys
+from .._descriptors import many_descriptors
 from . import mounts, protocol
 from .init import REMOVE_SCRATCH, container_main, spare_main  # imported once here, not in every container
 from .server import Server
@@ -109,7 +110,12 @@ class _Zygote(Server):
         if want is not None:
             self.make_spare(*want)
         elif self.trash:
-            remove_tree(self.trash.pop())
+            path = self.trash.pop()
+            try:
+                remove_tree(path)
+            except Exception as exc:  # a tree it cannot remove must not end the zygote
+                print(f"minicontainer zygote: cannot remove {path}: {type(exc).__name__}: {exc}",
+                      file=sys.stderr, flush=True)
 
     # -- requests -------------------------------------------------------------------------------
     def handle(self, message: dict[str, Any], fds: list[int]) -> bool:
@@ -140,7 +146,8 @@ class _Zygote(Server):
                         self.discard(str(path))
                 protocol.send(reply, {"ok": True})
             elif op == "copy":
-                copy_tree(str(message["source"]), str(message["target"]))
+                with many_descriptors():
+                    copy_tree(str(message["source"]), str(message["target"]))
                 protocol.send(reply, {"ok": True})
             elif op == "call":
                 if os.fork() == 0:  # pragma: no cover - the child answers on the reply socket
@@ -150,6 +157,9 @@ class _Zygote(Server):
         except OSError as exc:
             with contextlib.suppress(OSError):
                 protocol.send(reply, {"ok": False, "error": str(exc), "errno": exc.errno or 0})
+        except Exception as exc:
+            with contextlib.suppress(OSError):
+                protocol.send(reply, {"ok": False, "error": f"{op}: {type(exc).__name__}: {exc}"})
         reply.close()
         return False
 
@@ -453,7 +463,8 @@ def _call(zygote: _Zygote, message: dict[str, Any], reply: socket.socket) -> NoR
         if not name.startswith("pytest_minicontainer."):
             raise ValueError(f"not a function of this package: {name}")
         function = getattr(importlib.import_module(name), str(message["function"]))
-        result = function(*message.get("args", ()))
+        with many_descriptors():  # tree walks keep a descriptor per level
+            result = function(*message.get("args", ()))
         protocol.send(reply, {"ok": True, "result": result})
         code = 0
     except BaseException as exc:

@@ -10,13 +10,12 @@ import contextlib
 import errno
 import json
 import os
-import shutil
 import stat
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import _rmtree
 from ..errors import StoreError
 
 __all__ = ["apply_owners", "atomic_write_json", "disk_full", "read_json", "remove_tree", "tree_size", "write_errors"]
@@ -60,36 +59,9 @@ def read_json(path: Path) -> Any:
         return json.load(f)
 
 
-def _make_writable(func: Any, path: str, _exc: Any) -> None:
-    """rmtree error hook: unpacked layers can hold read-only directories (0555 /proc...)."""
-    parent = os.path.dirname(path)
-    with contextlib.suppress(OSError):
-        os.chmod(parent, 0o700)
-    with contextlib.suppress(FileNotFoundError):
-        if func in (os.rmdir, os.unlink, os.remove):
-            func(path)
-        else:  # scandir/open failed on an unreadable dir
-            os.chmod(path, 0o700)
-            _rmtree(path)
-
-
 def remove_tree(path: Path | str) -> None:
-    """Remove a tree even when it contains directories without write permission."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(path)
-        return
-    _rmtree(os.fspath(path))
-
-
-def _rmtree(path: str) -> None:
-    if sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=_make_writable)
-    else:
-        shutil.rmtree(path, onerror=_make_writable)
+    """Remove a tree of any depth, directories without write permission included (see _rmtree)."""
+    _rmtree.remove_tree(path)
 
 
 def apply_owners(root: str, owners: Sequence[Sequence[Any]]) -> int:

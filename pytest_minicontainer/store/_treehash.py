@@ -12,14 +12,16 @@ import hashlib
 import os
 import stat
 
+from .._descriptors import many_descriptors
+
 __all__ = ["file_digest", "tree_digest"]
 
 _OPAQUE = "user.overlay.opaque"
 
 
-def _opaque(path: str) -> bool:
+def _opaque(fd: int) -> bool:
     try:
-        return os.getxattr(path, _OPAQUE, follow_symlinks=False) == b"y"
+        return os.getxattr(f"/proc/self/fd/{fd}", _OPAQUE) == b"y"
     except OSError:
         return False
 
@@ -33,32 +35,59 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def tree_digest(root: str | os.PathLike[str]) -> str:
-    """``sha256:`` over every entry below ``root`` in sorted order."""
+    """``sha256:`` over every entry below ``root`` in sorted order.
+
+    Directories are visited depth first, the smallest name first, each one's entries hashed
+    when it is visited.  The walk holds one descriptor per level and names entries relative
+    to them, never by path and never by recursion: a container can commit a tree thousands
+    of levels deep, deeper than a path can name.
+    """
     h = hashlib.sha256()
-    base = os.fspath(root)
-    stack = [""]
-    while stack:
-        rel = stack.pop()
-        path = os.path.join(base, rel) if rel else base
-        names = sorted(os.listdir(path), reverse=True)
-        h.update(b"D\0" + os.fsencode(rel) + (b"\0opaque" if _opaque(path) else b"") + b"\n")
-        for name in names:
+
+    def visit(fd: int, rel: str) -> list[tuple[str, str]]:
+        """Hash the directory ``rel`` (open as ``fd``); its subdirectories, the smallest last."""
+        h.update(b"D\0" + os.fsencode(rel) + (b"\0opaque" if _opaque(fd) else b"") + b"\n")
+        below: list[tuple[str, str]] = []
+        for name in sorted(os.listdir(fd), reverse=True):
             child = f"{rel}/{name}" if rel else name
-            full = os.path.join(base, child)
-            st = os.lstat(full)
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
             mode = stat.S_IMODE(st.st_mode)
             kind = f"{stat.S_IFMT(st.st_mode):o} {mode:o} {st.st_uid}:{st.st_gid} "
             head = kind.encode() + os.fsencode(child) + b"\0"
             if stat.S_ISDIR(st.st_mode):
-                stack.append(child)
+                below.append((name, child))
                 h.update(head + b"dir\n")
             elif stat.S_ISLNK(st.st_mode):
-                h.update(head + os.fsencode(os.readlink(full)) + b"\n")
+                h.update(head + os.fsencode(os.readlink(name, dir_fd=fd)) + b"\n")
             elif stat.S_ISREG(st.st_mode):
-                h.update(head + file_digest(full).encode() + b"\n")
+                h.update(head + file_digest(f"/proc/self/fd/{fd}/{name}").encode() + b"\n")
             elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
                 h.update(head + f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}\n".encode())
             else:
                 h.update(head + b"\n")
+        return below
+
+    with many_descriptors():  # one descriptor per level may pass the soft limit
+        top = os.open(os.fspath(root), _DIR)
+        chain: list[tuple[int, list[tuple[str, str]]]] = []
+        try:
+            chain.append((top, []))
+            chain[-1] = (top, visit(top, ""))
+            while chain:
+                fd, todo = chain[-1]
+                if not todo:
+                    chain.pop()
+                    os.close(fd)
+                    continue
+                name, rel = todo.pop()
+                sub = os.open(name, _DIR, dir_fd=fd)
+                chain.append((sub, []))
+                chain[-1] = (sub, visit(sub, rel))
+        finally:
+            for fd, _ in chain:
+                os.close(fd)
     return "sha256:" + h.hexdigest()
