@@ -419,16 +419,32 @@ class Container:
         if name in ("", ".", ".."):
             raise ContainerError(f"copy_out {source!r}: name the file or directory to copy by its path "
                                  "(e.g. '/srv', not '/' or '.')")
-        status, data, err = self._run(
-            ["/bin/sh", "-c", 'cd "$(dirname "$1")" && tar -cf - "$(basename "$1")"', "sh", source], user="0:0")
-        if status != 0:
-            raise ContainerError(f"copy_out {source} failed (the image needs sh and tar): "
-                                 f"{err.decode(errors='replace').strip()}")
         # Extracted next to the result first (same file system): a bad tar leaves nothing behind.
-        with tempfile.TemporaryDirectory(prefix=".minicontainer-copy-", dir=parent) as tmp, \
-                tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
-            safe_extract(tar, tmp)
-            produced = os.path.join(tmp, name)
+        # The tar goes to a file there, not into memory: a copy can be as large as the disk.
+        with tempfile.TemporaryDirectory(prefix=".minicontainer-copy-", dir=parent) as tmp:
+            archive = os.path.join(tmp, "archive.tar")
+            unpacked = os.path.join(tmp, "out")
+            os.mkdir(unpacked, 0o700)
+            out = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                watch = self._start(["/bin/sh", "-c", 'cd "$(dirname "$1")" && tar -cf - "$(basename "$1")"',
+                                     "sh", source], None, None, "0:0", null, out, err_w)
+            finally:
+                for fd in (out, err_w, null):
+                    os.close(fd)
+            with os.fdopen(err_r, "rb") as errors:
+                err = errors.read(64 << 10)  # tar's complaints; the rest is dropped when it ends
+                while errors.read(64 << 10):
+                    pass
+            status = watch.wait()
+            if status != 0:
+                raise ContainerError(f"copy_out {source} failed (the image needs sh and tar): "
+                                     f"{err.decode(errors='replace').strip()}")
+            produced = os.path.join(unpacked, name)
+            with tarfile.open(archive, mode="r") as tar:
+                safe_extract(tar, unpacked)
             if not os.path.lexists(produced):
                 raise ContainerError(f"copy_out {source} failed: the container's tar holds no {name!r}")
             merge(produced, os.path.join(dest, name) if into else os.fspath(dest))

@@ -69,6 +69,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   "back to Docker Hub; $MINICONTAINER_REGISTRY_MIRROR wins", default="")
     parser.addini("minicontainer_registry_timeout", "seconds one registry request may wait for an answer "
                   "(default 30); $MINICONTAINER_REGISTRY_TIMEOUT wins", default="")
+    parser.addini("minicontainer_max_layer_size", "what one image layer may unpack to (e.g. 64G; default 32G); "
+                  "$MINICONTAINER_MAX_LAYER_SIZE wins", default="")
     parser.addini("minicontainer_insecure_registries", "registries (host[:port]) reachable over plain HTTP "
                   "besides loopback ones; $MINICONTAINER_INSECURE_REGISTRIES wins", type="linelist", default=[])
 
@@ -130,10 +132,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _registry_settings(config: pytest.Config) -> None:
-    """Hand the registry ini keys to the pull code through its environment variables.
+    """Hand the registry ini keys and the layer size cap to the image code through their environment variables.
 
     The environment wins when both are set; xdist workers inherit what is set here.
     """
+    layer_cap = config.getini("minicontainer_max_layer_size")
+    if layer_cap and not os.environ.get("MINICONTAINER_MAX_LAYER_SIZE"):
+        os.environ["MINICONTAINER_MAX_LAYER_SIZE"] = str(layer_cap)
     mirror = config.getini("minicontainer_registry_mirror")
     insecure: list[str] = config.getini("minicontainer_insecure_registries")
     timeout = config.getini("minicontainer_registry_timeout")

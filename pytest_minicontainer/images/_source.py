@@ -83,6 +83,11 @@ class DirSource:
         pass
 
 
+#: Bounds of an image archive's member index (see TarSource).
+MAX_MEMBERS = 20000
+MAX_INDEX_BYTES = 16 << 20
+
+
 class TarSource:
     """Members of an (uncompressed or compressed) tar archive, by normalised name."""
 
@@ -90,10 +95,19 @@ class TarSource:
         self.name = path
         try:
             self._tar = tarfile.open(path, "r:*")  # noqa: SIM115 (closed by close())
-            self._members = {}
+            self._members: dict[str, tarfile.TarInfo] = {}
+            held = 0
             for m in self._tar:
+                # An image archive holds a few members per layer.  Its index is kept in memory,
+                # so a small compressed archive of millions of tiny members (or of huge names
+                # and pax headers) must not grow it without bound.
+                held += len(m.name) + len(m.linkname) + sum(len(k) + len(str(v)) for k, v in m.pax_headers.items())
+                if len(self._members) >= MAX_MEMBERS or held > MAX_INDEX_BYTES:
+                    raise ImageError(f"the archive holds more than {MAX_MEMBERS} members or {MAX_INDEX_BYTES >> 20} "
+                                     "MiB of names and headers: not an image archive (docker save and OCI "
+                                     "archives hold a few files per layer)", path=path)
                 self._members[posixpath.normpath(m.name.lstrip("/"))] = m
-            self._tar.members = []  # type: ignore[attr-defined]  # drop tarfile's copy
+                self._tar.members = []  # type: ignore[attr-defined]  # drop tarfile's copy as it goes
         except FileNotFoundError:
             raise ImageNotFound(path, f"{path}: no such file") from None
         except (tarfile.TarError, EOFError, OSError) as exc:

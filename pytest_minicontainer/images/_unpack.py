@@ -38,7 +38,7 @@ import os
 import posixpath
 import shutil
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -454,6 +454,29 @@ class _Unpacker:
                 os.utime(path, ns=(mtime, mtime))
 
 
+#: The environment variable (and, through the plugin, ini key ``minicontainer_max_layer_size``)
+#: bounding what one layer may unpack to.
+MAX_LAYER_ENV = "MINICONTAINER_MAX_LAYER_SIZE"
+DEFAULT_MAX_LAYER = 32 << 30
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def max_layer_size(environ: Mapping[str, str] | None = None) -> int:
+    """Bytes one layer may unpack to: ``$MINICONTAINER_MAX_LAYER_SIZE`` (``512M``, ``64G``...) or 32 GiB.
+
+    Docker sets no bound, and a small gzip bomb then fills the disk.  32 GiB is above any
+    real layer; a user with a larger one raises it.
+    """
+    value = (os.environ if environ is None else environ).get(MAX_LAYER_ENV, "").strip().upper().removesuffix("B")
+    if not value:
+        return DEFAULT_MAX_LAYER
+    number, unit = (value[:-1], value[-1]) if value[-1] in _UNITS else (value, "")
+    if not number.isdigit() or int(number) <= 0:
+        raise ImageError(f"{MAX_LAYER_ENV}={value!r} is not a size: give bytes or a number with K, M, G or T "
+                         f"(e.g. {MAX_LAYER_ENV}=64G), or unset it for the default of 32G")
+    return int(number) * _UNITS[unit]
+
+
 def unpack_layer(blob: IO[bytes], dest: str | os.PathLike[str], *, source: str,
                  is_root: bool | None = None, lowers: Sequence[str] = (),
                  on_entry: Callable[[Member], None] | None = None, layer: bool = True) -> UnpackResult:
@@ -487,7 +510,15 @@ def unpack_layer(blob: IO[bytes], dest: str | os.PathLike[str], *, source: str,
 
 def _unpack_members(un: _Unpacker, tar: TarReader, reader: LayerReader,
                     on_entry: Callable[[Member], None] | None) -> None:
+    limit = max_layer_size()
+    total = 0
     while (info := tar.next()) is not None:
+        total += info.size + 512  # what the files hold, and a header's worth for each entry
+        if total > limit:
+            shown = f"{limit / (1 << 30):g} GiB" if limit >= 1 << 30 else f"{limit / (1 << 20):g} MiB"
+            raise ImageError(f"the layer unpacks to more than {shown}, the limit (a corrupt layer, "
+                             f"or a decompression bomb); if it is real, raise the limit: {MAX_LAYER_ENV}=64G "
+                             "(ini minicontainer_max_layer_size)", path=un.source)
         if on_entry is not None:
             on_entry(info)
         try:

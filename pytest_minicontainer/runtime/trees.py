@@ -9,8 +9,8 @@ where such trees can be read and removed; ``shutil`` would skip devices and xatt
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import shutil
 import stat
 
 from .. import _rmtree
@@ -52,6 +52,35 @@ def _copy_meta(parent: int, name: str, st: os.stat_result, xattrs: list[tuple[st
 
 _NOFOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _copy_data(src: int, dst: int, size: int) -> None:
+    """Copy a file's bytes, keeping its holes.
+
+    A container's sparse file (a 2 GiB database file with 4 KiB in it, say) must not become
+    2 GiB on disk in a commit: only the data the file system reports (SEEK_DATA/SEEK_HOLE)
+    is copied, and the length is set at the end.
+    """
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(src, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # only a hole is left
+                break
+            if exc.errno != errno.EINVAL:  # EINVAL: no SEEK_DATA here: copy everything
+                raise
+            start, end = offset, size
+        else:
+            end = os.lseek(src, start, os.SEEK_HOLE)
+        while start < end:
+            chunk = os.pread(src, min(1 << 20, end - start), start)
+            if not chunk:
+                break
+            written = os.pwrite(dst, chunk, start)
+            start += written
+        offset = end
+    os.ftruncate(dst, size)
 
 
 def copy_tree(src: str, dst: str) -> None:
@@ -129,8 +158,10 @@ def copy_tree(src: str, dst: str) -> None:
                 return None
             out = os.open(dname, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                           dir_fd=dparent)
-            with os.fdopen(os.dup(fd), "rb") as fi, open(out, "wb") as fo:
-                shutil.copyfileobj(fi, fo, 1 << 20)
+            try:
+                _copy_data(fd, out, st.st_size)
+            finally:
+                os.close(out)
             _copy_meta(dparent, dname, st, _xattrs(fd))
             return None
         finally:

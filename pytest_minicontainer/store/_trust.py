@@ -33,9 +33,26 @@ def _refuse(path: Path, problem: str, fix: str) -> StoreError:
     return StoreError(f"refusing the image store at {path}: {problem}\n  fix: {fix}")
 
 
+def _unmapped_ids() -> frozenset[int]:
+    """The id that stands for "not mapped here" inside a user namespace, if we are in one.
+
+    In a rootless CI container or under ``unshare --user``, the host root's directories on
+    the way to the store (``/``, ``/tmp``) show as the overflow id (65534, "nobody"): they
+    belong to someone outside the namespace, whom no one inside can be.
+    """
+    try:
+        with open("/proc/self/uid_map") as f:
+            if f.read().split() == ["0", "0", "4294967295"]:
+                return frozenset()  # the initial namespace: every id is what it says
+        with open("/proc/sys/kernel/overflowuid") as f:
+            return frozenset({int(f.read())})
+    except (OSError, ValueError):
+        return frozenset({65534})
+
+
 def _trusted_dir(path: Path, st: os.stat_result, me: int) -> None:
     """An ancestor may be root's or the caller's, and writable by others only when sticky."""
-    if st.st_uid not in (0, me):
+    if st.st_uid not in (0, me) and st.st_uid not in _unmapped_ids():
         raise _refuse(path, f"{path} belongs to {owner_name(st.st_uid)}, who could swap what lies below it",
                       "keep the store in a directory of your own (e.g. the default ~/.cache)")
     if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
