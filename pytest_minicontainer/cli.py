@@ -259,22 +259,15 @@ def _clean_run_dir(run_dir: os.PathLike[str] | str) -> int:
     from pathlib import Path
 
     from .runtime.client import Runtime
+    from .store import tree_size
 
-    def size(path: Path) -> int:
-        total = 0
-        for dirpath, _dirs, files in os.walk(path):
-            for name in files:
-                with contextlib.suppress(OSError):
-                    total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
-        return total
-
-    before = size(Path(run_dir))
+    before = tree_size(os.fspath(run_dir))  # without recursion: a dead container's tree can be very deep
     runtime = Runtime(Path(run_dir))
     try:
         runtime.clean_stale()
     finally:
         runtime.close()
-    return max(0, before - size(Path(run_dir)))
+    return max(0, before - tree_size(os.fspath(run_dir)))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,7 +35,7 @@ from .paths import default_store_path
 from .runtime import idmap as _idmap
 from .runtime.client import Runtime
 from .runtime.mounts import RESOLV_CONF
-from .store import Owner, Store, TreeAccess
+from .store import Owner, Store, TreeAccess, tree_size
 
 __all__ = ["Engine", "default_store_path"]
 
@@ -222,6 +222,30 @@ class Engine:
             self._pulled[key] = image
         return image
 
+    def remove(self, image: Image | str) -> None:
+        """Remove ``image`` (an Image, a tag or a digest) from the store, with every tag of it.
+
+        Its layers go at the next :meth:`prune` unless another image uses them.
+        """
+        ref = image.digest if isinstance(image, Image) else image
+        self.store.remove_image(ref)
+
+    def prune(self, *, all: bool = False) -> int:
+        """Reclaim what nothing refers to; the bytes freed.
+
+        Layers and blobs no image uses, work left by killed processes, containers' scratch
+        space of sessions that died, and images that sessions committed without a tag once
+        those sessions ended.  ``all=True`` removes every image and tag first: only what
+        running sessions use stays, and the store's owner can delete what is left.
+        """
+
+        def clean_runs(run_dir: Path) -> int:
+            before = tree_size(run_dir)
+            self.runtime.clean_stale()
+            return max(0, before - tree_size(run_dir))
+
+        return self.store.gc(run_cleaner=clean_runs, everything=all)
+
     def build(self, containerfile: str | os.PathLike[str] | None = None, context: str | os.PathLike[str] = ".", *,
               tag: str | None = None, build_args: Mapping[str, str] | None = None, target: str | None = None,
               network: str = "default", no_cache: bool = False) -> Image:
@@ -398,7 +422,8 @@ class Engine:
         ).hexdigest()
         image = base.derive(digest=digest, layer=layer_id, layer_dir=str(layer_dir), config=config,
                             tags=(tag,) if tag else (), reference=tag or "")
-        self.store.save_image(image)
+        # untagged: this session's scratch work, which prune reclaims once the session ended
+        self.store.save_image(image, session=None if tag else self.runtime.engine_id)
         if tag:
             self.store.tag(tag, digest)
             image = self.store.load_image(tag)

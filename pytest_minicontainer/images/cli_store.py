@@ -139,7 +139,7 @@ def cmd_prune(args: argparse.Namespace, store: Store) -> int:
     """Remove unreferenced layers and blobs and abandoned work directories."""
     cleaner: Any = getattr(args, "run_cleaner", None)
     try:
-        freed = store.gc(run_cleaner=cleaner)
+        freed = store.gc(run_cleaner=cleaner, everything=bool(getattr(args, "all", False)))
     except StoreError as exc:
         print(f"minicontainer prune: {exc}", file=sys.stderr)
         return 1
@@ -177,7 +177,10 @@ def add_store_commands(subparsers: Any) -> None:
     p = subparsers.add_parser("rmi", help="remove image tags or images")
     p.add_argument("references", metavar="REF", nargs="+")
     p.set_defaults(store_command=cmd_rmi)
-    p = subparsers.add_parser("prune", help="remove unused layers, blobs and abandoned work dirs")
+    p = subparsers.add_parser("prune", help="remove unused layers, blobs, abandoned work dirs and the untagged "
+                              "commits of ended sessions")
+    p.add_argument("-a", "--all", action="store_true", help="remove every image and tag too: only what running "
+                   "sessions use stays, and you can delete what is left")
     p.set_defaults(store_command=cmd_prune)
     p = subparsers.add_parser("du", help="disk use of the store")
     p.set_defaults(store_command=cmd_du)

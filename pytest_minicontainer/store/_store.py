@@ -205,8 +205,13 @@ class Store:
         except ValueError:
             return str(p)
 
-    def save_image(self, image: Image, *, blobs: Iterable[str] = ()) -> None:
-        """Persist ``image`` (and its tags); ``blobs`` are manifest/config digests it keeps."""
+    def save_image(self, image: Image, *, blobs: Iterable[str] = (), session: str | None = None) -> None:
+        """Persist ``image`` (and its tags); ``blobs`` are manifest/config digests it keeps.
+
+        ``session``: the image is one session's scratch work (an untagged commit): once that
+        session's ``run/<session>`` directory is gone and no tag names the image, :meth:`gc`
+        removes it.  Saved without one, an image stays until it is removed.
+        """
         for d in image.layer_dirs:
             if not Path(d).is_dir():
                 raise StoreError(f"image {image.digest}: layer directory {d} does not exist")
@@ -219,12 +224,16 @@ class Store:
             "blobs": sorted(set(blobs)),
             "created": time.time(),
         }
+        if session is not None:
+            record["session"] = session
         path = self._image_file(image.digest)
         if path.exists():
             with contextlib.suppress(OSError, ValueError):
                 old = read_json(path)
                 record["blobs"] = sorted(set(record["blobs"]) | set(old.get("blobs", ())))
                 record["created"] = old.get("created", record["created"])
+                if "session" not in old:  # kept for good before: a scratch copy does not change that
+                    record.pop("session", None)
         atomic_write_json(path, record)
         for name in image.tags:
             self.tag(name, image.digest)
@@ -376,9 +385,13 @@ class Store:
             os.replace(tmp, path)
 
     # -- garbage collection ------------------------------------------------------------------
-    def gc(self, run_cleaner: Callable[[Path], int] | None = None, *, wait: float = _GC_WAIT) -> int:
+    def gc(self, run_cleaner: Callable[[Path], int] | None = None, *, wait: float = _GC_WAIT,
+           everything: bool = False) -> int:
         """Remove unreferenced layers and blobs, and tmp dirs whose owner died; bytes freed.
 
+        Untagged images that a finished session committed (see :meth:`save_image`) are
+        unreferenced too.  ``everything``: every tag and image goes first, so that only what
+        running sessions use is left (``minicontainer prune --all``).
         ``run_cleaner(run_dir)`` (the runtime's) removes stale container scratch space and
         returns the bytes it freed.  Raises StoreError when imports keep the store busy for
         longer than ``wait`` seconds.
@@ -398,12 +411,23 @@ class Store:
             freed = self._gc_tmp()
             if run_cleaner is not None:  # first: what dead sessions pinned is then gone too
                 freed += run_cleaner(self.run_dir)
+            if everything:
+                self._update_tags(lambda tags: tags.clear())
+            tagged = set(self._read_tags().values())
+            # what is left in run/ after the cleaner: sessions still running
+            live_sessions = {p.name for p in self.run_dir.iterdir()} if self.run_dir.is_dir() else set()
             images = []
             for path in self._images.glob("*.json"):
                 try:
-                    images.append(read_json(path))
+                    rec = read_json(path)
                 except (OSError, ValueError):
                     continue
+                ended = rec.get("session") is not None and rec["session"] not in live_sessions
+                if rec.get("digest") not in tagged and (everything or ended):
+                    freed += path.lstat().st_blocks * 512
+                    path.unlink()
+                    continue
+                images.append(rec)
             layers: set[str] = set()
             blobs: set[str] = set()
             for rec in images:
