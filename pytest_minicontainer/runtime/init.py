@@ -382,6 +382,61 @@ def spare_main(stage: str, work: socket.socket, scratch: str, cid: str,
     container_main(spec, ctl, reply, scratch, cid, staged=stage, prepared=prepared is not None, host_root=host_root)
 
 
+def _identity_map(path: str) -> str:
+    """A map giving a child namespace every id this one has, one line per range of ours.
+
+    One line per range: the kernel wants each line of a child's map to fall within a
+    single range of its parent's ("0 0 65537" across "0 1001 1" + "1 100000 65536" fails).
+    """
+    with open(path) as f:
+        return "".join(f"{line.split()[0]} {line.split()[0]} {line.split()[2]}\n" for line in f if line.strip())
+
+
+def _lock_mounts() -> None:
+    """Enter a nested user namespace (with its own mount, uts and ipc namespaces), rootless.
+
+    Rootless, root in a container has CAP_SYS_ADMIN in the Engine's user namespace, which
+    owns the container's mount namespace: it could remount a ``readonly=True`` bind
+    read-write, or unmount a mask over /proc.  A mount namespace made by a *child* user
+    namespace receives every mount locked (MNT_LOCKED: flags cannot change, and no mount can
+    be taken off what it covers), as bubblewrap does it.  The child namespace maps every id
+    of the Engine's one-to-one, so nothing else changes for the container's users and files;
+    its uts and ipc namespaces come along so that root inside still owns its hostname and
+    IPC objects.
+
+    The maps of a child namespace can only be written by a process still outside it with
+    CAP_SETUID there: a helper forked before the unshare writes them.  The network namespace
+    stays the Engine's (its veths and slirp4netns are there), where root in the child has no
+    capability: the unprivileged port floor and ping group (set in ``mounts._proc``, as Docker
+    sets them) keep ports below 1024 and ping working.
+    """
+    uids, gids = _identity_map("/proc/self/uid_map"), _identity_map("/proc/self/gid_map")
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    helper = os.fork()
+    if helper == 0:  # pragma: no cover - reported through its exit status
+        status = 1
+        try:
+            os.close(go_w)
+            if os.read(go_r, 1) == b"1":
+                parent = os.getppid()
+                with open(f"/proc/{parent}/uid_map", "w") as f:
+                    f.write(uids)
+                with open(f"/proc/{parent}/gid_map", "w") as f:
+                    f.write(gids)
+                status = 0
+        finally:
+            os._exit(status)
+    os.close(go_r)
+    try:
+        _sys.unshare(_sys.CLONE_NEWUSER | _sys.CLONE_NEWNS | _sys.CLONE_NEWUTS | _sys.CLONE_NEWIPC)
+        os.write(go_w, b"1")
+    finally:
+        os.close(go_w)
+        _pid, status = os.waitpid(helper, 0)
+    if status != 0:
+        raise OSError(errno.EPERM, "cannot map the ids of the container's nested user namespace")
+
+
 def _report(reply: socket.socket, exc: BaseException, cid: str, scratch: str) -> None:
     with contextlib.suppress(OSError):
         protocol.send(reply, {"ok": False, "error": str(exc), "errno": getattr(exc, "errno", 0) or 0,
@@ -411,6 +466,8 @@ def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socke
                 _sys.bring_up_loopback()
             mounts.apply_plan(mounts.build_plan(spec, scratch), staged, host_root)
         _sys.sethostname(spec.get("hostname") or cid)
+        if not host_root:
+            _lock_mounts()
         # Before CAP_SYS_ADMIN goes: without it, a filter needs no_new_privs, which would
         # stop set-user-ID programs in the container.
         _sys.deny_shared_kernel_calls()

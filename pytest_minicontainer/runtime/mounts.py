@@ -282,6 +282,8 @@ def _proc(target: str, host_root: bool = False) -> None:
     masked, readonly, _nodes = host_entries()
     _mkdir(target)
     _sys.mount("proc", target, "proc", _sys.MS_NOSUID | _sys.MS_NODEV | _sys.MS_NOEXEC)
+    if not host_root:
+        _network_floor(target)
     for name in masked:
         _node_bind("/dev/null", os.path.join(target, name), host_root)
     # read-only again: a bind inherits the proc mount's flags and may not drop them
@@ -290,6 +292,23 @@ def _proc(target: str, host_root: bool = False) -> None:
         path = os.path.join(target, name)
         _sys.mount(path, path, None, _sys.MS_BIND | _sys.MS_REC)
         _sys.mount(None, path, None, ro_flags)
+
+
+def _network_floor(proc: str) -> None:
+    """Rootless: ports below 1024 and ping for everyone in the container's network namespace.
+
+    Root in a container lives in a nested user namespace (see ``init._lock_mounts``) and has
+    no capability in the Engine's, which owns the network namespace: without these, a web
+    server on port 80 and ``ping`` would fail.  Docker sets both in its containers too.  In
+    the host's network namespace (``network="host"``) the writes are refused, and skipped.
+    """
+    for name, value in (("net/ipv4/ip_unprivileged_port_start", "0"),
+                        ("net/ipv4/ping_group_range", "0 2147483647")):
+        try:
+            with open(os.path.join(proc, "sys", name), "w") as f:
+                f.write(value)
+        except OSError:
+            pass
 
 
 def _dev(target: str, host_root: bool = False) -> None:
