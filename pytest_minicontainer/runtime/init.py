@@ -392,8 +392,8 @@ def _identity_map(path: str) -> str:
         return "".join(f"{line.split()[0]} {line.split()[0]} {line.split()[2]}\n" for line in f if line.strip())
 
 
-def _lock_mounts() -> None:
-    """Enter a nested user namespace (with its own mount, uts and ipc namespaces), rootless.
+class _Nesting:
+    """Enter a nested user namespace (with its own mount and uts namespaces), rootless.
 
     Rootless, root in a container has CAP_SYS_ADMIN in the Engine's user namespace, which
     owns the container's mount namespace: it could remount a ``readonly=True`` bind
@@ -401,40 +401,50 @@ def _lock_mounts() -> None:
     namespace receives every mount locked (MNT_LOCKED: flags cannot change, and no mount can
     be taken off what it covers), as bubblewrap does it.  The child namespace maps every id
     of the Engine's one-to-one, so nothing else changes for the container's users and files;
-    its uts and ipc namespaces come along so that root inside still owns its hostname and
-    IPC objects.
+    a uts namespace comes along so that root inside still owns its hostname.
+
+    It is done for containers with bind mounts, whose host files are what a remount would
+    expose: it costs a fork and about 3 ms of CPU, which the common container (no binds, its
+    root prepared ahead by a spare) does not pay.  Without binds, what root inside could
+    unmount rootless is the masks over its own /proc, whose files the kernel refuses to it
+    anyway (root inside is an ordinary user on the host).
 
     The maps of a child namespace can only be written by a process still outside it with
-    CAP_SETUID there: a helper forked before the unshare writes them.  The network namespace
-    stays the Engine's (its veths and slirp4netns are there), where root in the child has no
-    capability: the unprivileged port floor and ping group (set in ``mounts._proc``, as Docker
-    sets them) keep ports below 1024 and ping working.
+    CAP_SETUID there: a helper forked before the unshare writes them once told.  The network
+    namespace stays the Engine's (its veths and slirp4netns are there), where root in the child
+    has no capability: the port floor and ping group set in ``mounts._proc`` (as Docker sets
+    them) keep ports below 1024 and datagram ping working.
     """
-    uids, gids = _identity_map("/proc/self/uid_map"), _identity_map("/proc/self/gid_map")
-    go_r, go_w = os.pipe2(os.O_CLOEXEC)
-    helper = os.fork()
-    if helper == 0:  # pragma: no cover - reported through its exit status
-        status = 1
+
+    def __init__(self) -> None:
+        uids, gids = _identity_map("/proc/self/uid_map"), _identity_map("/proc/self/gid_map")
+        go_r, self.go_w = os.pipe2(os.O_CLOEXEC)
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - reported through its exit status
+            status = 1
+            try:
+                os.close(self.go_w)
+                if os.read(go_r, 1) == b"1":
+                    parent = os.getppid()
+                    with open(f"/proc/{parent}/uid_map", "w") as f:
+                        f.write(uids)
+                    with open(f"/proc/{parent}/gid_map", "w") as f:
+                        f.write(gids)
+                    status = 0
+            finally:
+                os._exit(status)
+        os.close(go_r)
+
+    def enter(self) -> None:
+        """Unshare, have the helper write the maps, wait for it."""
         try:
-            os.close(go_w)
-            if os.read(go_r, 1) == b"1":
-                parent = os.getppid()
-                with open(f"/proc/{parent}/uid_map", "w") as f:
-                    f.write(uids)
-                with open(f"/proc/{parent}/gid_map", "w") as f:
-                    f.write(gids)
-                status = 0
+            _sys.unshare(_sys.CLONE_NEWUSER | _sys.CLONE_NEWNS | _sys.CLONE_NEWUTS)
+            os.write(self.go_w, b"1")
         finally:
-            os._exit(status)
-    os.close(go_r)
-    try:
-        _sys.unshare(_sys.CLONE_NEWUSER | _sys.CLONE_NEWNS | _sys.CLONE_NEWUTS | _sys.CLONE_NEWIPC)
-        os.write(go_w, b"1")
-    finally:
-        os.close(go_w)
-        _pid, status = os.waitpid(helper, 0)
-    if status != 0:
-        raise OSError(errno.EPERM, "cannot map the ids of the container's nested user namespace")
+            os.close(self.go_w)
+            _pid, status = os.waitpid(self.pid, 0)
+        if status != 0:
+            raise OSError(errno.EPERM, "cannot map the ids of the container's nested user namespace")
 
 
 def _report(reply: socket.socket, exc: BaseException, cid: str, scratch: str) -> None:
@@ -466,8 +476,8 @@ def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socke
                 _sys.bring_up_loopback()
             mounts.apply_plan(mounts.build_plan(spec, scratch), staged, host_root)
         _sys.sethostname(spec.get("hostname") or cid)
-        if not host_root:
-            _lock_mounts()
+        if not host_root and spec.get("binds"):
+            _Nesting().enter()  # binds of the host's files hold against root inside (see _Nesting)
         # Before CAP_SYS_ADMIN goes: without it, a filter needs no_new_privs, which would
         # stop set-user-ID programs in the container.
         _sys.deny_shared_kernel_calls()
