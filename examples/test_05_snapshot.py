@@ -7,7 +7,7 @@ tests cannot see each other's writes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -15,10 +15,12 @@ from pytest_minicontainer import Container, Engine, Image
 
 
 @pytest.fixture(scope="session")
-def snapshot(minicontainer: Engine) -> Image:
+def snapshot(minicontainer: Engine) -> Iterator[Image]:
     with minicontainer.run("busybox", command=()) as prepared:
         prepared.exec("mkdir -p /srv/mc-example-app && echo 'v1' > /srv/mc-example-app/VERSION", check=True)
-        return prepared.commit(tag="example-snapshot:latest")
+        image = prepared.commit(tag="example-snapshot:latest")
+    yield image
+    minicontainer.remove(image)  # an example leaves nothing in your store (prune frees the layer)
 
 
 def test_starts_from_the_prepared_state(container_factory: Callable[..., Container], snapshot: Image) -> None:

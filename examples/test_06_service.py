@@ -18,7 +18,7 @@ database: ``GET /cgi-bin/kv?key=value`` stores, ``GET /cgi-bin/kv?key`` reads.
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -50,7 +50,7 @@ def test_reach_the_server_through_a_socket(container: Container) -> None:
 
 
 @pytest.fixture(scope="session")
-def seeded(minicontainer: Engine) -> Image:
+def seeded(minicontainer: Engine) -> Iterator[Image]:
     """Run the service once, load the data through it, stop it and commit: the prepared state."""
     with minicontainer.run("busybox", command=SERVE) as service:
         service.write_text("/www/cgi-bin/kv", KV_CGI, mode=0o755)
@@ -59,7 +59,9 @@ def seeded(minicontainer: Engine) -> Image:
         for key, value in {"colour": "blue", "size": "large"}.items():
             get(address, f"/cgi-bin/kv?{key}={value}")
         service.stop()
-        return service.commit(tag="example-kv-seeded:latest")
+        image = service.commit(tag="example-kv-seeded:latest")
+    yield image
+    minicontainer.remove(image)  # an example leaves nothing in your store (prune frees the layer)
 
 
 @pytest.fixture

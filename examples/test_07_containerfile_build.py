@@ -8,6 +8,7 @@ here ``busybox``, which the hook in conftest.py resolves to the rootfs it builds
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,11 +26,13 @@ CONTAINERFILE = """\
 
 
 @pytest.fixture(scope="session")
-def app_image(minicontainer: Engine, tmp_path_factory: pytest.TempPathFactory) -> Image:
+def app_image(minicontainer: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
     context: Path = tmp_path_factory.mktemp("app")
     (context / "greeting.txt").write_text("hello from the build context\n")
     (context / "Containerfile").write_text(textwrap.dedent(CONTAINERFILE))
-    return minicontainer.build(context=context, tag="example-app:latest")
+    image = minicontainer.build(context=context, tag="example-app:latest")
+    yield image
+    minicontainer.remove("example-app:latest")  # the tag goes; the steps stay cached for the next run
 
 
 @pytest.fixture
