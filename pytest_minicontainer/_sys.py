@@ -140,6 +140,13 @@ def clone(flags: int) -> int:
     return pid
 
 
+def setns(fd: int, nstype: int) -> None:
+    """Move the calling process into the namespace open as ``fd`` (``setns(2)``; Python's
+    ``os.setns`` is 3.12 and newer)."""
+    if _libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)) != 0:
+        raise SysError(ctypes.get_errno() or _errno.EIO, "setns", hex(nstype))
+
+
 def unshare(flags: int) -> None:
     """Move the calling process into new namespaces (``unshare(2)``)."""
     if _libc.unshare(flags) != 0:

@@ -348,7 +348,7 @@ def _child_exec(argv: list[str], env: dict[str, str], cwd: str, uid: int, gid: i
 
 
 def spare_main(stage: str, work: socket.socket, scratch: str, cid: str,
-               template: dict[str, Any] | None, host_root: bool = False) -> NoReturn:
+               template: dict[str, Any] | None, host_root: bool = False, nest_fd: int = -1) -> NoReturn:
     """Pid 1 of a *spare* container: set up what it can before its spec is known, then wait.
 
     The namespaces exist, loopback is up, /proc and /dev are mounted under ``stage``.  With
@@ -359,6 +359,7 @@ def spare_main(stage: str, work: socket.socket, scratch: str, cid: str,
     _sys.set_parent_death_signal(signal.SIGKILL)
     problem: BaseException | None = None
     prepared: str | None = None  # the template key of the root made ahead
+    nested = False
     try:
         _sys.bring_up_loopback()
         mounts.stage(stage, host_root)
@@ -366,6 +367,9 @@ def spare_main(stage: str, work: socket.socket, scratch: str, cid: str,
             os.umask(0o022)
             mounts.apply_plan(mounts.build_plan(template, scratch), stage)
             prepared = mounts.template_key(template)
+            if nest_fd >= 0:  # the root is complete: lock it now, off the container's start
+                _lock_mounts(nest_fd)
+                nested = True
     except BaseException as exc:
         problem = exc
     message, fds = protocol.recv(work)
@@ -379,10 +383,11 @@ def spare_main(stage: str, work: socket.socket, scratch: str, cid: str,
     if problem is not None:
         _report(reply, problem, cid, scratch)
         os._exit(1)
-    container_main(spec, ctl, reply, scratch, cid, staged=stage, prepared=prepared is not None, host_root=host_root)
+    container_main(spec, ctl, reply, scratch, cid, staged=stage, prepared=prepared is not None, host_root=host_root,
+                   nest_fd=nest_fd, nested=nested)
 
 
-def _identity_map(path: str) -> str:
+def identity_map(path: str) -> str:
     """A map giving a child namespace every id this one has, one line per range of ours.
 
     One line per range: the kernel wants each line of a child's map to fall within a
@@ -392,59 +397,25 @@ def _identity_map(path: str) -> str:
         return "".join(f"{line.split()[0]} {line.split()[0]} {line.split()[2]}\n" for line in f if line.strip())
 
 
-class _Nesting:
-    """Enter a nested user namespace (with its own mount and uts namespaces), rootless.
+def _lock_mounts(nest_fd: int) -> None:
+    """Rootless: lock every mount set up so far against root in the container.
 
     Rootless, root in a container has CAP_SYS_ADMIN in the Engine's user namespace, which
     owns the container's mount namespace: it could remount a ``readonly=True`` bind
     read-write, or unmount a mask over /proc.  A mount namespace made by a *child* user
     namespace receives every mount locked (MNT_LOCKED: flags cannot change, and no mount can
-    be taken off what it covers), as bubblewrap does it.  The child namespace maps every id
-    of the Engine's one-to-one, so nothing else changes for the container's users and files;
-    a uts namespace comes along so that root inside still owns its hostname.
+    be taken off what it covers), as bubblewrap does it.  The zygote made that child
+    namespace once (``nest_fd``; it maps every id of the Engine's one-to-one, so nothing else
+    changes for the container's users and files): joining it and unsharing the mount (and
+    uts, so that root inside keeps its hostname) namespace costs no fork and no map writes.
 
-    It is done for containers with bind mounts, whose host files are what a remount would
-    expose: it costs a fork and about 3 ms of CPU, which the common container (no binds, its
-    root prepared ahead by a spare) does not pay.  Without binds, what root inside could
-    unmount rootless is the masks over its own /proc, whose files the kernel refuses to it
-    anyway (root inside is an ordinary user on the host).
-
-    The maps of a child namespace can only be written by a process still outside it with
-    CAP_SETUID there: a helper forked before the unshare writes them once told.  The network
-    namespace stays the Engine's (its veths and slirp4netns are there), where root in the child
-    has no capability: the port floor and ping group set in ``mounts._proc`` (as Docker sets
-    them) keep ports below 1024 and datagram ping working.
+    The network namespace stays the Engine's (veths and slirp4netns are there), where root
+    in the child has no capability: the port floor and ping group set in ``mounts._proc`` (as
+    Docker sets them) keep ports below 1024 and datagram ping working.
     """
-
-    def __init__(self) -> None:
-        uids, gids = _identity_map("/proc/self/uid_map"), _identity_map("/proc/self/gid_map")
-        go_r, self.go_w = os.pipe2(os.O_CLOEXEC)
-        self.pid = os.fork()
-        if self.pid == 0:  # pragma: no cover - reported through its exit status
-            status = 1
-            try:
-                os.close(self.go_w)
-                if os.read(go_r, 1) == b"1":
-                    parent = os.getppid()
-                    with open(f"/proc/{parent}/uid_map", "w") as f:
-                        f.write(uids)
-                    with open(f"/proc/{parent}/gid_map", "w") as f:
-                        f.write(gids)
-                    status = 0
-            finally:
-                os._exit(status)
-        os.close(go_r)
-
-    def enter(self) -> None:
-        """Unshare, have the helper write the maps, wait for it."""
-        try:
-            _sys.unshare(_sys.CLONE_NEWUSER | _sys.CLONE_NEWNS | _sys.CLONE_NEWUTS)
-            os.write(self.go_w, b"1")
-        finally:
-            os.close(self.go_w)
-            _pid, status = os.waitpid(self.pid, 0)
-        if status != 0:
-            raise OSError(errno.EPERM, "cannot map the ids of the container's nested user namespace")
+    _sys.setns(nest_fd, _sys.CLONE_NEWUSER)
+    os.close(nest_fd)
+    _sys.unshare(_sys.CLONE_NEWNS | _sys.CLONE_NEWUTS)
 
 
 def _report(reply: socket.socket, exc: BaseException, cid: str, scratch: str) -> None:
@@ -454,7 +425,8 @@ def _report(reply: socket.socket, exc: BaseException, cid: str, scratch: str) ->
 
 
 def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socket, scratch: str, cid: str,
-                   staged: str | None = None, prepared: bool = False, host_root: bool = False) -> NoReturn:
+                   staged: str | None = None, prepared: bool = False, host_root: bool = False,
+                   nest_fd: int = -1, nested: bool = False) -> NoReturn:
     """Run as pid 1 of a new container (``prepared``: its root is entered already); never returns.
 
     The kernel's key management calls and io_uring are refused (see
@@ -476,8 +448,8 @@ def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socke
                 _sys.bring_up_loopback()
             mounts.apply_plan(mounts.build_plan(spec, scratch), staged, host_root)
         _sys.sethostname(spec.get("hostname") or cid)
-        if not host_root and spec.get("binds"):
-            _Nesting().enter()  # binds of the host's files hold against root inside (see _Nesting)
+        if nest_fd >= 0 and not nested:
+            _lock_mounts(nest_fd)
         # Before CAP_SYS_ADMIN goes: without it, a filter needs no_new_privs, which would
         # stop set-user-ID programs in the container.
         _sys.deny_shared_kernel_calls()

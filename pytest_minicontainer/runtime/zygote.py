@@ -34,7 +34,7 @@ from typing import Any, NamedTuple, NoReturn
 from .. import _sys
 from .._descriptors import many_descriptors
 from . import mounts, protocol
-from .init import REMOVE_SCRATCH, container_main, spare_main  # imported once here, not in every container
+from .init import REMOVE_SCRATCH, container_main, identity_map, spare_main  # imported once here, not in every container
 from .server import Server
 from .trees import copy_tree, remove_tree
 
@@ -65,6 +65,9 @@ class _Zygote(Server):
         # Root in the containers is the host's root: their commands run without CAP_SYS_ADMIN
         # (see init.container_main), or they could unmount /proc's masks.
         self.host_root = host_root
+        # Rootless: the child user namespace each container's pid 1 joins once it is set up,
+        # which locks its mounts (see init._lock_mounts); -1 as root, where none is needed.
+        self.nest_fd = -1 if host_root else _child_user_namespace()
         self.inits: dict[str, int] = {}  # container id -> its pid 1 (as this namespace numbers it)
         self.scratch_of: dict[int, str] = {}  # pid 1 of a container -> its scratch dir
         # pid 1 -> (reply or None, request) to finish when that container has ended
@@ -324,8 +327,10 @@ class _Zygote(Server):
             # --disable-host-loopback: 10.0.2.2 would otherwise be the host's 127.0.0.1, and every
             # service listening there only for local users (databases, agents, a CI runner's
             # API) would answer the container.  Docker's networks do not reach it either.
+            # --netns-type=path: join only the network namespace, staying in this user namespace
+            # (which owns it); pid 1 itself may have moved into a nested one (init._lock_mounts).
             argv = [binary, "--configure", "--mtu=65520", "--disable-host-loopback", f"--ready-fd={ready_w}",
-                    f"--exit-fd={exit_r}", str(init), "tap0"]
+                    f"--exit-fd={exit_r}", "--netns-type=path", f"/proc/{init}/ns/net", "tap0"]
             log_path = os.path.join(self.scratch, f"slirp4netns-{init}.log")
             log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
@@ -519,9 +524,10 @@ def _init(zygote: _Zygote, spec: dict[str, Any] | None, reply: socket.socket | N
         zygote.close_in_child()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         if spare is not None:
-            spare_main(zygote.stage, spare, scratch, cid, template, zygote.host_root)
+            spare_main(zygote.stage, spare, scratch, cid, template, zygote.host_root, zygote.nest_fd)
         assert spec is not None and reply is not None
-        container_main(spec, socket.socket(fileno=ctl_fd), reply, scratch, cid, host_root=zygote.host_root)
+        container_main(spec, socket.socket(fileno=ctl_fd), reply, scratch, cid, host_root=zygote.host_root,
+                       nest_fd=zygote.nest_fd)
     except BaseException as exc:
         if reply is not None:
             with contextlib.suppress(OSError):
@@ -544,6 +550,44 @@ def _forbid_nested_user_namespaces() -> None:
             f.write("0")
     except OSError as exc:  # pragma: no cover - the host's /proc/sys is read-only here already
         print(f"zygote: cannot forbid nested user namespaces: {exc}", file=sys.stderr, flush=True)
+
+
+def _child_user_namespace() -> int:
+    """A user namespace below this one that maps every id of ours one-to-one; its descriptor.
+
+    Made once per Engine: a child unshares into it and waits while this process (with
+    CAP_SETUID here) writes its maps and opens it, then exits; the descriptor keeps the
+    namespace.  Close-on-exec, so no command ever holds it.
+    """
+    uids, gids = identity_map("/proc/self/uid_map"), identity_map("/proc/self/gid_map")
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    done_r, done_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            os.close(done_w)  # or the read below would never see the end of the pipe
+            os.close(ready_r)
+            _sys.unshare(_sys.CLONE_NEWUSER)
+            os.write(ready_w, b"1")
+            os.read(done_r, 1)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            raise OSError(errno.EPERM, "cannot make the containers' nested user namespace")
+        with open(f"/proc/{pid}/uid_map", "w") as f:
+            f.write(uids)
+        with open(f"/proc/{pid}/gid_map", "w") as f:
+            f.write(gids)
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(ready_r)
+        os.close(done_w)
+        os.waitpid(pid, 0)
 
 
 def main(argv: list[str]) -> int:

@@ -1,9 +1,9 @@
 """Mounts set up for a container hold against its own root (issue 14, finding 2).
 
 Rootless, root in a container had CAP_SYS_ADMIN over its mount namespace: it remounted a
-``readonly=True`` bind read-write and rewrote the host's file.  Now the container runs in a
-nested user namespace whose mount namespace receives every mount locked (as bubblewrap
-does); as root it has no CAP_SYS_ADMIN at all.  Either way nothing can be remounted or
+``readonly=True`` bind read-write and rewrote the host's file.  Now every rootless container
+runs in a nested user namespace whose mount namespace receives every mount locked (as
+bubblewrap does); as root it has no CAP_SYS_ADMIN at all.  Either way nothing can be remounted or
 unmounted to uncover what lies below.
 """
 
@@ -62,3 +62,11 @@ def test_root_in_the_container_still_binds_low_ports(engine: Engine, busybox_roo
     with engine.run(f"rootfs:{busybox_rootfs}", command=cmd) as c:
         c.wait_for_port(80, timeout=30)
         assert c.exec("wget -q -O- http://127.0.0.1:80/").stdout == "low\n"
+
+
+def test_masks_hold_in_a_container_without_binds(engine: Engine, busybox_rootfs: Path) -> None:
+    """Containers without binds (a spare prepared their root ahead) are locked as well."""
+    with engine.run(f"rootfs:{busybox_rootfs}", command=()) as c:
+        for mask in ("/proc/sys", "/proc/kcore"):
+            assert c.exec(f"umount -l {mask}").returncode != 0, mask
+        assert c.exec("mount -o remount,rw /proc/sys").returncode != 0
