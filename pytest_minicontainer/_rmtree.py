@@ -93,7 +93,8 @@ def _empty(top: int) -> None:
                 if done != top:
                     os.close(done)
                 if done_name is not None:
-                    _at(os.rmdir, chain[-1][0] if chain else top, done_name, dir_fd=chain[-1][0] if chain else top)
+                    holder = chain[-1][0] if chain else top
+                    _at(os.rmdir, holder, done_name, dir_fd=holder)
         finally:
             for fd, _ in chain:
                 if fd != top:

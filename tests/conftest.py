@@ -134,3 +134,34 @@ def outside_server(tmp_path: Path) -> Iterator[str]:
             server.wait()
         subprocess.run(["ip", "link", "del", host_if], capture_output=True)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+class _Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"hello from the host\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def host_server() -> Iterator[int]:
+    """An HTTP server on the host's 127.0.0.1 (slirp4netns shows it to containers as 10.0.2.2)."""
+    with http_server(_Hello) as port:
+        yield port
+
+
+def nested_dirs(root: Path, depth: int, name: str = "a") -> None:
+    """Make ``depth`` directories ``name`` inside one another below ``root`` (by descriptors:
+    the chain can be deeper than a path can name)."""
+    fd = os.open(root, os.O_RDONLY)
+    for _ in range(depth):
+        os.mkdir(name, dir_fd=fd)
+        nxt = os.open(name, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = nxt
+    os.close(fd)

@@ -387,16 +387,6 @@ def spare_main(stage: str, work: socket.socket, scratch: str, cid: str,
                    nest_fd=nest_fd, nested=nested)
 
 
-def identity_map(path: str) -> str:
-    """A map giving a child namespace every id this one has, one line per range of ours.
-
-    One line per range: the kernel wants each line of a child's map to fall within a
-    single range of its parent's ("0 0 65537" across "0 1001 1" + "1 100000 65536" fails).
-    """
-    with open(path) as f:
-        return "".join(f"{line.split()[0]} {line.split()[0]} {line.split()[2]}\n" for line in f if line.strip())
-
-
 def _lock_mounts(nest_fd: int) -> None:
     """Rootless: lock every mount set up so far against root in the container.
 

@@ -13,15 +13,10 @@ import errno
 import os
 import stat
 
-from .. import _rmtree
+from .._descriptors import many_descriptors
+from .._rmtree import remove_tree
 
 __all__ = ["copy_tree", "remove_tree"]
-
-
-
-def remove_tree(path: str) -> None:
-    """Remove ``path`` entirely, at any depth; directories without write or search permission included."""
-    _rmtree.remove_tree(path)
 
 
 def _xattrs(path: int | str) -> list[tuple[str, bytes]]:
@@ -84,6 +79,12 @@ def _copy_data(src: int, dst: int, size: int) -> None:
 
 
 def copy_tree(src: str, dst: str) -> None:
+    """Copy ``src`` to ``dst`` (see ``_copy``), with room for a descriptor per level on each side."""
+    with many_descriptors():
+        _copy(src, dst)
+
+
+def _copy(src: str, dst: str) -> None:
     """Copy ``src`` to ``dst`` keeping types, modes, owners, xattrs, whiteouts and hard links.
 
     The source is walked through directory descriptors and opened with ``O_NOFOLLOW``: it is

@@ -32,9 +32,8 @@ import sys
 from typing import Any, NamedTuple, NoReturn
 
 from .. import _sys
-from .._descriptors import many_descriptors
 from . import mounts, protocol
-from .init import REMOVE_SCRATCH, container_main, identity_map, spare_main  # imported once here, not in every container
+from .init import REMOVE_SCRATCH, container_main, spare_main  # imported once here, not in every container
 from .server import Server
 from .trees import copy_tree, remove_tree
 
@@ -149,8 +148,7 @@ class _Zygote(Server):
                         self.discard(str(path))
                 protocol.send(reply, {"ok": True})
             elif op == "copy":
-                with many_descriptors():
-                    copy_tree(str(message["source"]), str(message["target"]))
+                copy_tree(str(message["source"]), str(message["target"]))
                 protocol.send(reply, {"ok": True})
             elif op == "call":
                 if os.fork() == 0:  # pragma: no cover - the child answers on the reply socket
@@ -468,8 +466,7 @@ def _call(zygote: _Zygote, message: dict[str, Any], reply: socket.socket) -> NoR
         if not name.startswith("pytest_minicontainer."):
             raise ValueError(f"not a function of this package: {name}")
         function = getattr(importlib.import_module(name), str(message["function"]))
-        with many_descriptors():  # tree walks keep a descriptor per level
-            result = function(*message.get("args", ()))
+        result = function(*message.get("args", ()))
         protocol.send(reply, {"ok": True, "result": result})
         code = 0
     except BaseException as exc:
@@ -552,6 +549,16 @@ def _forbid_nested_user_namespaces() -> None:
         print(f"zygote: cannot forbid nested user namespaces: {exc}", file=sys.stderr, flush=True)
 
 
+def _identity_map(path: str) -> str:
+    """A map giving a child namespace every id this one has, one line per range of ours.
+
+    One line per range: the kernel wants each line of a child's map to fall within a
+    single range of its parent's ("0 0 65537" across "0 1001 1" + "1 100000 65536" fails).
+    """
+    with open(path) as f:
+        return "".join(f"{line.split()[0]} {line.split()[0]} {line.split()[2]}\n" for line in f if line.strip())
+
+
 def _child_user_namespace() -> int:
     """A user namespace below this one that maps every id of ours one-to-one; its descriptor.
 
@@ -559,7 +566,7 @@ def _child_user_namespace() -> int:
     CAP_SETUID here) writes its maps and opens it, then exits; the descriptor keeps the
     namespace.  Close-on-exec, so no command ever holds it.
     """
-    uids, gids = identity_map("/proc/self/uid_map"), identity_map("/proc/self/gid_map")
+    uids, gids = _identity_map("/proc/self/uid_map"), _identity_map("/proc/self/gid_map")
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     done_r, done_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import _rmtree
+from .._rmtree import remove_tree
 from ..errors import StoreError
 
 __all__ = ["apply_owners", "atomic_write_json", "disk_full", "read_json", "remove_tree", "tree_size", "write_errors"]
@@ -57,11 +57,6 @@ def atomic_write_json(path: Path, data: Any) -> None:
 def read_json(path: Path) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
-
-
-def remove_tree(path: Path | str) -> None:
-    """Remove a tree of any depth, directories without write permission included (see _rmtree)."""
-    _rmtree.remove_tree(path)
 
 
 def apply_owners(root: str, owners: Sequence[Sequence[Any]]) -> int:

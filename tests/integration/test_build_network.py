@@ -8,39 +8,17 @@ run, with one line saying how to get it; ``network="host"`` is still there when 
 
 from __future__ import annotations
 
-import http.server
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pytest_minicontainer import Engine
 from pytest_minicontainer.build._build import default_network
-from tests.conftest import http_server
 
 GET = "printf 'GET / HTTP/1.0\\r\\n\\r\\n'"
-
-
-class _Secret(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"host-only secret\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet."""
-
-
-@pytest.fixture
-def host_only_port() -> Iterator[int]:
-    """A service on the host's 127.0.0.1, meant for local users only."""
-    with http_server(_Secret) as port:
-        yield port
 
 
 def _slirp_usable() -> bool:
@@ -58,23 +36,23 @@ def _probe(engine: Engine, busybox_rootfs: Path, context: Path, port: int, **opt
 
 
 def test_a_default_build_does_not_reach_the_hosts_loopback(engine: Engine, busybox_rootfs: Path, tmp_path: Path,
-                                                           host_only_port: int) -> None:
-    got = _probe(engine, busybox_rootfs, tmp_path, host_only_port)
-    assert "host-only secret" not in got
+                                                           host_server: int) -> None:
+    got = _probe(engine, busybox_rootfs, tmp_path, host_server)
+    assert "hello from the host" not in got
     assert ("tap0" in got) == _slirp_usable()  # slirp's interface where it can run, only lo otherwise
 
 
 def test_network_host_is_still_there_when_asked_for(engine: Engine, busybox_rootfs: Path, tmp_path: Path,
-                                                    host_only_port: int) -> None:
-    assert "host-only secret" in _probe(engine, busybox_rootfs, tmp_path, host_only_port, network="host")
+                                                    host_server: int) -> None:
+    assert "hello from the host" in _probe(engine, busybox_rootfs, tmp_path, host_server, network="host")
 
 
 def test_without_slirp_a_build_gets_no_network_and_one_line_with_the_fix(
         engine: Engine, busybox_rootfs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str], host_only_port: int) -> None:
+        capsys: pytest.CaptureFixture[str], host_server: int) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no slirp4netns (the running engine needs no PATH)
-    got = _probe(engine, busybox_rootfs, tmp_path, host_only_port)
-    assert "host-only secret" not in got and "tap0" not in got
+    got = _probe(engine, busybox_rootfs, tmp_path, host_server)
+    assert "hello from the host" not in got and "tap0" not in got
     err = capsys.readouterr().err.splitlines()
     said = [line for line in err if "RUN steps get no network" in line]
     assert len(said) == 1 and "apt-get install slirp4netns" in said[0] and 'network="host"' in said[0]

@@ -7,11 +7,11 @@ session's stale-scratch cleanup on that store, then failed with "the runtime hel
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pytest_minicontainer import Engine
 from pytest_minicontainer._rmtree import remove_tree
+from tests.conftest import nested_dirs
 
 DEPTH = 2000  # deeper than Python's recursion limit and than the usual 1024 open descriptors
 MAKE_DEEP = (f"cd / && mkdir deep && cd deep && i=0; while [ $i -lt {DEPTH} ]; do mkdir a && cd a; i=$((i+1)); done;"
@@ -45,13 +45,7 @@ def test_a_new_session_removes_a_deep_tree_a_crash_left(tmp_path: Path, busybox_
             engine.image(f"rootfs:{busybox_rootfs}")
         dead = store / "run" / "99999999-deadbeef"  # an engine killed by SIGKILL: no lock holder
         dead.mkdir()
-        fd = os.open(dead, os.O_RDONLY)
-        for _ in range(DEPTH):
-            os.mkdir("a", dir_fd=fd)
-            nxt = os.open("a", os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-        os.close(fd)
+        nested_dirs(dead, DEPTH)
         with Engine(store=store) as engine:
             engine.start()  # the runtime starts, and cleans what dead engines left
             assert not dead.exists()

@@ -13,7 +13,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
-import http.server
 import os
 import shutil
 import socket
@@ -28,7 +27,6 @@ from pathlib import Path
 import pytest
 
 from pytest_minicontainer import Container, ContainerError, Engine, HealthCheck, Image, Mount, WaitTimeout, wait
-from tests.conftest import http_server
 
 HTTPD = ('mkdir -p /www/cgi-bin && echo "${MSG:-hello}" > /www/index.html '
          "&& exec httpd -f -vv -p 127.0.0.1:8080 -h /www")
@@ -301,25 +299,6 @@ def _needs_slirp() -> None:
     if not os.access("/dev/net/tun", os.R_OK | os.W_OK):
         pytest.skip('network="slirp" needs read-write access to /dev/net/tun, which this user lacks: '
                     "chmod 0666 /dev/net/tun (the mode most distributions' udev rules give it)")
-
-
-class _Hello(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"hello from the host\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet."""
-
-
-@pytest.fixture
-def host_server() -> Iterator[int]:
-    """An HTTP server on the host's 127.0.0.1 (slirp4netns shows it to containers as 10.0.2.2)."""
-    with http_server(_Hello) as port:
-        yield port
 
 
 def _slirp_children(engine: Engine) -> list[int]:

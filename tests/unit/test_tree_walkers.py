@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_minicontainer import _rmtree
-from pytest_minicontainer._descriptors import many_descriptors
 from pytest_minicontainer._rmtree import remove_tree
 from pytest_minicontainer.runtime.trees import copy_tree
 from pytest_minicontainer.store._treehash import tree_digest
+from tests.conftest import nested_dirs
 
 Tree = dict[str, Union[bytes, str, "Tree"]]  # bytes: a file; str: a symlink's target; dict: a directory
 
@@ -50,13 +50,7 @@ def make(root: Path, tree: Tree, chain: int = 0) -> None:
                 (where / name).symlink_to(value)
             else:
                 (where / name).write_bytes(value)
-    fd = os.open(root, os.O_RDONLY)
-    for _ in range(chain):
-        os.mkdir("d", dir_fd=fd)
-        nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
-        os.close(fd)
-        fd = nxt
-    os.close(fd)
+    nested_dirs(root, chain, "d")
 
 
 @pytest.fixture
@@ -102,8 +96,7 @@ def test_very_deep_trees(tmp_path: Path) -> None:
     depth = 3000
     try:
         make(tmp_path / "src", {"f": b"top"}, depth)
-        with many_descriptors():  # a descriptor per level on each side, as the zygote allows itself
-            copy_tree(str(tmp_path / "src"), str(tmp_path / "dst"))
+        copy_tree(str(tmp_path / "src"), str(tmp_path / "dst"))  # raises its own descriptor limit
         assert tree_digest(tmp_path / "dst") == tree_digest(tmp_path / "src")
         remove_tree(tmp_path / "src")
         remove_tree(tmp_path / "dst")
