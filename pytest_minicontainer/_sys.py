@@ -9,6 +9,7 @@ same exception type, :class:`SysError`, carrying the call, its arguments and ``e
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno as _errno
 import fcntl
@@ -16,6 +17,7 @@ import os
 import signal
 import socket
 import struct
+from collections.abc import Iterator
 
 __all__ = [
     "CAP_SYS_ADMIN",
@@ -43,13 +45,20 @@ __all__ = [
     "filesystem_type",
     "mknod_whiteout",
     "mount",
+    "open_terminal",
     "pivot_root",
+    "raw_terminal",
     "set_child_subreaper",
+    "set_controlling_terminal",
     "set_dumpable",
     "set_parent_death_signal",
+    "set_window_size",
     "sethostname",
+    "terminal_peer",
     "umount",
+    "unread_input",
     "unshare",
+    "window_size",
 ]
 
 CLONE_NEWNS = 0x00020000
@@ -339,3 +348,95 @@ def mknod_whiteout(path: str) -> None:
         os.mknod(path, stat.S_IFCHR | 0o000, os.makedev(0, 0))
     except OSError as exc:
         raise SysError(exc.errno or _errno.EIO, "mknod", f"{path!r} whiteout") from exc
+
+
+# -- pseudo-terminals ---------------------------------------------------------------------------
+_TIOCSCTTY = 0x540E
+_TIOCGWINSZ = 0x5413
+_TIOCSWINSZ = 0x5414
+_TIOCSPTLCK = 0x40045431
+_TIOCGPTPEER = 0x5441
+_FIONREAD = 0x541B
+
+
+def open_terminal(ptmx: str) -> tuple[int, int]:
+    """A new pseudo-terminal from the devpts instance ``ptmx`` belongs to: (master, slave).
+
+    The slave comes from ``TIOCGPTPEER`` (Linux 4.13), not from a path under ``pts/``: the
+    slave is the master's own peer even if a process of the container swapped the node
+    (the CVE-2017-2616 class of races).  Both are close-on-exec and neither becomes our
+    controlling terminal.
+    """
+    flags = os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        master = os.open(ptmx, flags)
+    except OSError as exc:
+        raise SysError(exc.errno or _errno.EIO, "open", f"{ptmx!r}") from exc
+    try:
+        fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
+        slave = fcntl.ioctl(master, _TIOCGPTPEER, flags)
+    except OSError as exc:
+        os.close(master)
+        raise SysError(exc.errno or _errno.EIO, "ioctl", "TIOCGPTPEER") from exc
+    return master, slave
+
+
+def set_controlling_terminal(fd: int) -> None:
+    """Make the terminal ``fd`` the controlling terminal of this session (its leader calls it)."""
+    try:
+        fcntl.ioctl(fd, _TIOCSCTTY, 0)
+    except OSError as exc:
+        raise SysError(exc.errno or _errno.EIO, "ioctl", "TIOCSCTTY") from exc
+
+
+def window_size(fd: int) -> tuple[int, int] | None:
+    """The (rows, columns) of the terminal ``fd``; None when ``fd`` is no terminal."""
+    try:
+        rows, cols, _x, _y = struct.unpack("HHHH", fcntl.ioctl(fd, _TIOCGWINSZ, bytes(8)))
+    except OSError:
+        return None
+    return rows, cols
+
+
+def set_window_size(fd: int, rows: int, cols: int) -> None:
+    """Tell the terminal ``fd`` its size (the kernel sends SIGWINCH to its foreground group)."""
+    try:
+        fcntl.ioctl(fd, _TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    except OSError as exc:
+        raise SysError(exc.errno or _errno.EIO, "ioctl", f"TIOCSWINSZ {rows}x{cols}") from exc
+
+
+@contextlib.contextmanager
+def raw_terminal(fd: int) -> Iterator[None]:
+    """The terminal ``fd`` in raw mode (no echo, no line editing, no signal keys) inside the block.
+
+    The container's own terminal does all of that; the host's passes bytes through.  The
+    previous settings come back on the way out, also after an exception.
+    """
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd, termios.TCSANOW)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
+
+
+def terminal_peer(master: int) -> int:
+    """A new descriptor of the slave of the pseudo-terminal ``master`` (close-on-exec, not our
+    controlling terminal); works from outside the namespaces the terminal was made in."""
+    try:
+        return int(fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC))
+    except OSError as exc:
+        raise SysError(exc.errno or _errno.EIO, "ioctl", "TIOCGPTPEER") from exc
+
+
+def unread_input(fd: int) -> int:
+    """Bytes a program could read now from the terminal ``fd`` (``FIONREAD``: whole lines only
+    in canonical mode)."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, _FIONREAD, bytes(4)))[0])
+    except OSError as exc:
+        raise SysError(exc.errno or _errno.EIO, "ioctl", "FIONREAD") from exc

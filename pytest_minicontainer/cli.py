@@ -234,10 +234,43 @@ def cmd_run(args: argparse.Namespace) -> int:
         except (ValueError, TypeError) as exc:
             raise UsageError(str(exc)) from exc
         with container as c, _SignalProxy(c._rt) as proxy:
-            watch = c._rt.exec(command, c._exec_env(None), c.workdir, c.user, [0, 1, 2])
-            proxy.started(watch.pid)
-            status = watch.wait()
+            if args.tty:
+                status = _run_on_terminal(c._rt, command, c._exec_env(None), c.workdir, c.user,
+                                          args.interactive, proxy)
+            else:
+                watch = c._rt.exec(command, c._exec_env(None), c.workdir, c.user, [0, 1, 2])
+                proxy.started(watch.pid)
+                status = watch.wait()
             return 128 - status if status is not None and status < 0 else (status or 0)
+
+
+def _run_on_terminal(rt: RuntimeContainer, command: list[str], env: dict[str, str], workdir: str,
+                     user: str | None, interactive: bool, proxy: _SignalProxy) -> int | None:
+    """``run -t``: the command on a terminal of the container's, relayed to this one.
+
+    Our terminal goes into raw mode, so every key (^C, ^Z, arrows) reaches the container's
+    terminal, which does the line editing and sends the signals; its size follows ours.
+    Without ``-i`` nothing is read from stdin, as with ``docker run -t``.
+    """
+    from . import _sys
+    from ._terminal import relay, window_size, window_size_follows
+
+    watch = rt.exec(command, env, workdir, user, [], tty=window_size(0, 1))
+    proxy.started(watch.pid)
+    master = watch.terminal
+    raw = _sys.raw_terminal(0) if interactive and os.isatty(0) else contextlib.nullcontext()
+
+    def show(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(1, view):]
+
+    try:
+        with raw, window_size_follows(master, 0, 1):
+            relay(master, watch.sock.fileno(), 0 if interactive else None, show)
+    finally:
+        os.close(master)
+    return watch.wait()
 
 
 def _stdout_closed() -> bool:
@@ -279,8 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("run", help="run a command in a new container (removed when it ends)")
     p.add_argument("--rm", action="store_true", help="accepted for Docker habits: containers never outlive the command")
-    p.add_argument("-i", "--interactive", action="store_true", help="accepted: stdin is always passed through")
-    p.add_argument("-t", "--tty", action="store_true", help="accepted: the terminal is passed through as it is")
+    p.add_argument("-i", "--interactive", action="store_true",
+                   help="pass stdin on (without -t it always is)")
+    p.add_argument("-t", "--tty", action="store_true",
+                   help="give the command a terminal of the container's own (with -i: read from this one)")
     p.add_argument("-e", "--env", action="append", metavar="K=V")
     p.add_argument("-v", "--volume", action="append", metavar="SRC:DST[:ro|rw]")
     p.add_argument("-w", "--workdir")

@@ -250,10 +250,11 @@ class Container:
         return merged
 
     def _start(self, argv: list[str], env: Mapping[str, str] | None, workdir: str | None, user: str | None,
-               stdin: int, stdout: int, stderr: int) -> ExitWatch:
+               stdin: int, stdout: int, stderr: int, tty: tuple[int, int] | None = None) -> ExitWatch:
+        """Start ``argv`` on these descriptors, or with ``tty`` (rows, columns) on a new terminal."""
         try:
             return self._rt.exec(argv, self._exec_env(env), workdir or self.workdir,
-                                 self.user if user is None else user, [stdin, stdout, stderr])
+                                 self.user if user is None else user, [stdin, stdout, stderr], tty=tty)
         except OSError as exc:
             raise ContainerError(f"cannot run {argv!r} in container {self.id}: {exc.strerror or exc}") from exc
 
@@ -293,12 +294,49 @@ class Container:
         status = watch.wait()
         return (status if status is not None else -signal.SIGKILL), out, err
 
+    def _run_terminal(self, argv: list[str], *, input: str | bytes | None, env: Mapping[str, str] | None,
+                      workdir: str | None, user: str | None, timeout: float | None) -> tuple[int, bytes]:
+        """Run ``argv`` on a terminal of its own (80x24): (status, what the terminal printed)."""
+        from ._terminal import relay
+
+        watch = self._start(argv, env, workdir, user, -1, -1, -1, tty=(24, 80))
+        try:
+            master = watch.terminal
+        except ContainerError:
+            watch.close()
+            raise
+        chunks: list[bytes] = []
+        try:
+            done = relay(master, watch.sock.fileno(), input.encode() if isinstance(input, str) else input,
+                         chunks.append, timeout)
+        finally:
+            os.close(master)
+        if not done:
+            self._kill_tree(watch.pid, signal.SIGKILL)
+            watch.wait(5)
+            watch.close()
+            raise ExecTimeout(argv, timeout or 0.0, b"".join(chunks).decode(errors="replace"))
+        status = watch.wait()
+        return (status if status is not None else -signal.SIGKILL), b"".join(chunks)
+
     def exec(self, cmd: Command, *, input: str | bytes | None = None, env: Mapping[str, str] | None = None,
              workdir: str | None = None, user: str | None = None, timeout: float | None = None,
-             check: bool = False) -> ExecResult:
-        """Run ``cmd`` to completion (a string runs through ``/bin/sh -c``)."""
+             check: bool = False, tty: bool = False) -> ExecResult:
+        """Run ``cmd`` to completion (a string runs through ``/bin/sh -c``).
+
+        ``tty=True`` runs it on a pseudo-terminal of the container's own, as ``docker exec -t``
+        does: programs see a terminal (``isatty``, colours, line buffering, job control), the
+        output is what the terminal shows (stdout and stderr together, lines ending in
+        ``\r\n``, ``input`` echoed) and ``stderr`` is empty.  ``input`` is typed in, followed
+        by ^D.
+        """
         argv = _argv(cmd)
-        status, out, err = self._run(argv, input=input, env=env, workdir=workdir, user=user, timeout=timeout)
+        if tty:
+            status, out = self._run_terminal(argv, input=input, env=env, workdir=workdir, user=user,
+                                             timeout=timeout)
+            err = b""
+        else:
+            status, out, err = self._run(argv, input=input, env=env, workdir=workdir, user=user, timeout=timeout)
         result = ExecResult(status, out.decode(errors="replace"), err.decode(errors="replace"), tuple(argv))
         if check:
             result.check()
@@ -611,7 +649,9 @@ class Container:
         # The running Python with -m, not the ``minicontainer`` script: that is on PATH only
         # in an activated environment, not under ``.venv/bin/python -m pytest``.
         cli = f"{shlex.quote(sys.executable or 'python3')} -m pytest_minicontainer"
-        return f"{prefix}{cli} run --rm -it minicontainer-kept:{self.id} /bin/sh"
+        # --entrypoint: the shell replaces the image's Entrypoint and Cmd, so a service's
+        # container opens as a shell over its kept files, without starting the service again.
+        return f"{prefix}{cli} run --rm -it --entrypoint /bin/sh minicontainer-kept:{self.id}"
 
     def remove(self) -> None:
         """Stop the container and delete its writable layer (idempotent)."""

@@ -53,6 +53,17 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("store")
 
 
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Any]:
+    """A store of the test's own, emptied at the end: images keep their layer roots' modes
+    (0555 is common), which would leave a tree its owner cannot simply delete."""
+    from pytest_minicontainer.store import Store
+
+    s = Store(tmp_path / "store")
+    yield s
+    s.gc(everything=True)
+
+
 @pytest.fixture(scope="session")
 def engine(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from pytest_minicontainer import Engine, RuntimeUnavailable

@@ -46,6 +46,7 @@ class ExitWatch:
         self.status: int | None = None
         self._pid: int | None = None
         self._error: ContainerError | None = None
+        self._terminal: int | None = None
         self._lock = threading.Lock()
 
     def _read_start(self, timeout: float | None) -> bool:
@@ -53,12 +54,17 @@ class ExitWatch:
         if self._pid is not None or self._error is not None:
             return True
         self.sock.settimeout(timeout)
+        fds: list[int] = []
         try:
-            message, _ = protocol.recv(self.sock)
+            message, fds = protocol.recv(self.sock)
         except (TimeoutError, BlockingIOError):
             return False
         except OSError:
             message = None
+        if fds:
+            self._terminal = fds.pop(0)
+        for fd in fds:
+            os.close(fd)
         if message is None:
             self._error = ContainerError("the container stopped before the command started")
         elif not message.get("ok"):
@@ -78,6 +84,18 @@ class ExitWatch:
                 raise self._error
             assert self._pid is not None
             return self._pid
+
+    @property
+    def terminal(self) -> int:
+        """The master of the command's pseudo-terminal (an ``exec`` with ``tty``); the caller closes it."""
+        with self._lock:
+            self._read_start(None)
+            if self._error is not None:
+                raise self._error
+            if self._terminal is None:
+                raise ContainerError("the command has no terminal (exec without tty)")
+            fd, self._terminal = self._terminal, None
+            return fd
 
     def wait(self, timeout: float | None = None) -> int | None:
         """The exit status; None while it runs after ``timeout``; ContainerError if it never started."""
@@ -103,6 +121,9 @@ class ExitWatch:
 
     def close(self) -> None:
         self.sock.close()
+        if self._terminal is not None:
+            os.close(self._terminal)
+            self._terminal = None
 
 
 @dataclass
@@ -140,13 +161,18 @@ class RuntimeContainer:
         return answer, got, sock
 
     def exec(self, argv: Sequence[str], env: dict[str, str], cwd: str, user: str | None,
-             stdio: Sequence[int]) -> ExitWatch:
+             stdio: Sequence[int], tty: tuple[int, int] | None = None) -> ExitWatch:
+        """Start ``argv``; with ``tty`` (rows, columns) on a new pseudo-terminal instead of
+        ``stdio`` (``ExitWatch.terminal`` is its master)."""
         if not self.alive:
             raise ContainerError(f"container {self.id} is stopped")
         mine, theirs = protocol.reply_pair()
+        message: dict[str, Any] = {"op": "exec", "argv": list(argv), "env": env, "cwd": cwd, "user": user}
+        if tty is not None:
+            message["tty"] = list(tty)
+            stdio = ()
         try:
-            protocol.send(self.ctl, {"op": "exec", "argv": list(argv), "env": env, "cwd": cwd, "user": user},
-                          [theirs.fileno(), *stdio])
+            protocol.send(self.ctl, message, [theirs.fileno(), *stdio])
         except OSError as exc:
             mine.close()
             raise ContainerError(f"container {self.id} does not answer (is it stopped?): {exc}") from exc

@@ -68,6 +68,14 @@ class _Init(Server):
         op = message.get("op")
         try:
             if op == "exec":
+                if message.get("tty"):
+                    pid, master = self.exec_terminal(message)
+                    self.waiters[pid] = reply
+                    try:
+                        protocol.send(reply, {"ok": True, "pid": pid}, [master])
+                    finally:
+                        os.close(master)
+                    return False
                 pid = self.exec(message, extra)
                 self.waiters[pid] = reply
                 protocol.send(reply, {"ok": True, "pid": pid})
@@ -123,23 +131,51 @@ class _Init(Server):
         return False
 
     # -- requests -----------------------------------------------------------------------
-    def exec(self, message: dict[str, Any], stdio: list[int]) -> int:
+    def exec(self, message: dict[str, Any], stdio: list[int], terminal: bool = False) -> int:
         argv = [str(a) for a in message["argv"]]
         env = {str(k): str(v) for k, v in message.get("env", {}).items()}
         cwd = str(message.get("cwd") or "/")
         uid, gid, groups, home = users.resolve(message.get("user"))
         if home and "HOME" not in env:
             env["HOME"] = home
-        if uid == os.getuid() and gid == os.getgid() and not groups:
+        if terminal:
+            # The slave is the command's, as login(1) makes it: its user may reopen /dev/tty
+            # and change the modes; EPERM/EINVAL where the namespace does not map that user.
+            # The fork path below makes it the controlling terminal (posix_spawn cannot).
+            with contextlib.suppress(OSError):
+                os.fchown(stdio[0], uid, gid)
+        elif uid == os.getuid() and gid == os.getgid() and not groups:
             # The common case (root in the container): a vfork costs a fraction of forking
             # this Python process.
-            pid = _spawn(argv, env, cwd, stdio)
-            if pid is not None:
-                return pid
+            spawned = _spawn(argv, env, cwd, stdio)
+            if spawned is not None:
+                return spawned
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, reported through its exit status
-            _child_exec(argv, env, cwd, uid, gid, groups, stdio)
+            _child_exec(argv, env, cwd, uid, gid, groups, stdio, terminal)
         return pid
+
+    def exec_terminal(self, message: dict[str, Any]) -> tuple[int, int]:
+        """Start the command on a new pseudo-terminal of the container's devpts; (pid, master).
+
+        The terminal comes from the container's own devpts instance, so its number, its
+        ``/dev/pts`` entry and its owner are the container's, and ``tty`` names it.  The slave
+        becomes the controlling terminal of the command's new session: job control, ^C and
+        SIGWINCH work as on a console.  The master goes back to the caller, which relays
+        the bytes; pid 1 keeps neither end, so the caller reads EIO once the command and
+        everything it started have closed the terminal.
+        """
+        master, slave = _sys.open_terminal("/dev/ptmx")
+        try:
+            size = message.get("tty")
+            if isinstance(size, list) and len(size) == 2 and all(isinstance(n, int) and n > 0 for n in size):
+                _sys.set_window_size(master, size[0], size[1])
+            return self.exec(message, [slave, slave, slave], terminal=True), master
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
 
     def kill(self, pid: int, sig: int, group: bool) -> None:
         """Signal ``pid``; with ``group`` also its process group and every process of its session.
@@ -307,8 +343,12 @@ def _open_inside(message: dict[str, Any]) -> int:
 
 
 def _child_exec(argv: list[str], env: dict[str, str], cwd: str, uid: int, gid: int,
-                groups: list[int], stdio: list[int]) -> None:  # pragma: no cover
-    """In the forked child: become the requested process or exit 126/127 with a message."""
+                groups: list[int], stdio: list[int], terminal: bool = False) -> None:  # pragma: no cover
+    """In the forked child: become the requested process or exit 126/127 with a message.
+
+    With ``terminal`` the descriptors are a pseudo-terminal's slave, made the controlling
+    terminal of the new session.
+    """
     code = 127
     try:
         signal.set_wakeup_fd(-1)
@@ -318,6 +358,8 @@ def _child_exec(argv: list[str], env: dict[str, str], cwd: str, uid: int, gid: i
         os.setsid()
         for target, fd in enumerate(stdio[:3]):
             os.dup2(fd, target, inheritable=True)
+        if terminal:
+            _sys.set_controlling_terminal(0)
         try:
             os.chdir(cwd)
         except OSError as exc:

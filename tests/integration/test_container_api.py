@@ -285,13 +285,39 @@ def test_shell_command_uses_this_python(box: Container, tmp_path: Path) -> None:
     box.write_text("/evidence.txt", "look here\n")
     box.keep()
     shell = box.shell_command()
-    assert f"{shlex.quote(sys.executable)} -m pytest_minicontainer run --rm -it minicontainer-kept:{box.id} /bin/sh" \
-        in shell
+    assert (f"{shlex.quote(sys.executable)} -m pytest_minicontainer run --rm -it --entrypoint /bin/sh "
+            f"minicontainer-kept:{box.id}") in shell
     env = {k: v for k, v in os.environ.items() if k != "MINICONTAINER_STORE"}
     env["PATH"] = "/usr/bin:/bin"  # no virtual environment's bin directory
     opened = subprocess.run(shell, shell=True, input="cat /evidence.txt\n", capture_output=True, text=True,
                             env=env, cwd=tmp_path, timeout=120)
-    assert opened.stdout == "look here\n", opened.stderr
+    # -t gives the shell a terminal even with piped input: what is typed is echoed
+    assert "\nlook here\n" in opened.stdout, opened.stdout + opened.stderr  # text=True reads \r\n as \n
+
+
+def test_a_kept_service_opens_as_a_shell_without_starting_the_service(engine: Engine, busybox_rootfs: Path,
+                                                                      tmp_path: Path) -> None:
+    """The service (its Entrypoint) left a pid file, as postgres leaves postmaster.pid: the shell
+    command opens its files, and the service does not start again."""
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Containerfile").write_text(
+        f"FROM rootfs:{busybox_rootfs}\n"
+        'ENTRYPOINT ["/bin/sh", "-c", "test -e /tmp/svc.pid && echo SERVICE-REFUSED && exit 1; '
+        'echo SERVICE-STARTED; echo $$ > /tmp/svc.pid; exec sleep 600"]\n')
+    image = engine.build(context=context)
+    try:
+        with engine.run(image) as svc:
+            svc.exec("while ! test -e /tmp/svc.pid; do sleep 0.05; done", timeout=30, check=True)
+            svc.keep()
+            shell = svc.shell_command()
+        opened = subprocess.run(shell, shell=True, input="cat /tmp/svc.pid; echo shell-$((40+2))\n",
+                                capture_output=True, text=True, timeout=120)
+        assert "shell-42" in opened.stdout, opened.stdout + opened.stderr
+        assert "SERVICE" not in opened.stdout + opened.stderr
+        assert opened.returncode == 0
+    finally:
+        engine.remove(image)
 
 
 # -- 8. environment variables are checked before they reach the container -------------------

@@ -40,11 +40,6 @@ def umoci_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
     yield layout, tag, reference
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "store")
-
-
 def skopeo(*args: str | os.PathLike[str]) -> None:
     _need("skopeo", "skopeo")
     run("skopeo", "--insecure-policy", "copy", "-q", *args)

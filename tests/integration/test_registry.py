@@ -58,11 +58,6 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "store")
-
-
-@pytest.fixture
 def proxy(registry: Registry) -> Iterator[Proxy]:
     with Proxy(upstream=registry.address) as p:
         yield p

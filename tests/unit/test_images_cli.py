@@ -20,11 +20,6 @@ def cli(store: Store, *argv: str) -> int:
     return status
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "store")
-
-
 def test_import_list_rmi_prune_du(store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     img = write_oci_layout(tmp_path / "lay", [TarBuilder().file("big", b"x" * 200_000).bytes("gzip")])
     assert cli(store, "import", f"oci:{img.path}", "--tag", "demo:1", "-t", "demo:2") == 0

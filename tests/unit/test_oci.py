@@ -36,11 +36,6 @@ from tests.imagetools import (
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "store")
-
-
 def base_layers() -> list[bytes]:
     return [
         TarBuilder().dir("etc").file("etc/os-release", b"ID=test\n").file("etc/gone", b"x")

@@ -19,11 +19,6 @@ from pytest_minicontainer.store import Store, normalise_tag
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "store")
-
-
 def make_layer(store: Store, files: dict[str, bytes], layer_id: str | None = None) -> tuple[str, Path]:
     tmp = store.new_tmp_dir("test-")
     for name, data in files.items():
@@ -212,13 +207,14 @@ def test_disk_full_is_a_store_error_with_the_fix(store: Store, monkeypatch: pyte
     def full(*_: object, **__: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "replace", full)
-    with pytest.raises(StoreError, match=r"disk is full.*minicontainer prune"):
-        store.put_blob(b"data")
-    tmp = store.new_tmp_dir("x-")
-    monkeypatch.setattr(os, "rename", full)
-    with pytest.raises(StoreError, match=r"disk is full.*layers"):
-        store.finish_layer(tmp, "sha256:" + "e" * 64)
+    with monkeypatch.context() as patch:  # undone before the store fixture empties the store
+        patch.setattr(os, "replace", full)
+        with pytest.raises(StoreError, match=r"disk is full.*minicontainer prune"):
+            store.put_blob(b"data")
+        tmp = store.new_tmp_dir("x-")
+        patch.setattr(os, "rename", full)
+        with pytest.raises(StoreError, match=r"disk is full.*layers"):
+            store.finish_layer(tmp, "sha256:" + "e" * 64)
 
 
 def test_store_root_unwritable(tmp_path: Path) -> None:
