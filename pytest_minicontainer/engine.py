@@ -15,6 +15,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from .errors import (
 )
 from .image import Image
 from .paths import default_store_path
+from .progress import BlobLines, Lines, human_size, lines_for
 from .runtime import idmap as _idmap
 from .runtime.client import Runtime
 from .runtime.mounts import RESOLV_CONF
@@ -53,9 +55,13 @@ class Engine:
                  on_start: Callable[[Container], None] | None = None,
                  on_finish: Callable[[Container, int | None], None] | None = None,
                  on_options: Callable[[dict[str, Any]], None] | None = None,
-                 pull: str | None = None, idmap: str | None = None) -> None:
+                 pull: str | None = None, idmap: str | None = None,
+                 announce: Callable[[str], None] | None = None) -> None:
         self.store = Store(Path(store) if store is not None else default_store_path())
         self.image_resolver = image_resolver
+        # One line per image this engine downloads or builds ("pulled ...", "built ..."); the
+        # plugin shows them in pytest's terminal, so that a long first run says what it does.
+        self.announce = announce
         self.on_start = on_start
         self.on_finish = on_finish
         self.on_options = on_options
@@ -151,11 +157,13 @@ class Engine:
                 rt.close()
 
     # -- images ---------------------------------------------------------------------------------
-    def image(self, ref: str | Image, *, pull: str | None = None, platform: str | None = None) -> Image:
+    def image(self, ref: str | Image, *, pull: str | None = None, platform: str | None = None,
+              progress: Lines | bool | None = None) -> Image:
         """Resolve ``ref`` ("host", "rootfs:...", "oci:...", "NAME:TAG", a registry name) to an image.
 
         ``pull`` (missing, always, never) says when a registry is asked; ``platform``
         ("linux/arm64") picks from a multi-platform image (default: this host's).
+        ``progress``: a callable gets a few lines per layer a pull downloads (True: on stderr).
         """
         if isinstance(ref, Image):
             return ref
@@ -169,7 +177,7 @@ class Engine:
             if isinstance(found, Image):
                 return found
             if isinstance(found, str) and found != ref:
-                return self.image(found, pull=pull, platform=platform)
+                return self.image(found, pull=pull, platform=platform, progress=progress)
         # The host and rootfs directories are named by path, not content: resolving them again
         # in one session gives the same image, so the per-test cost is a dict lookup.
         # Keyed by absolute path: a relative ``rootfs:`` means another directory after a chdir.
@@ -186,19 +194,20 @@ class Engine:
             from .images._reference import parse_reference
 
             if parse_reference(ref).transport in ("store", "docker"):
-                image = self._named(ref, pull or "missing", platform)
+                image = self._named(ref, pull or "missing", platform, lines_for(progress))
             else:
                 image = resolve(self.store, ref, pull=pull, platform=platform)
         if cacheable:
             self._image_cache[key] = image
         return image
 
-    def _named(self, ref: str, pull: str, platform: str | None) -> Image:
+    def _named(self, ref: str, pull: str, platform: str | None, lines: Lines | None) -> Image:
         """A name a registry may serve: its registry asked at most once per engine for ``always``,
         and not again after it did not answer at all.
 
         Otherwise a suite of hundreds of tests would wait for a dead registry (or count against
         its pull rate limit) once per test; one check per session is what ``always`` means here.
+        A pull that downloaded anything is announced (see ``announce``).
         """
         from .images import resolve
 
@@ -212,12 +221,17 @@ class Engine:
                     return resolve(self.store, ref, pull="never", platform=platform)
             raise RegistryError(f"{down}\n  (this session asked once already; it is not asked again)",
                                 down.registry, unreachable=True)
+        counter = BlobLines(lines, prefix=f"{ref} ")
+        start = time.monotonic()
         try:
-            image = resolve(self.store, ref, pull=pull, platform=platform)
+            image = resolve(self.store, ref, pull=pull, platform=platform, progress=counter)
         except RegistryError as exc:
             if exc.unreachable:
                 self._unreachable[key] = exc
             raise
+        if counter.blobs and self.announce is not None:
+            self.announce(f"pulled {ref}: {counter.blobs} blob(s), {human_size(counter.bytes)} in "
+                          f"{time.monotonic() - start:.1f}s")
         if pull == "always":
             self._pulled[key] = image
         return image
@@ -248,18 +262,20 @@ class Engine:
 
     def build(self, containerfile: str | os.PathLike[str] | None = None, context: str | os.PathLike[str] = ".", *,
               tag: str | None = None, build_args: Mapping[str, str] | None = None, target: str | None = None,
-              network: str = "default", no_cache: bool = False) -> Image:
+              network: str = "default", no_cache: bool = False, progress: Lines | bool | None = None) -> Image:
         """Build an image from a Containerfile (a path or its text) with this engine's runtime.
 
         RUN steps get ``network="default"``: a private network with outbound access through
         slirp4netns and no route to the host's loopback, or none (and a line on stderr saying
         how to get it) where slirp4netns cannot run; ``"slirp"``, ``"host"`` and ``"none"``
-        ask for one of those.
+        ask for one of those.  ``progress``: a callable gets one line per step (``STEP 2/5:
+        RUN ...``, ``---> cached``) and a few per layer a pull for ``FROM`` downloads; True
+        prints them on stderr.
         """
         from .build import build
 
         return build(self, containerfile, context, tag=tag, build_args=build_args, target=target,
-                     network=network, no_cache=no_cache)
+                     network=network, no_cache=no_cache, progress=lines_for(progress))
 
     # -- containers -----------------------------------------------------------------------------
     def run(self, image: Image | str, command: str | Sequence[str] | None = None, *,

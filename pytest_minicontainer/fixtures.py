@@ -13,6 +13,7 @@ created engine, and which containers each test used (for failure reports and ``k
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -105,6 +106,22 @@ class State:
     _engine: Engine | None = field(default=None, init=False)
     _refused: RuntimeUnavailable | None = field(default=None, init=False)
 
+    def _announce(self, line: str) -> None:
+        """An image the session pulled or built, as a line of pytest's terminal (none with -q).
+
+        Written past the capture, as pytest's own header lines are: a first run that pulls
+        for minutes says why it takes long, in the test that made it wait.
+        """
+        # An xdist worker's terminal is not the user's: its lines would go nowhere useful.
+        if self.config.get_verbosity() < 0 or hasattr(self.config, "workerinput"):
+            return
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:  # -p no:terminal
+            return
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.write_line(f"minicontainer: {line}")
+
     def engine(self) -> Engine:
         """The session's engine, created on first call; raises RuntimeUnavailable on a refusing host.
 
@@ -123,6 +140,7 @@ class State:
                 on_finish=self._finished,
                 on_options=self._options,
                 pull=self.settings.pull,
+                announce=self._announce,
             )
             try:
                 engine.start()

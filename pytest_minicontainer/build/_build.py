@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -88,13 +89,19 @@ def build(engine: Engine, containerfile: str | os.PathLike[str] | None = None,
     ignore = load_ignore(root)
 
     def resolve(ref: str) -> Image:
-        return scratch_image() if ref == "scratch" else engine.image(ref)
+        return scratch_image() if ref == "scratch" else engine.image(ref, progress=progress)
+
+    start = time.monotonic()
 
     stages = make_plan(instructions, escape, build_args=dict(build_args or {}), target=target, resolve=resolve,
                        context=root, ignore=ignore)
     executor = Executor(engine, ignore=ignore, network=network, no_cache=no_cache, progress=progress)
     image = executor.run(stages)
     engine.store.save_image(image)
+    if engine.announce is not None:
+        steps = sum(1 + len(s.steps) for s in stages)
+        engine.announce(f"built {tag or image.short_id}: {steps} steps, {executor.steps_run} ran (the rest"
+                        f" cached or settings) in {time.monotonic() - start:.1f}s")
     if tag:
         engine.store.tag(tag, image.digest)
         image = replace(engine.store.load_image(image.digest), reference=tag,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ..errors import ImageError, ImageNotFound, RegistryError
 from ..image import Image
@@ -27,18 +28,23 @@ from ._reference import ACCEPTED_FORMS, Reference, parse_reference
 from ._rootfs import rootfs_dir_image, rootfs_tar_image
 from ._source import DirSource, TarSource, open_source
 
+if TYPE_CHECKING:
+    from .registry import Progress
+
 __all__ = ["resolve"]
 
 
-def resolve(store: Store, reference: str, *, pull: str | None = None, platform: str | None = None) -> Image:
+def resolve(store: Store, reference: str, *, pull: str | None = None, platform: str | None = None,
+            progress: Progress | None = None) -> Image:
     """The image ``reference`` names, imported into ``store`` if needed.
 
     ``pull`` (``missing`` by default, ``always``, ``never``) and ``platform`` (``linux/arm64``;
-    default: this host's) apply to names that a registry can serve.
+    default: this host's) apply to names that a registry can serve; ``progress`` gets the
+    byte counts of what a pull downloads.
     """
     ref = parse_reference(reference)
     if ref.transport in ("store", "docker"):
-        return _named(store, ref, reference, pull or "missing", platform)
+        return _named(store, ref, reference, pull or "missing", platform, progress)
     if ref.transport == "rootfs" and os.path.isdir(ref.path):
         return rootfs_dir_image(store, ref.path, reference)
     ident = _identity_file(ref)
@@ -60,7 +66,8 @@ def resolve(store: Store, reference: str, *, pull: str | None = None, platform: 
         return image
 
 
-def _named(store: Store, ref: Reference, reference: str, pull: str, platform: str | None) -> Image:
+def _named(store: Store, ref: Reference, reference: str, pull: str, platform: str | None,
+           progress: Progress | None) -> Image:
     """A name: the store's image (tags, digests, id prefixes) unless the policy says pull."""
     from .registry import PULL_POLICIES, pull_image
     from .registry._pull import stored_image
@@ -91,7 +98,7 @@ def _named(store: Store, ref: Reference, reference: str, pull: str, platform: st
                        if is_digest(ref.path) else "the pull policy is 'never', so registry pulls are off")
                 raise ImageNotFound(reference, f"{exc}; {why}; {ACCEPTED_FORMS}") from None
     try:
-        return pull_image(store, ref.path, policy=pull, platform=platform)
+        return pull_image(store, ref.path, policy=pull, platform=platform, progress=progress)
     except ImageError as exc:
         if ref.transport != "store":
             raise

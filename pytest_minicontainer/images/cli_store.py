@@ -13,20 +13,13 @@ import time
 from typing import Any
 
 from ..errors import ImageError, StoreError
+from ..progress import BlobBar, BlobLines, human_size
 from ..store import Store, normalise_tag
 from ._resolve import resolve
 from .host import HOST_REFERENCE
 
 __all__ = ["add_store_commands", "cmd_du", "cmd_images", "cmd_import", "cmd_prune", "cmd_pull", "cmd_rmi",
            "human_size"]
-
-
-def human_size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1000
-    return f"{n:.1f}TB"  # pragma: no cover
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -78,43 +71,23 @@ def cmd_import(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
-class _PullProgress:
-    """One line per blob on a terminal, redrawn in place (``\r``) at most ten times a second."""
-
-    def __init__(self) -> None:
-        self._current = ""
-        self._last = 0.0
-
-    def __call__(self, digest: str, done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if digest == self._current and now - self._last < 0.1 and done != total:
-            return
-        if digest != self._current and self._current:
-            sys.stdout.write("\n")
-        self._current, self._last = digest, now
-        of = f"/{human_size(total)}" if total else ""
-        sys.stdout.write(f"\r{digest[7:19]}: downloading {human_size(done)}{of}\x1b[K")
-        sys.stdout.flush()
-
-    def finish(self) -> None:
-        if self._current:
-            sys.stdout.write("\n")
-
-
 def cmd_pull(args: argparse.Namespace, store: Store) -> int:
     """Pull REF from its registry (always asks the registry; downloads only missing blobs)."""
     from .registry import pull_image
 
-    progress = _PullProgress() if sys.stdout.isatty() else None
+    # On a terminal a bar per layer, redrawn; otherwise (a CI log) a few plain lines per layer.
+    bar = BlobBar(sys.stderr) if sys.stderr.isatty() else None
+    progress = bar or BlobLines(lambda line: print(line, file=sys.stderr, flush=True))
     start = time.monotonic()
     try:
         image = pull_image(store, args.reference, policy="always", platform=args.platform, progress=progress)
     except (ImageError, StoreError) as exc:
+        if bar is not None:
+            bar.finish()
         print(f"minicontainer pull: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if progress is not None:
-            progress.finish()
+    if bar is not None:
+        bar.finish()
     tags = ", ".join(store.load_image(image.digest).tags) or "untagged"
     print(f"{image.digest} ({tags}; {len(image.layer_dirs)} layers, {time.monotonic() - start:.2f}s)")
     return 0
