@@ -823,32 +823,6 @@ def sha256_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def test_cli_pull_shows_progress_on_a_terminal(registry: Registry, tmp_path: Path) -> None:
-    import pty
-
-    name, digest = pushed(registry, tmp_path, {"p": os.urandom(50_000)})
-    main, sub = pty.openpty()
-    try:
-        proc = subprocess.run([sys.executable, "-m", "pytest_minicontainer", "--store", str(tmp_path / "s"), "pull",
-                               f"{registry.address}/{name}"], stdout=sub, stderr=subprocess.PIPE, cwd=REPO,
-                              timeout=60, check=False)
-        os.close(sub)
-        out = b""
-        while True:
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:  # EIO: the terminal's other side is closed and drained
-                break
-            if not chunk:
-                break
-            out += chunk
-    finally:
-        os.close(main)
-    assert proc.returncode == 0, proc.stderr
-    text = out.decode()
-    assert ": downloading " in text and "\r" in text and digest in text
-
-
 def test_missing_blob_is_an_image_error(registry: Registry, proxy: Proxy, store: Store, tmp_path: Path) -> None:
     layer = gz_layer({"gone": b"gone"})
     name, _ = pushed(registry, tmp_path, {"gone": b"gone"})

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -83,24 +81,3 @@ def test_plain_http_only_for_loopback_and_insecure() -> None:
         client.request("GET", "http://ghcr.io/v2/")
     assert RegistryClient("127.0.0.1:5000", "x", RegistryOptions()).plain_http
     assert RegistryClient("reg.lan:5000", "x", RegistryOptions(insecure=("reg.lan:5000",))).plain_http
-
-
-def test_cli_progress_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_minicontainer.images.cli_store import _PullProgress
-
-    class Tty(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    out = Tty()
-    monkeypatch.setattr(sys, "stdout", out)
-    p = _PullProgress()
-    p("sha256:" + "a" * 64, 500, 2000)
-    p("sha256:" + "a" * 64, 2000, 2000)
-    p("sha256:" + "b" * 64, 10, None)
-    p.finish()
-    text = out.getvalue()
-    assert "\raaaaaaaaaaaa: downloading 500B/2.0kB" in text
-    assert "\raaaaaaaaaaaa: downloading 2.0kB/2.0kB" in text
-    assert "\nbbbbbbbbbbbb" not in text and "\n\rbbbbbbbbbbbb: downloading 10B" in text
-    assert text.endswith("\n")
