@@ -204,6 +204,54 @@ def bench_publish(work: Path, n: int) -> None:
             print(f"  => {name}: publish / direct throughput = {direct / published:.2f}x (target >= 0.5x)")
 
 
+_UPLOAD = """
+import socket, sys, time
+size, chunk = 256 << 20, bytes(1 << 20)
+sock = socket.create_connection((sys.argv[1], 9000))
+start = time.perf_counter()
+for _ in range(size // len(chunk)):
+    sock.sendall(chunk)
+sock.shutdown(socket.SHUT_WR)
+assert sock.recv(64) == str(size).encode()
+print(time.perf_counter() - start)
+"""
+
+
+@benchmark
+def bench_network(work: Path, n: int) -> None:
+    """Containers on an engine.network(): lifecycle against network="none", and throughput
+    between two members against loopback inside one container."""
+    rootfs = make_rootfs(work / "rootfs-net")
+    with Engine(store=work / "store") as engine, engine.network("bench") as net:
+        image = engine.image(f"rootfs:{rootfs}")
+
+        def plain() -> None:
+            with engine.run(image) as c:
+                c.exec(["/bin/true"])
+
+        def member() -> None:
+            with engine.run(image, network=net, aliases=["m"]) as c:
+                c.exec(["/bin/true"])
+
+        base = median_ms(plain, n)
+        row('run + exec true + remove, network="none"', base)
+        row("the same as a member of a network", median_ms(member, n), base, 'of "none"')
+        # python3 of the host image on both ends: the same program, over the bridge or loopback
+        sink = _SINK.replace('("127.0.0.1", 9000)', '("", 9000)')
+        with engine.run("host", command=["python3", "-c", sink], network=net, aliases=["sink"]) as server, \
+                engine.run("host", command=(), network=net) as client:
+            server.connect(9000, timeout=30).close()
+
+            def seconds(c: Container, host: str) -> float:
+                return statistics.median(float(c.exec(["python3", "-c", _UPLOAD, host], check=True).stdout)
+                                         for _ in range(3))
+
+            loop, bridge = seconds(server, "127.0.0.1"), seconds(client, "sink")
+            print(f"  upload 256 MiB over loopback in one container  {256 / loop:8.0f} MiB/s")
+            print(f"  upload 256 MiB from one member to another       {256 / bridge:8.0f} MiB/s"
+                  f"  ({loop / bridge:.2f}x of loopback)")
+
+
 def _pss_kib(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:

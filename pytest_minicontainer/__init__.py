@@ -15,7 +15,7 @@ _EXPORTS = {
     "ImageConfig": "image", "BuildError": "errors", "ComposeError": "errors", "ContainerError": "errors",
     "ExecError": "errors", "ExecTimeout": "errors", "ImageError": "errors", "ImageNotFound": "errors",
     "MiniContainerError": "errors", "RegistryError": "errors", "RuntimeUnavailable": "errors", "StoreError": "errors",
-    "WaitTimeout": "errors",
+    "WaitTimeout": "errors", "Network": "networks",
 }
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         WaitTimeout,
     )
     from .image import HealthCheck, Image, ImageConfig
+    from .networks import Network
 
 
 def __getattr__(name: str) -> object:
@@ -68,6 +69,7 @@ __all__ = [
     "ImageNotFound",
     "MiniContainerError",
     "Mount",
+    "Network",
     "Process",
     "RegistryError",
     "RuntimeUnavailable",

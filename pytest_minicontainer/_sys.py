@@ -43,6 +43,7 @@ __all__ = [
     "deny_shared_kernel_calls",
     "drop_capability",
     "filesystem_type",
+    "interface_index",
     "mknod_whiteout",
     "mount",
     "open_terminal",
@@ -440,3 +441,16 @@ def unread_input(fd: int) -> int:
         return int(struct.unpack("i", fcntl.ioctl(fd, _FIONREAD, bytes(4)))[0])
     except OSError as exc:
         raise SysError(exc.errno or _errno.EIO, "ioctl", "FIONREAD") from exc
+
+
+# -- network namespaces -------------------------------------------------------------------------
+_SIOCGIFINDEX = 0x8933
+
+
+def interface_index(sock_fd: int, name: str) -> int:
+    """The index of the interface ``name`` in the network namespace of the socket ``sock_fd``."""
+    try:
+        reply = fcntl.ioctl(sock_fd, _SIOCGIFINDEX, struct.pack("16si20x", name.encode(), 0))
+    except OSError as exc:
+        raise SysError(exc.errno or _errno.EIO, "ioctl", f"SIOCGIFINDEX {name!r}") from exc
+    return int(struct.unpack("16si20x", reply)[1])

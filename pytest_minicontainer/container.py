@@ -37,6 +37,7 @@ from .runtime.client import ExitWatch, RuntimeContainer
 
 if TYPE_CHECKING:
     from .engine import Engine
+    from .networks import Network
 
 __all__ = ["Change", "Container", "ExecResult", "Mount", "Process"]
 
@@ -177,6 +178,12 @@ class Container:
         self._lock = threading.RLock()
         self._exit_status: int | None = None
         self._forwarders: dict[int, Any] = {}  # container port -> network.Forwarder
+        # engine.network() membership (set by the Engine): the network, this member's address
+        # on it (``ip``: None off such a network) and its aliases there
+        self._net: Network | None = None
+        self.ip: str | None = None
+        self.aliases: tuple[str, ...] = ()
+        self._mode = network  # the runtime's network: "none", "host" or "slirp" (members: set by the Engine)
 
     def __repr__(self) -> str:
         return f"<Container {self.id} image={self.image} {'running' if self.running else 'stopped'}>"
@@ -555,8 +562,7 @@ class Container:
         """Files added (A), changed (C) or deleted (D) compared with the image, sorted by path."""
         self._check_not_removed("diff")
         skip = {"/proc", "/dev", "/sys"} | {m.target.rstrip("/") or "/" for m in self.mounts}
-        if self.network != "none":
-            skip.add("/etc/resolv.conf")  # the runtime's resolver configuration, not the test's
+        skip |= set(self._runtime_files())
         args = (str(self.upper_dir), list(self.image.layer_dirs), list(self.image.host_dirs), sorted(skip))
         with self._frozen():
             try:
@@ -570,6 +576,12 @@ class Container:
                 # runtime's helper raises its limit for the walk.
                 found = self._rt.runtime.call("pytest_minicontainer._diff", "changes", *args)
         return [Change(kind, path) for kind, path in found]
+
+    def _runtime_files(self) -> tuple[str, ...]:
+        """Files the runtime mounts over the image's (not the container's changes): the resolver
+        configuration of ``host`` and ``slirp``, a network's list of members."""
+        files = ("/etc/resolv.conf",) if self._mode != "none" else ()
+        return (*files, "/etc/hosts") if self._net is not None else files
 
     @contextlib.contextmanager
     def _frozen(self) -> Iterator[None]:

@@ -32,11 +32,12 @@ from .errors import (
     StoreError,
 )
 from .image import Image
+from .networks import Network, check_alias
 from .paths import default_store_path
 from .progress import BlobLines, Lines, human_size, lines_for
 from .runtime import idmap as _idmap
 from .runtime.client import Runtime
-from .runtime.mounts import RESOLV_CONF
+from .runtime.mounts import HOSTS, RESOLV_CONF
 from .store import Owner, Store, TreeAccess, tree_size
 
 __all__ = ["Engine", "default_store_path"]
@@ -76,6 +77,8 @@ class Engine:
         self._pulled: dict[tuple[str, str | None], Image] = {}  # pulled with "always" in this session
         self._unreachable: dict[tuple[str, str | None], RegistryError] = {}  # whose registry did not answer
         self._pinned: set[str] = set()
+        self._networks: dict[str, Network] = {}  # engine.network(): by name
+        self._network_count = 0
         if self._idmap.kind == "range":  # layers keep their owners: subordinate ids on the host
             self.store.trees = _NamespaceTrees(self)
 
@@ -96,6 +99,9 @@ class Engine:
         for c in containers:
             with contextlib.suppress(MiniContainerError, OSError):
                 c.remove()
+        for net in list(self._networks.values()):
+            with contextlib.suppress(MiniContainerError, OSError):
+                self._remove_network(net, closing=True)
         if self._runtime is not None:
             self._runtime.close()
 
@@ -277,16 +283,67 @@ class Engine:
         return build(self, containerfile, context, tag=tag, build_args=build_args, target=target,
                      network=network, no_cache=no_cache, progress=lines_for(progress))
 
+    # -- networks -------------------------------------------------------------------------------
+    def network(self, name: str | None = None, *, outbound: bool = False) -> Network:
+        """A private network for containers to find each other on (see :mod:`.networks`).
+
+        ``engine.run(..., network=net, aliases=[...])`` makes a container a member; members
+        reach each other by hostname, container id and alias.  ``name`` (default: made up)
+        lets ``run(network="name")`` find it; asking again for a name gives the same network.
+        ``outbound=True`` gives members a way out through slirp4netns, never to the host's
+        loopback.  The Engine removes its networks when it closes.
+        """
+        if name is not None and (not isinstance(name, str) or not name or name in NETWORKS):
+            raise ValueError(f"a network name must be a non-empty string other than {', '.join(NETWORKS)},"
+                             f" not {name!r}")
+        with self._lock:
+            if name is not None and name in self._networks:
+                net = self._networks[name]
+                if net.outbound != outbound:
+                    raise ValueError(f"network {name!r} exists with outbound={net.outbound}")
+                return net
+            rt = self.runtime
+            self._network_count += 1
+            index = self._network_count
+            if index > 254:
+                raise ContainerError("this Engine made 254 networks already; remove some or use another Engine")
+            name = name or f"network{index}"
+            hosts_dir = rt.scratch / "networks"
+            hosts_dir.mkdir(exist_ok=True)
+            net = Network(self, name, index, outbound, hosts_dir)
+            if outbound:
+                _slirp4netns()  # the fix now, not at the first member
+            rt.make_network(net.id)
+            self._networks[name] = net
+            return net
+
+    def _remove_network(self, net: Network, closing: bool = False) -> None:
+        with self._lock:
+            if net.removed:
+                return
+            members = [c for c in self._containers.values() if c._net is net]
+            if members and not closing:
+                raise ContainerError(f"network {net.name!r} still has members ({', '.join(c.id for c in members)}):"
+                                     " remove them first")
+            net.removed = True
+            self._networks.pop(net.name, None)
+        if self._runtime is not None:
+            self._runtime.remove_network(net.id)
+        with contextlib.suppress(OSError):
+            net.hosts_path.unlink()
+
     # -- containers -----------------------------------------------------------------------------
     def run(self, image: Image | str, command: str | Sequence[str] | None = None, *,
             env: Mapping[str, str] | None = None, workdir: str | None = None, user: str | None = None,
-            mounts: Sequence[Mount] | None = None, network: str = "none", hostname: str | None = None,
-            ports: Sequence[int] | None = None, **options: Any) -> Container:
+            mounts: Sequence[Mount] | None = None, network: str | Network = "none", hostname: str | None = None,
+            ports: Sequence[int] | None = None, aliases: Sequence[str] | None = None, **options: Any) -> Container:
         """Start a container from ``image`` and return it (a context manager that removes it).
 
         ``command=None`` runs the image's Entrypoint + Cmd as the main process, ``()`` none,
         a list (or a shell string) that command.  ``ports`` are published on 127.0.0.1 at
-        start (``container.ports[port]`` gives the address).
+        start (``container.ports[port]`` gives the address).  ``network``: "none" (default,
+        loopback only), "host", "slirp" (outbound), or a :class:`Network` (or the name of
+        one, made on first use) whose members find this one by hostname, id and ``aliases``.
         """
         if options:
             raise TypeError(f"unknown run option(s): {', '.join(sorted(options))}")
@@ -296,15 +353,30 @@ class Engine:
             opts: dict[str, Any] = {
                 "image": image, "command": command, "env": dict(env or {}), "workdir": workdir, "user": user,
                 "mounts": list(mounts or ()), "network": network, "hostname": hostname, "ports": list(ports or ()),
+                "aliases": list(aliases or ()),
             }
             self.on_options(opts)
             image, command, env, workdir, user = (opts["image"], opts["command"], opts["env"], opts["workdir"],
                                                   opts["user"])
             mounts, network, hostname, ports = opts["mounts"], opts["network"], opts["hostname"], opts["ports"]
+            aliases = opts["aliases"]
         img = self.image(image)
-        if network not in NETWORKS:
-            raise ValueError(f"network must be one of {NETWORKS}, not {network!r}")
-        slirp = _slirp4netns() if network == "slirp" else None
+        net: Network | None = None
+        if isinstance(network, Network):
+            if network.engine is not self or network.removed:
+                raise ValueError(f"{network!r} is not a network of this Engine (removed, or another Engine's)")
+            net = network
+        elif isinstance(network, str) and network and network not in NETWORKS:
+            net = self.network(network)
+        elif network not in NETWORKS:
+            raise ValueError(f"network must be one of {NETWORKS}, a Network or a network's name, not {network!r}")
+        names = [check_alias(a) for a in (aliases or ())]
+        if names and net is None:
+            raise ValueError("aliases are names on a network: pass network=engine.network(...) (or a name) too")
+        if hostname is not None and net is not None:
+            check_alias(hostname)
+        mode = ("slirp" if net.outbound else "none") if net is not None else str(network)
+        slirp = _slirp4netns() if mode == "slirp" else None
         mounts = [_as_mount(m) for m in (mounts or ())]
         for m in mounts:
             if not os.path.exists(m.source):
@@ -321,14 +393,28 @@ class Engine:
         run_user = user if user is not None else (cfg.user or None)
         rt = self.runtime
         self._pin(img, rt)
-        spec = self._spec(img, mounts, network, hostname)
+        spec = self._spec(img, mounts, mode, hostname)
         if slirp is not None:
             spec["slirp4netns"] = slirp
-        handle = rt.create(spec)
+        ip = None
+        if net is not None:
+            ip = net.allocate()
+            spec["join"] = {"network": net.id, "address": f"{ip}/{net.subnet.prefixlen}"}
+            spec["binds"].append({"source": str(net.hosts_path), "target": HOSTS, "readonly": True})
+        try:
+            handle = rt.create(spec)
+        except BaseException:
+            if net is not None and ip is not None:
+                net.release(ip)
+            raise
         name = hostname or handle.id
+        if net is not None and ip is not None:
+            net.join(handle.id, ip, [name, handle.id, *names])
         full_env.setdefault("HOSTNAME", name)
         container = Container(self, handle, img, command=main, env=full_env, workdir=workdir or cfg.workdir or "/",
-                              user=run_user, hostname=name, network=network, mounts=mounts)
+                              user=run_user, hostname=name, network=net.name if net is not None else mode,
+                              mounts=mounts)
+        container._net, container.ip, container.aliases, container._mode = net, ip, tuple(names), mode
         with self._lock:
             self._containers[handle.id] = container
         try:
@@ -403,6 +489,8 @@ class Engine:
     def _forget(self, container: Container) -> None:
         with self._lock:
             self._containers.pop(container.id, None)
+        if container._net is not None:
+            container._net.leave(container.id)
 
     def _commit(self, container: Container, tag: str | None) -> Image:
 
@@ -416,6 +504,16 @@ class Engine:
                 with contextlib.suppress(OSError):
                     if p.is_dir() and not any(p.iterdir()):
                         p.rmdir()
+            # The empty files made as mount points for the runtime's own (/etc/hosts of a
+            # network, resolv.conf): the image did not have them, and its next container must
+            # not get an empty one that hides nothing.
+            for path in container._runtime_files():
+                rel = path.lstrip("/")
+                p = layer_tmp / rel
+                with contextlib.suppress(OSError):
+                    made = p.is_file() and not p.is_symlink() and p.stat().st_size == 0
+                    if made and not any(os.path.lexists(os.path.join(d, rel)) for d in container.image.layer_dirs):
+                        p.unlink()
             base = container.image
             layer_id = self.store.trees.digest(layer_tmp)
             if layer_id in base.layers:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .engine import Engine
     from .errors import RuntimeUnavailable
     from .image import Image
+    from .networks import Network
 
 __all__ = ["State", "container", "container_factory", "container_image", "minicontainer"]
 
@@ -272,6 +273,7 @@ class ContainerFactory:
         self._default_image = default_image
         self._state = request.config.stash[STATE_KEY]
         self._tracked: list[Tracked] = []
+        self._networks: dict[str, Network] = {}  # the test's own networks, by the name it used
 
     def __call__(self, image: str | Image | None = None, **options: Any) -> Container:
         __tracebackhide__ = True
@@ -288,6 +290,7 @@ class ContainerFactory:
         __tracebackhide__ = True
         options: dict[str, Any] = spec.run_options()
         options["mounts"] = [_mount(m) for m in options.get("mounts") or ()]
+        options["network"] = self._network(options["network"])
         image = spec.image or self._default_image  # the engine calls the container_options hook
         from .errors import RuntimeUnavailable
 
@@ -306,8 +309,25 @@ class ContainerFactory:
             wait_ready(container, spec.ready, spec.timeout)
         return container
 
+    def _network(self, value: Any) -> Any:
+        """A network name means the test's own network of that name, made on first use.
+
+        So parallel tests (and xdist workers) that each say ``network="backend"`` never see
+        each other's services; a Network object (e.g. a session fixture's) is used as it is.
+        """
+        from .markers import NETWORKS
+
+        if not isinstance(value, str) or value in NETWORKS:
+            return value
+        net = self._networks.get(value)
+        if net is None:
+            net = self._engine.network(f"{value} [{self._request.node.nodeid}]")
+            self._networks[value] = net
+        return net
+
     def close(self) -> None:
-        """Keep (per ``--minicontainer-keep``), stop and remove every container, newest first."""
+        """Keep (per ``--minicontainer-keep``), stop and remove every container, newest first,
+        then the test's networks."""
         keep = self._state.settings.keep
         keep_all = keep == "always" or (keep == "failed" and item_failed(self._request.node))
         errors: list[BaseException] = []
@@ -319,6 +339,11 @@ class ContainerFactory:
                 tracked.container.stop()
                 tracked.container.remove()
             except Exception as exc:  # remove the others before reporting
+                errors.append(exc)
+        while self._networks:
+            try:
+                self._networks.popitem()[1].remove()
+            except Exception as exc:
                 errors.append(exc)
         if errors:
             raise errors[0]

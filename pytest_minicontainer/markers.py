@@ -13,6 +13,7 @@ test adds only ``env``.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -33,10 +34,12 @@ __all__ = [
 
 MARKER_SIGNATURE = (
     'container(image=None, *, command=None, env=None, workdir=None, user=None, mounts=None, '
-    'network="none", ready=None, timeout=None, ports=None)'
+    'network="none", aliases=None, ready=None, timeout=None, ports=None)'
 )
-MARKER_KEYS = ("image", "command", "env", "workdir", "user", "mounts", "network", "ready", "timeout", "ports")
+MARKER_KEYS = ("image", "command", "env", "workdir", "user", "mounts", "network", "aliases", "ready", "timeout",
+               "ports")
 NETWORKS = ("none", "host", "slirp")
+_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$")
 
 
 class MarkerError(ValueError):
@@ -74,7 +77,8 @@ class ContainerSpec:
     workdir: str | None = None
     user: str | None = None
     mounts: tuple[Any, ...] = ()
-    network: str = "none"
+    network: Any = "none"  # a mode, a network's name (the test's own) or a Network
+    aliases: tuple[str, ...] = ()
     ready: Any = None
     timeout: float | None = None
     ports: tuple[int, ...] = ()
@@ -89,6 +93,7 @@ class ContainerSpec:
             "user": self.user,
             "mounts": list(self.mounts),
             "network": self.network,
+            "aliases": list(self.aliases),
             "hostname": self.hostname,
             "ports": list(self.ports),
         }
@@ -184,9 +189,16 @@ def _check_one(key: str, value: object) -> Any:
             raise MarkerError(f"mounts must be a list, not {value!r}")
         return tuple(_check_mount(m) for m in value)
     if key == "network":
-        if value not in NETWORKS:
-            raise MarkerError(f"network must be one of {', '.join(map(repr, NETWORKS))}, not {value!r}")
-        return value
+        if value in NETWORKS or (isinstance(value, str) and _NAME.match(value)) or hasattr(value, "subnet"):
+            return value  # hasattr: a Network object (its module is heavy; factories pass them)
+        raise MarkerError(f"network must be one of {', '.join(map(repr, NETWORKS))}, a network name (letters, "
+                          f"digits, '-', '_', '.') or a Network, not {value!r}")
+    if key == "aliases":
+        if value is None:
+            return ()
+        if not isinstance(value, (list, tuple)) or not all(isinstance(a, str) and _NAME.match(a) for a in value):
+            raise MarkerError(f"aliases must be a list of host names, not {value!r}")
+        return tuple(value)
     if key == "ready":
         return _check_ready(value)
     if key == "timeout":

@@ -220,6 +220,9 @@ def _describe(tracked: Tracked) -> str:
             return f"<{what} unavailable: {type(exc).__name__}: {exc}>"
 
     lines = [f"image:   {c.image} ({c.image.digest.split(':', 1)[0]}:{c.image.short_id})"]
+    if c.ip is not None:
+        names = ", ".join((c.hostname, *c.aliases))
+        lines.append(f"network: {c.network}, address {c.ip}, names {names}")
     status = attempt("status", lambda: exit_status(c))
     if c.command is None or list(c.command) == []:
         lines.append("command: none (exec only)")

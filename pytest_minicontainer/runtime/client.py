@@ -395,6 +395,13 @@ class Runtime:
             raise ContainerError(f"{module}.{function} failed in the user namespace: {answer.get('error')}")
         return answer.get("result")
 
+    def make_network(self, nid: str) -> None:
+        """A private network (a namespace with a bridge) that ``create`` specs may ``join``."""
+        self._simple({"op": "network", "id": nid})
+
+    def remove_network(self, nid: str) -> None:
+        self._simple({"op": "network_remove", "id": nid})
+
     def _simple(self, message: dict[str, Any]) -> None:
         if self._closed:
             return

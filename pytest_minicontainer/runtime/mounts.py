@@ -28,6 +28,7 @@ from .. import _sys
 from ..rootpath import resolve_in_root
 
 __all__ = [
+    "HOSTS",
     "RESOLV_CONF",
     "Bind",
     "DevTmpfs",
@@ -48,6 +49,7 @@ __all__ = [
 ]
 
 RESOLV_CONF = "/etc/resolv.conf"
+HOSTS = "/etc/hosts"
 # slirp4netns's DNS forwarder, as Docker would write it for that network
 SLIRP_RESOLV = "nameserver 10.0.2.3\n"
 

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple, NoReturn
 from .. import _sys
 from . import mounts, protocol
 from .init import REMOVE_SCRATCH, container_main, spare_main  # imported once here, not in every container
+from .netwire import Wirer
 from .server import Server
 from .trees import copy_tree, remove_tree
 
@@ -86,6 +87,9 @@ class _Zygote(Server):
         self.spare_deaths = 0  # spares that died before they were used, in a row
         # network="slirp": pid 1 -> (slirp4netns pid, write end of its --exit-fd pipe)
         self.slirps: dict[int, tuple[int, int]] = {}
+        # engine.network(): the networks the helper holds (it dies with us, and they with it)
+        self.networks: set[str] = set()
+        self.wirer = Wirer()
         self.stage = os.path.join(scratch, ".stage")
         os.makedirs(self.stage, exist_ok=True)
         mounts.host_entries()  # asked once here, inherited by every container
@@ -147,6 +151,12 @@ class _Zygote(Server):
                     for path in message["paths"]:
                         self.discard(str(path))
                 protocol.send(reply, {"ok": True})
+            elif op == "network":
+                self.make_network(str(message["id"]))
+                protocol.send(reply, {"ok": True})
+            elif op == "network_remove":
+                self.remove_network(str(message["id"]))
+                protocol.send(reply, {"ok": True})
             elif op == "copy":
                 copy_tree(str(message["source"]), str(message["target"]))
                 protocol.send(reply, {"ok": True})
@@ -195,27 +205,32 @@ class _Zygote(Server):
         if key is not None:
             self.remember(key, spec)
         slirp = spec.get("network") == "slirp"
+        join = spec.get("join")
+        wired = slirp or join is not None  # set up from here, in a namespace that must exist first
         private = spec.get("network", "none") != "host"
         spare = self.take_spare(key) if private and key is not None else None
         if spare is None and private:
-            if slirp and not self.spares.get(None):
-                self.make_spare(None, None)  # slirp4netns attaches to a network namespace that exists
+            if wired and not self.spares.get(None):
+                self.make_spare(None, None)
             spare = self.take_spare(None)
-            if spare is None and slirp:
+            if spare is None and wired:
                 raise OSError(errno.EPERM, self.spare_error or "no container could be started")
         if spare is not None:
             self.unused.pop(spare.pid, None)
             if spare.scratch not in self.layouts:  # a plain spare: its layout is known only now
                 self.layouts[spare.scratch] = (mounts.layers_key(spec), mounts.layout(spec))
             try:
-                if slirp:  # before pid 1 answers: the network is up when the main process starts
+                # before pid 1 answers: the network is up when the main process starts
+                if join is not None:
+                    self.join_network(spare.pid, spare.cid, join)
+                if slirp:
                     self.start_slirp(spare.pid, str(spec["slirp4netns"]))
                 protocol.send(spare.sock, {"spec": spec, "key": key}, [reply.fileno(), ctl_fd])
                 self.spare_deaths = 0
                 return spare.pid, spare.cid, spare.scratch
             except (OSError, _SlirpFailed):
                 self.retire(spare)
-                if slirp:
+                if wired:
                     raise
             finally:
                 spare.sock.close()
@@ -360,6 +375,30 @@ class _Zygote(Server):
                                + (" | ".join(said) or "it said nothing") + hint)
         self.slirps[init] = (spid, exit_w)
 
+    # -- networks of containers ---------------------------------------------------------------
+    def make_network(self, nid: str) -> None:
+        """A network namespace with a bridge ``br0`` for ``engine.network()``'s network ``nid``
+        (made and held by the network helper, see :mod:`.netwire`)."""
+        self.wirer.ask({"op": "make", "id": nid}, self.close_in_child)
+        self.networks.add(nid)
+
+    def remove_network(self, nid: str) -> None:
+        """Let network ``nid`` go: its namespace ends once the helper closes it (the kernel takes
+        both ends of every member's veth pair with it)."""
+        if nid in self.networks:
+            self.networks.discard(nid)
+            self.wirer.ask({"op": "drop", "id": nid}, self.close_in_child)
+
+    def join_network(self, init: int, cid: str, join: dict[str, Any]) -> None:
+        """Wire container ``init`` into its network: a veth pair from the bridge to its ``eth0``,
+        with the address the library chose."""
+        theirs = os.open(f"/proc/{init}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self.wirer.ask({"op": "join", "id": str(join["network"]), "veth": f"v{cid}"[:15],
+                            "address": str(join["address"])}, self.close_in_child, [theirs])
+        finally:
+            os.close(theirs)
+
     def make_spare(self, key: str | None, template: dict[str, Any] | None) -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -413,6 +452,7 @@ class _Zygote(Server):
         for _spid, exit_w in self.slirps.values():
             os.close(exit_w)
         self.slirps.clear()
+        self.wirer.close()  # the helper sees EOF and exits; the networks' namespaces go with it
         for pid in list(self.inits.values()) + [spare.pid for w in self.spares.values() for spare in w]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -429,6 +469,8 @@ class _Zygote(Server):
 
     def close_in_child(self) -> None:
         super().close_in_child()
+        if self.wirer.sock is not None:  # only the zygote speaks to the network helper
+            self.wirer.sock.close()
         for fd in self.held:
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -19,7 +19,7 @@ def test_markers_lists_the_container_signature(run: RunPytest) -> None:
     assert result.ret == 0
     result.stdout.fnmatch_lines([
         '@pytest.mark.container(image=None, [*], command=None, env=None, workdir=None, user=None, '
-        'mounts=None, network="none", ready=None, timeout=None, ports=None): *',
+        'mounts=None, network="none", aliases=None, ready=None, timeout=None, ports=None): *',
     ])
 
 
@@ -47,7 +47,7 @@ def test_unknown_key_and_wrong_types_are_collection_errors(run: RunPytest, pytes
         import pytest
 
         class TestNetwork:
-            pytestmark = pytest.mark.container(network="bridge")
+            pytestmark = pytest.mark.container(network="not a name")
 
             def test_it(self):
                 pass
@@ -59,10 +59,11 @@ def test_unknown_key_and_wrong_types_are_collection_errors(run: RunPytest, pytes
         "invalid container markers:",
         "invalid container marker:",
         "*test_typo: @pytest.mark.container: unexpected keyword argument 'imgae' "
-        "(allowed: image, command, env, workdir, user, mounts, network, ready, timeout, ports)",
+        "(allowed: image, command, env, workdir, user, mounts, network, aliases, ready, timeout, ports)",
         "*test_types: @pytest.mark.container: env must be a dict of str to str, not 'A=1'",
         "*test_two_images: @pytest.mark.container: takes at most one positional argument*",
-        "*TestNetwork::test_it: @pytest.mark.container: network must be one of 'none', 'host', 'slirp', not 'bridge'",
+        "*TestNetwork::test_it: @pytest.mark.container: network must be one of 'none', 'host', 'slirp', a network"
+        " name (letters, digits, '-', '_', '.') or a Network, not 'not a name'",
         "*signature: @pytest.mark.container(image=None, [*], command=None*",
     ])
     result.assert_outcomes(errors=2)

@@ -390,7 +390,7 @@ def test_bad_image_references(engine: Engine, ref: str) -> None:
 
 def test_run_rejects_bad_options(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="network"):
-        engine.run(f"rootfs:{busybox_rootfs}", network="bridge")
+        engine.run(f"rootfs:{busybox_rootfs}", network="")  # ("bridge" names a network of the Engine's)
     with pytest.raises(ContainerError, match="does not exist"):
         engine.run(f"rootfs:{busybox_rootfs}", mounts=[Mount(tmp_path / "missing", "/x")])
     with pytest.raises(TypeError, match="frobnicate"):
@@ -542,7 +542,8 @@ def test_sigkill_of_the_owner_kills_its_containers_and_the_next_engine_cleans(
         sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
         from pytest_minicontainer import Engine
         e = Engine(store={str(store)!r})
-        c = e.run("rootfs:{busybox_rootfs}", command=["sleep", "300"])
+        # a member of a network: the network helper, which holds its namespace, must go too
+        c = e.run("rootfs:{busybox_rootfs}", command=["sleep", "300"], network=e.network("n"), aliases=["a"])
         print(c.exec(["readlink", "/proc/self/ns/pid"]).stdout.strip(), e.runtime.zygote_pid, e.runtime.scratch,
               flush=True)
         time.sleep(300)
@@ -562,8 +563,8 @@ def test_sigkill_of_the_owner_kills_its_containers_and_the_next_engine_cleans(
         while (_alive(procs) or _runtime_processes(scratch)) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert _alive(procs) == [], "container processes outlived their owner by more than a second"
-        # the zygote, the containers' pid 1 and the spares made ahead (their command line names
-        # the engine's scratch dir) are gone too
+        # the zygote, the containers' pid 1, the spares made ahead and the network helper (their
+        # command line names the engine's scratch dir) are gone too
         assert _runtime_processes(scratch) == []
     # The second crash left scratch space behind; the next engine removes it.
     deadline = time.monotonic() + 5

@@ -527,8 +527,8 @@ def redis_call(sock: socket.socket, *args: str) -> bytes:
     return data
 
 
-def start_redis(engine: Engine, image: Image, **options: object) -> Container:
-    c = engine.run(image, command=REDIS, **options)  # type: ignore[arg-type]
+def start_redis(engine: Engine, image: Image, command: list[str] = REDIS, **options: object) -> Container:
+    c = engine.run(image, command=command, **options)  # type: ignore[arg-type]
     try:
         wait.all_of(wait.log("Ready to accept connections"), wait.exec(["redis-cli", "ping"])).wait(c, 60)
     except BaseException:
@@ -584,3 +584,21 @@ def test_redis_clones_have_the_data_and_keep_changes_apart(engine: Engine, prepa
         assert a.exec(["redis-cli", "FLUSHALL"]).stdout.strip() == "OK"
         assert a.exec(["redis-cli", "DBSIZE"]).stdout.strip() == "0"
         assert b.exec(["redis-cli", "DBSIZE"]).stdout.strip() == "100"
+
+
+@pytest.mark.slow
+def test_an_app_reaches_redis_by_alias_on_its_network_only(engine: Engine, redis_image: Image) -> None:
+    """The set-up users have (issue 17): redis on a private network as "cache", a client beside
+    it; a container on another network, or on none, reaches neither the name nor the address."""
+    # every address of the container, without protected mode: as the official image runs it
+    served = [*REDIS[:2], "0.0.0.0", *REDIS[3:], "--protected-mode", "no"]
+    with engine.network("backend") as backend, engine.network("elsewhere") as elsewhere:
+        cache = start_redis(engine, redis_image, served, network=backend, aliases=["cache"])
+        with cache, engine.run(redis_image, (), network=backend) as app, \
+                engine.run(redis_image, (), network=elsewhere) as stranger, engine.run(redis_image, ()) as alone:
+            assert app.exec("redis-cli -h cache set greeting hello", timeout=30).stdout.strip() == "OK"
+            assert app.exec(["redis-cli", "-h", str(cache.ip), "get", "greeting"], timeout=30).stdout == "hello\n"
+            for outsider in (stranger, alone):
+                for host in ("cache", str(cache.ip)):
+                    r = outsider.exec(["timeout", "5", "redis-cli", "-h", host, "ping"], timeout=30)
+                    assert "PONG" not in r.stdout, (outsider.network, host)

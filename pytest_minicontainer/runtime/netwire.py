@@ -1,0 +1,114 @@
+"""The zygote's network helper: makes the namespaces of networks and wires members into them.
+
+Wiring a container into a network means working in two network namespaces (the network's,
+where its bridge is, and the container's, where ``eth0`` gets its address).  A process enters
+a namespace with ``setns``, but the zygote could never come back to its own, the host's
+network namespace, which belongs to a user namespace it has no capability in (it must stay
+there: ``network="host"`` containers are cloned into it).  So the work is done by a helper
+forked from the zygote once, at the first network: it may enter every namespace the
+Engine's user namespace owns and never needs to return.  It answers one request at a time
+on a socket pair and exits when the zygote does (EOF, and the parent-death signal).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+from typing import Any
+
+from .. import _sys
+from . import protocol
+
+__all__ = ["Wirer"]
+
+
+class Wirer:
+    """The zygote's end: start the helper on first use, then ask it."""
+
+    def __init__(self) -> None:
+        self.sock: socket.socket | None = None
+        self.pid = 0
+
+    def _start(self, close_in_child: Any) -> socket.socket:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the helper, reported through its socket
+            code = 1
+            try:
+                mine.close()
+                close_in_child()
+                _sys.set_parent_death_signal(signal.SIGKILL)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                _serve(theirs)
+                code = 0
+            finally:
+                os._exit(code)
+        theirs.close()
+        self.sock, self.pid = mine, pid
+        return mine
+
+    def ask(self, message: dict[str, Any], close_in_child: Any, fds: list[int] | None = None) -> None:
+        """Send one request and wait for its answer; OSError with the helper's words if it failed."""
+        sock = self.sock or self._start(close_in_child)
+        protocol.send(sock, message, fds or [])
+        answer, _ = protocol.recv(sock)
+        if answer is None:
+            self.close()
+            raise OSError(5, "the network helper exited")
+        if not answer.get("ok"):
+            raise OSError(int(answer.get("errno") or 5), str(answer.get("error")))
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the helper
+    from .._netlink import Netlink
+
+    networks: dict[str, tuple[int, Netlink]] = {}
+    while True:
+        message, fds = protocol.recv(sock)
+        if message is None:
+            return
+        try:
+            op = message.get("op")
+            if op == "make":
+                nid = str(message["id"])
+                if nid not in networks:
+                    _sys.unshare(_sys.CLONE_NEWNET)  # we stay in it until the next setns: no way back needed
+                    netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                    link = Netlink()
+                    link.add_bridge("br0")
+                    link.set_link("br0")
+                    networks[nid] = (netns, link)
+            elif op == "drop":
+                held = networks.pop(str(message["id"]), None)
+                if held is not None:
+                    held[1].close()
+                    os.close(held[0])
+            elif op == "join":
+                nid = str(message["id"])
+                if nid not in networks:
+                    raise OSError(2, f"network {nid} does not exist (removed?)")
+                link = networks[nid][1]
+                veth = str(message["veth"])
+                link.add_veth(veth, "eth0", fds[0])
+                link.set_link(veth, master="br0")
+                _sys.setns(fds[0], _sys.CLONE_NEWNET)
+                with Netlink() as inside:
+                    inside.add_address("eth0", str(message["address"]))
+                    inside.set_link("eth0")
+            else:
+                raise ValueError(f"unknown request {op!r}")
+            protocol.send(sock, {"ok": True})
+        except Exception as exc:
+            with contextlib.suppress(OSError):
+                protocol.send(sock, {"ok": False, "error": str(exc), "errno": getattr(exc, "errno", 0) or 0})
+        finally:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
