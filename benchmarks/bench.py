@@ -252,6 +252,78 @@ def bench_network(work: Path, n: int) -> None:
                   f"  ({loop / bridge:.2f}x of loopback)")
 
 
+_STACK = """
+services:
+  db:
+    image: "rootfs:{rootfs}"
+    command: ["nc", "-ll", "-p", "5432", "-e", "echo", "hello"]
+    healthcheck:
+      test: ["CMD-SHELL", "nc -w 1 127.0.0.1 5432 </dev/null | grep -q hello"]
+      interval: 1s
+      retries: 30
+  app:
+    image: "rootfs:{rootfs}"
+    depends_on:
+      db: {{condition: service_healthy}}
+    command: ["nc", "-ll", "-p", "8080", "-e", "sh", "-c", "nc -w 2 db 5432 </dev/null"]
+"""
+
+
+@benchmark
+def bench_compose(work: Path, n: int) -> None:
+    """A fresh, ready two-service stack (app depends on a healthy db) per test: up, one request
+    through the app to the db, down; against `docker compose up --wait` of the same file."""
+    rootfs = work / "rootfs-compose"
+    (rootfs / "bin").mkdir(parents=True)
+    for d in ("etc", "tmp", "proc", "dev"):
+        (rootfs / d).mkdir()
+    shutil.copy2(BUSYBOX, rootfs / "bin" / "busybox")
+    for applet in subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split():
+        if applet != "busybox":
+            (rootfs / "bin" / applet).symlink_to("busybox")
+    project = work / "stack"
+    project.mkdir()
+    (project / "compose.yaml").write_text(_STACK.format(rootfs=rootfs))
+    with Engine(store=work / "store") as engine:
+        stack = engine.compose(project)
+
+        def one() -> None:
+            with stack.up() as running:
+                out = running["app"].exec("nc -w 2 127.0.0.1 8080 </dev/null").stdout
+                assert out.strip() == "hello", out
+
+        ours = median_ms(one, max(5, n // 5), warmup=1)
+        row("minicontainer: up (healthy db, then app), ask, down", ours)
+    if not docker_works():
+        print("  docker: no daemon answers here, no baseline")
+        return
+    # The same tree as a Docker image, the same file naming it (not tested where no daemon runs)
+    tag = "minicontainer-bench/busybox-full:latest"
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run(["docker", "import", "-", tag], stdin=tar.stdout, check=True, capture_output=True)
+    tar.wait()
+    docker_project = work / "docker-stack"
+    docker_project.mkdir()
+    (docker_project / "compose.yaml").write_text(_STACK.format(rootfs="").replace('"rootfs:"', f'"{tag}"'))
+    compose = ["docker", "compose", "-f", str(docker_project / "compose.yaml"), "-p", "minicontainerbench"]
+
+    def theirs() -> None:
+        subprocess.run([*compose, "up", "--wait", "--quiet-pull"], check=True, capture_output=True)
+        try:
+            out = subprocess.run([*compose, "exec", "-T", "app", "sh", "-c", "nc -w 2 127.0.0.1 8080 </dev/null"],
+                                 check=True, capture_output=True, text=True).stdout
+            assert out.strip() == "hello", out
+        finally:
+            subprocess.run([*compose, "down", "-t", "1"], check=True, capture_output=True)
+
+    try:
+        dk = median_ms(theirs, 5, warmup=1)
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+    row("docker compose up --wait, exec, down", dk)
+    print(f"  => docker compose / minicontainer = {dk / ours:.1f}x")
+
+
 def _pss_kib(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:

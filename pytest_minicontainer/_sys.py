@@ -5,6 +5,8 @@ Everything here is a thin, typed wrapper over a Linux system call made through c
 or an ioctl.  Keeping them in one place means the rest of the runtime is plain Python that can
 be read (and reviewed) without knowing ctypes, and that a failing call always raises the
 same exception type, :class:`SysError`, carrying the call, its arguments and ``errno``.
+Routing (links, addresses) is spoken over netlink sockets by :mod:`._netlink`, the one other
+module that addresses the kernel directly.
 """
 
 from __future__ import annotations

@@ -334,8 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_store_commands(sub)
     from .build import add_build_command
+    from .cli_compose import add_compose_command
 
     add_build_command(sub)
+    add_compose_command(sub)
     return parser
 
 

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._env import checked_env
 from .container import Container, Mount
@@ -39,6 +39,9 @@ from .runtime import idmap as _idmap
 from .runtime.client import Runtime
 from .runtime.mounts import HOSTS, RESOLV_CONF
 from .store import Owner, Store, TreeAccess, tree_size
+
+if TYPE_CHECKING:
+    from .compose import Stack
 
 __all__ = ["Engine", "default_store_path"]
 
@@ -283,6 +286,19 @@ class Engine:
         return build(self, containerfile, context, tag=tag, build_args=build_args, target=target,
                      network=network, no_cache=no_cache, progress=lines_for(progress))
 
+    # -- compose --------------------------------------------------------------------------------
+    def compose(self, path: str | os.PathLike[str], *, project: str | None = None,
+                env: Mapping[str, str] | None = None, profiles: Sequence[str] = ()) -> Stack:
+        """A compose project (a ``compose.yaml``, or the directory holding one), ready to ``up()``.
+
+        The file is read, interpolated (``env=``, then the process's environment, then the
+        ``.env`` beside it) and validated now; ComposeError names file, line, service and key.
+        Every ``stack.up()`` starts a stack of its own (networks, volumes, containers).
+        """
+        from .compose import Stack, load
+
+        return Stack(self, load(path, project=project, env=env, profiles=profiles))
+
     # -- networks -------------------------------------------------------------------------------
     def network(self, name: str | None = None, *, outbound: bool = False) -> Network:
         """A private network for containers to find each other on (see :mod:`.networks`).
@@ -303,11 +319,13 @@ class Engine:
                     raise ValueError(f"network {name!r} exists with outbound={net.outbound}")
                 return net
             rt = self.runtime
+            # the lowest free number: a long session makes a network per test, one at a time
+            free = sorted(set(range(1, 255)) - {n.index for n in self._networks.values()})
+            if not free:
+                raise ContainerError("this Engine has 254 networks already: remove some (network.remove()) first")
+            index = free[0]
             self._network_count += 1
-            index = self._network_count
-            if index > 254:
-                raise ContainerError("this Engine made 254 networks already; remove some or use another Engine")
-            name = name or f"network{index}"
+            name = name or f"network{self._network_count}"
             hosts_dir = rt.scratch / "networks"
             hosts_dir.mkdir(exist_ok=True)
             net = Network(self, name, index, outbound, hosts_dir)

@@ -27,13 +27,14 @@ from .markers import MARKER_KEYS, ContainerSpec, MarkerError, MountSpec, check_o
 from .paths import default_store_path
 
 if TYPE_CHECKING:
+    from .compose import RunningStack, Stack
     from .container import Container
     from .engine import Engine
     from .errors import RuntimeUnavailable
     from .image import Image
     from .networks import Network
 
-__all__ = ["State", "container", "container_factory", "container_image", "minicontainer"]
+__all__ = ["State", "compose", "container", "container_factory", "container_image", "minicontainer"]
 
 #: How long ``ready=`` may take when the marker gives no ``timeout=``.
 DEFAULT_READY_TIMEOUT = 60.0
@@ -76,6 +77,7 @@ class Tracked:
     container: Container
     kept: Path | None = None
     shell: str = ""
+    service: str = ""  # the compose service it runs, for the report's section title
 
     def keep(self) -> None:
         if self.kept is None:
@@ -106,6 +108,7 @@ class State:
     settings: Settings
     _engine: Engine | None = field(default=None, init=False)
     _refused: RuntimeUnavailable | None = field(default=None, init=False)
+    _stacks: dict[tuple[Any, ...], Stack] = field(default_factory=dict, init=False)
 
     def _announce(self, line: str) -> None:
         """An image the session pulled or built, as a line of pytest's terminal (none with -q).
@@ -151,6 +154,15 @@ class State:
                 raise
             self._engine = engine
         return self._engine
+
+    def stack(self, path: str, env: dict[str, str] | None, profiles: tuple[str, ...]) -> Stack:
+        """The session's Stack of a compose file (and its env and profiles): loaded and its
+        images made once, started per test."""
+        key = (path, tuple(sorted((env or {}).items())), profiles)
+        found = self._stacks.get(key)
+        if found is None:
+            found = self._stacks[key] = self.engine().compose(path, env=env, profiles=profiles)
+        return found
 
     def describe(self) -> str:
         """The header line: runtime mode, id mapping and store, without starting anything.
@@ -400,6 +412,48 @@ def container(
     __tracebackhide__ = True
     spec = spec_from_markers(request.node.iter_markers("container"))
     return container_factory.start(replace(spec, image=_declared(container_image, request.config)))
+
+
+COMPOSE_SIGNATURE = "compose(path, *, services=None, env=None, profiles=())"
+
+
+def _compose_options(marker: pytest.Mark) -> tuple[str, list[str] | None, dict[str, str] | None, tuple[str, ...]]:
+    """The ``compose`` marker's path and options, checked (a mistake fails the test's setup)."""
+    args, kwargs = list(marker.args), dict(marker.kwargs)
+    if len(args) > 1 or (args and "path" in kwargs) or not (args or "path" in kwargs):
+        raise TypeError(f"@pytest.mark.{COMPOSE_SIGNATURE}: give the compose file (or its directory) once")
+    path = args[0] if args else kwargs.pop("path")
+    unknown = sorted(set(kwargs) - {"path", "services", "env", "profiles"})
+    if unknown:
+        raise TypeError(f"@pytest.mark.{COMPOSE_SIGNATURE}: unexpected keyword argument(s) {', '.join(unknown)}")
+    services, env, profiles = kwargs.get("services"), kwargs.get("env"), kwargs.get("profiles") or ()
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"@pytest.mark.compose: the path must be a string or a path, not {path!r}")
+    if isinstance(services, str):
+        services = [services]
+    return os.fspath(path), None if services is None else list(services), env, tuple(profiles)
+
+
+@pytest.fixture
+def compose(request: pytest.FixtureRequest, minicontainer: Engine) -> Iterator[RunningStack]:
+    """A fresh running stack of the test's ``@pytest.mark.compose(path, ...)``: ``compose["db"]``.
+
+    Each test gets its own (networks, volumes, containers), removed after it; the project's
+    images are resolved and built once per session.  A relative path starts at the ini file's
+    directory, as images' do.
+    """
+    __tracebackhide__ = True
+    marker = request.node.get_closest_marker("compose")
+    if marker is None:
+        pytest.fail(f"the compose fixture needs @pytest.mark.{COMPOSE_SIGNATURE} on the test", pytrace=False)
+    path, services, env, profiles = _compose_options(marker)
+    if not os.path.isabs(path):
+        path = str(ini_dir(request.config) / path)
+    running = request.config.stash[STATE_KEY].stack(path, env, profiles).up(services)
+    tracked = request.node.stash.setdefault(CONTAINERS_KEY, [])
+    tracked += [Tracked(c, service=name) for name, c in running.items()]
+    yield running
+    running.down()
 
 
 def _declared(image: str | Image, config: pytest.Config) -> str | Image:

@@ -9,8 +9,9 @@ every member and rewritten in place as members join and leave, so every member s
 current list.  No DNS server is run: glibc, musl, Python and Go read ``/etc/hosts`` first with
 the default ``nsswitch.conf``, and every address is known when the container starts.
 
-Addresses: network *n* of an Engine is ``10.89.n.0/24``, members get ``.2`` upwards (``.1`` is
-left for a gateway, as Docker leaves it).  They are private to the network's namespace: two
+Addresses: the *n*-th network an Engine holds at once is ``10.89.n.0/24`` (a number comes
+free again when its network is removed), members get ``.2`` upwards (``.1`` is left for a
+gateway, as Docker leaves it).  They are private to the network's namespace: two
 Engines (xdist workers) may use the same subnet without ever meeting.
 """
 
@@ -51,6 +52,7 @@ class Network:
     def __init__(self, engine: Engine, name: str, index: int, outbound: bool, hosts_dir: Path) -> None:
         self.engine = engine
         self.name = name
+        self.index = index
         self.id = f"net{index}"
         self.subnet = ipaddress.ip_network(f"10.89.{index}.0/24")
         self.outbound = outbound

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from .fixtures import (
+    COMPOSE_SIGNATURE,
     CONTAINERS_KEY,
     REPORTS_KEY,
     STATE_KEY,
@@ -30,6 +31,7 @@ from .fixtures import (
     exit_status,
     ini_dir,
 )
+from .fixtures import compose as compose
 from .fixtures import container as container
 from .fixtures import container_factory as container_factory
 from .fixtures import container_image as container_image
@@ -114,6 +116,11 @@ def _default_image(config: pytest.Config) -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{COMPOSE_SIGNATURE}: the compose file whose services the test's `compose` fixture starts "
+        "(a fresh stack per test; relative paths from the ini file's directory)",
+    )
     config.addinivalue_line(
         "markers",
         f"{MARKER_SIGNATURE}: options of the test's `container` fixture; markers combine key by "
@@ -269,7 +276,8 @@ def pytest_runtest_makereport(
                 # A layer that cannot be kept must not hide the report of the test's failure.
                 with contextlib.suppress(Exception):
                     t.keep()
-            report.sections.append((f"minicontainer {t.container.id} ({t.container.image})", _describe(t)))
+            what = f"service {t.service}, " if t.service else ""
+            report.sections.append((f"minicontainer {what}{t.container.id} ({t.container.image})", _describe(t)))
     elif tracked and report.when == "teardown":
         kept = [t for t in tracked if t.kept is not None]
         if kept:

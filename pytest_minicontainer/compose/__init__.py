@@ -31,6 +31,7 @@ from ._model import (
     VolumeMount,
 )
 from ._project import COMPOSE_FILES, find_file, load, normalize_project_name
+from ._stack import RunningStack, Stack
 from ._values import ComposeWarning, parse_duration
 
 __all__ = [
@@ -44,7 +45,9 @@ __all__ = [
     "NetworkAttachment",
     "Port",
     "Project",
+    "RunningStack",
     "Service",
+    "Stack",
     "Volume",
     "VolumeMount",
     "find_file",

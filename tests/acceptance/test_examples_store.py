@@ -20,6 +20,9 @@ def test_the_examples_leave_no_tags_behind(pytester: pytest.Pytester, containers
                                            tmp_path: Path) -> None:
     for example in EXAMPLES.glob("*.py"):
         shutil.copy(example, pytester.path / example.name)
+    for project in EXAMPLES.iterdir():  # what the examples read (examples/stack: a compose project)
+        if project.is_dir() and not project.name.startswith((".", "__")):
+            shutil.copytree(project, pytester.path / project.name)
     store = tmp_path / "store"
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--minicontainer-store={store}", timeout=300)
     assert result.ret == 0, result.stdout.str()[-3000:]

@@ -193,3 +193,12 @@ def test_outbound_members_reach_the_outside(engine: Engine, busybox_rootfs: Path
     with engine.network(outbound=True) as out, engine.run(f"rootfs:{busybox_rootfs}", (), network=out) as app:
         got = app.exec(f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {outside_server}", timeout=30).stdout
         assert "hello from outside" in got
+
+
+def test_a_long_session_makes_and_removes_many_networks(engine: Engine) -> None:
+    """A network per test, one after the other: numbers (and subnets) come free again."""
+    seen = set()
+    for _ in range(300):
+        with engine.network() as net:
+            seen.add(net.subnet)
+    assert len(seen) <= 2
