@@ -56,6 +56,7 @@ class ImageConfig:
     healthcheck: HealthCheck | None = None
     stop_signal: str | None = None
     shell: tuple[str, ...] | None = None
+    volumes: tuple[str, ...] = ()  # VOLUME paths: directories whose data stays in the container's layer
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -117,6 +118,7 @@ class ImageConfig:
             healthcheck=health,
             stop_signal=c.string("StopSignal") or None,
             shell=c.argv("Shell"),
+            volumes=tuple(sorted((c.object("Volumes") or {}).keys())),
         )
 
     def to_oci(self) -> dict[str, Any]:
@@ -149,6 +151,8 @@ class ImageConfig:
             out["StopSignal"] = self.stop_signal
         if self.shell is not None:
             out["Shell"] = list(self.shell)
+        if self.volumes:
+            out["Volumes"] = {p: {} for p in self.volumes}
         return out
 
 

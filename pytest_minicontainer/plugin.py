@@ -230,6 +230,11 @@ def _describe(tracked: Tracked) -> str:
     if c.ip is not None:
         names = ", ".join((c.hostname, *c.aliases))
         lines.append(f"network: {c.network}, address {c.ip}, names {names}")
+    from .wait import health_now  # the report is made only when a test used containers
+
+    health = attempt("health", lambda: health_now(c))
+    if health:
+        lines.append(f"health:  {health}")
     status = attempt("status", lambda: exit_status(c))
     if c.command is None or list(c.command) == []:
         lines.append("command: none (exec only)")

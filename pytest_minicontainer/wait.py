@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .container import Container
 
 __all__ = ["AllOf", "Exec", "HealthCheckWait", "Http", "Log", "Port", "Strategy", "all_of", "exec",
-           "healthcheck", "http", "log", "port"]
+           "health_now", "healthcheck", "http", "log", "port"]
 
 #: Pause between two attempts: short at first (most services are up within ~100 ms), then
 #: longer, so a slow service is not hammered with probes.
@@ -337,6 +337,17 @@ def _connect(container: Container, host: str | None, port: int, timeout: float) 
 def _exit_status(container: Container) -> int | None:
     main = container._main
     return None if main is None else main.wait(0)
+
+
+def health_now(container: Container, timeout: float = 5.0) -> str:
+    """The image's healthcheck, run once now: "passing" or "failing: why"; "" for an image
+    without one or a container that no longer runs (failure reports show it)."""
+    hc = container.image.config.healthcheck
+    argv = hc.argv() if hc is not None else None
+    if hc is None or argv is None or not container.running:
+        return ""
+    reason = _run_check(container, argv, min(hc.timeout, timeout))
+    return "passing" if reason is None else f"failing: {reason}"
 
 
 def _run_check(container: Container, argv: str | list[str], timeout: float) -> str | None:

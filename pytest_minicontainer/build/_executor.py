@@ -89,7 +89,7 @@ class Executor:
                     return hit
             if step.kind == "RUN":
                 image = self._run(step, parent)
-            elif step.kind == "WORKDIR":
+            elif step.kind in ("WORKDIR", "VOLUME"):
                 image = self._workdir(step, parent)
             else:
                 image = self._copy(step, parent, source)
@@ -138,14 +138,20 @@ class Executor:
                 container.remove()
 
     def _workdir(self, step: Step, parent: Image) -> Image:
+        """WORKDIR and VOLUME: the directories made where the image lacks them."""
         view = ImageView(parent)
-        rel = view.resolve(step.dest)
-        found = view.entry(rel) if rel is not None else None
-        if (found is not None and os.path.isdir(found)) or step.dest == "/":
+        missing = []
+        for path in step.from_paths if step.kind == "VOLUME" else (step.dest,):
+            rel = view.resolve(path)
+            found = view.entry(rel) if rel is not None else None
+            if not ((found is not None and os.path.isdir(found)) or path == "/"):
+                missing.append(path)
+        if not missing:
             return config_image(parent, step.config)
         tmp = self.store.new_tmp_dir("build-workdir-")
         try:
-            make_dirs(tmp, view, step, step.dest)
+            for path in missing:
+                make_dirs(tmp, view, step, path)
             with self.store.in_use():
                 return layer_image(self.store, parent, tmp, step.config)
         except BaseException:

@@ -25,7 +25,6 @@ from ..images._view import ImageView, is_opaque
 from ..rootpath import resolve_in_root
 from ..runtime.mounts import RESOLV_CONF
 from ..store import Store
-from ..store._treehash import tree_digest
 
 __all__ = ["commit_upper", "config_image", "layer_image", "scratch_image"]
 
@@ -47,20 +46,22 @@ def config_image(parent: Image, config: ImageConfig) -> Image:
                    tags=(), reference="")
 
 
-def layer_id(tmp: Path, parent: Image) -> str:
+def layer_id(store: Store, tmp: Path, parent: Image) -> str:
     """The id of a build layer: its tree digest *with owners*, unique within the parent's stack.
 
     The store's tree digest leaves owners out, so a ``chown`` layer would be taken for the
     layer it re-owns and dropped; and overlayfs refuses a stack that holds one directory
     twice (ELOOP), which a step that re-creates an earlier layer's content would otherwise do.
+    The tree is hashed by the store's tree access (rootless with a range: in the runtime's
+    user namespace, where a file private to another id of the image can be read).
     """
     owners = hashlib.sha256()
-    for dirpath, dirs, files in os.walk(tmp):
+    for dirpath, dirs, files in os.walk(tmp):  # names and owners only: lstat needs no permission on them
         dirs.sort()
         for name in sorted([*dirs, *files]):
             st = os.lstat(os.path.join(dirpath, name))
             owners.update(f"{os.path.relpath(os.path.join(dirpath, name), tmp)}\0{st.st_uid}:{st.st_gid}\n".encode())
-    plain = _digest({"tree": tree_digest(tmp), "owners": owners.hexdigest()})
+    plain = _digest({"tree": store.trees.digest(tmp), "owners": owners.hexdigest()})
     if any(os.path.basename(d) == plain[7:] for d in parent.layer_dirs):
         return _digest({"tree": plain, "parent": parent.digest})
     return plain
@@ -76,7 +77,7 @@ def layer_image(store: Store, parent: Image, tmp: Path, config: ImageConfig) -> 
         store.discard_tmp(tmp)
         image = config_image(parent, config)
     else:
-        layer, layer_dir = store.finish_layer(tmp, layer_id(tmp, parent))
+        layer, layer_dir = store.finish_layer(tmp, layer_id(store, tmp, parent))
         digest = _digest({"parent": parent.digest, "layer": layer, "config": config.to_oci()})
         image = parent.derive(digest=digest, layer=layer, layer_dir=str(layer_dir), config=config)
     store.save_image(image)
@@ -107,7 +108,12 @@ def commit_upper(store: Store, container: Container, parent: Image, config: Imag
         final = store.new_tmp_dir("build-layer-")
         final.rmdir()
         layer_tmp.rename(final)
-        return layer_image(store, parent, final, config)
+        try:
+            return layer_image(store, parent, final, config)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                store.discard_tmp(final)  # nothing of a failed step is left in the store's tmp
+            raise
     finally:
         store.discard_tmp(tmp)
 

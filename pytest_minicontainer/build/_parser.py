@@ -35,10 +35,10 @@ SUPPORTED: dict[str, frozenset[str]] = {
     "SHELL": frozenset(),
     "HEALTHCHECK": frozenset({"interval", "timeout", "start-period", "start-interval", "retries"}),
     "STOPSIGNAL": frozenset(),
+    "VOLUME": frozenset(),
 }
 # known to Docker, refused here with a reason rather than "unknown"
 _REFUSED = {
-    "VOLUME": "VOLUME is not supported (containers here have no volumes; use a mount at run time)",
     "ONBUILD": "ONBUILD is not supported",
     "MAINTAINER": "MAINTAINER is deprecated and not supported: use LABEL maintainer=...",
 }
@@ -187,7 +187,8 @@ def parse(text: str) -> tuple[list[Instruction], str]:
         flags, rest = _split_flags(name, rest, line)
         if not rest and name not in ("CMD", "ENTRYPOINT"):
             raise BuildError(f"{name} needs arguments", line=line, command=content)
-        form = exec_form(rest, line, name) if name in ("RUN", "CMD", "ENTRYPOINT", "SHELL", "COPY", "ADD") else None
+        form = (exec_form(rest, line, name) if name in ("RUN", "CMD", "ENTRYPOINT", "SHELL", "COPY", "ADD", "VOLUME")
+                else None)
         if name in ("RUN", "COPY", "ADD") and form is None and _starts_heredoc(rest):
             raise BuildError(f"{name}: heredocs (<<EOF) are not supported; use a script file and COPY it",
                              line=line, command=content)

@@ -30,7 +30,7 @@ DEFAULT_SHELL = ("/bin/sh", "-c")
 
 @dataclass
 class Step:
-    """One step: ``kind`` is RUN, COPY, ADD, WORKDIR (may create a layer) or META (config only)."""
+    """One step: ``kind`` is RUN, COPY, ADD, WORKDIR, VOLUME (may create a layer) or META (config only)."""
 
     line: int
     kind: str
@@ -78,7 +78,9 @@ def _pairs(text: str, line: int, name: str, env: Mapping[str, str], escape: str)
     except ValueError as exc:
         raise BuildError(f"{name}: {exc}", line=line, command=f"{name} {text}") from None
     if raw and "=" not in raw[0]:
-        if name != "ENV" or len(raw) < 2:
+        # the legacy form, one key and the rest of the line as its value (BuildKit takes it for
+        # LABEL too: ``LABEL maintainer foo@bar.com``, MAINTAINER's usual replacement)
+        if len(raw) < 2:
             raise BuildError(f"{name} needs KEY=VALUE pairs", line=line, command=f"{name} {text}")
         key, rest = re.split(r"\s+", text.strip(), maxsplit=1)  # raw has two words: there is a blank
         return [(key, expand(rest.strip(), env, line=line, escape=escape))]
@@ -138,7 +140,8 @@ def _healthcheck(ins: Instruction) -> HealthCheck:
 
 def _expose(ins: Instruction, env: Mapping[str, str], escape: str) -> tuple[str, ...]:
     ports = []
-    for word in words(ins.args, env, line=ins.line, escape=escape):
+    # split again after expansion: BuildKit takes EXPOSE $PORTS with PORTS="80 443" as two ports
+    for word in (w for expanded in words(ins.args, env, line=ins.line, escape=escape) for w in expanded.split()):
         port, _, proto = word.partition("/")
         proto = proto.lower() or "tcp"
         lo, _, hi = port.partition("-")
@@ -250,6 +253,17 @@ def _step(ins: Instruction, escape: str, state: _State, context: str, ignore: Ig
         path = _abs_path(expand(ins.args, env, line=line, escape=escape), cfg.workdir)
         state.config = cfg.with_changes(workdir=path)
         return Step(line, "WORKDIR", f"WORKDIR {path}", state.config, dest=path)
+    if name == "VOLUME":
+        # Recorded in the config (Docker's "Volumes") and made as directories; no volume is
+        # mounted at run time: what a container writes there stays in its writable layer, so
+        # commit() keeps a seeded database (Docker's anonymous volume would lose it).
+        raw = ins.exec_form if ins.exec_form is not None else tuple(words(ins.args, env, line=line, escape=escape))
+        paths = tuple(_abs_path(expand(p, env, line=line, escape=escape) if ins.exec_form is not None else p,
+                                cfg.workdir) for p in raw)
+        if not paths or any(not p.strip() for p in raw):
+            raise BuildError("VOLUME needs one or more paths", line=line, command=ins.text)
+        state.config = cfg.with_changes(volumes=tuple(sorted(set(cfg.volumes) | set(paths))))
+        return Step(line, "VOLUME", f"VOLUME {list(paths)!r}", state.config, from_paths=paths)
     if name == "ENV":
         current = dict(cfg.env)
         for key, value in _pairs(ins.args, line, "ENV", env, escape):

@@ -5,7 +5,8 @@ WORKDIR and STOPSIGNAL expand ``$VAR``, ``${VAR}``, ``${VAR:-default}``, ``${VAR
 ``${VAR:+alt}``, ``${VAR+alt}``, ``${VAR:?message}`` and ``${VAR?message}``; RUN, CMD and
 ENTRYPOINT are left alone, because their shell (or nothing, in exec form) does it at run
 time, which is exactly what Docker does.  Single quotes stop substitution, double quotes do
-not; the escape character makes the next character literal.  Words are split on unquoted
+not; the escape character makes the next character literal (inside double quotes only before
+``"``, ``$`` and itself, as BuildKit's lexer has it: elsewhere there it stays).  Words are split on unquoted
 white space *before* expansion, so a value with spaces stays one word.
 """
 
@@ -109,6 +110,18 @@ def _expand(text: str, env: Mapping[str, str], escape: str, in_braces: bool = Fa
     i = 0
     while i < len(text):
         c = text[i]
+        if c == escape and quote == '"':
+            # BuildKit's lexer: in double quotes only ", $ and the escape itself are escaped;
+            # before anything else the escape stays (ENV PS1="\u@\h" keeps its backslashes)
+            nxt = text[i + 1:i + 2]
+            if nxt in ('"', "$", escape):
+                out.append(nxt)
+                i += 2
+            else:
+                if nxt:
+                    out.append(c)
+                i += 1
+            continue
         if c == escape and quote != "'":
             if i + 1 < len(text):
                 out.append(text[i + 1])

@@ -40,4 +40,5 @@ def test_a_fresh_stack_per_test(crun: RunPytest, pytester: pytest.Pytester, busy
         result.assert_outcomes(passed=4, failed=1, errors=1)
         out = result.stdout.str()
         assert "minicontainer service db, " in out  # the failure's section names the service
+        assert "health:  passing" in out  # db's healthcheck, run for the report
         assert "the compose fixture needs @pytest.mark.compose(path" in out

@@ -501,3 +501,57 @@ COPY --chown=1000 dir/top.txt /opt/new/
         "1000:1000 /usr/local/share/new.txt", "1000:1000 /usr/local/top.txt", "1000:1000 /usr/local/lib",
         "1000:1000 /usr/local/lib/x", "1000:1000 /usr/local/d", "1000:1000 /usr/local/d/o", "1000:1000 /opt",
         "1000:1000 /opt/new", "1000:1000 /opt/new/top.txt"]
+
+
+def test_volume_is_recorded_made_and_its_data_kept(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    """VOLUME (every official database image has one, issue 16): the paths go into the config
+    ("Volumes", as Docker writes it), the directories are made, and what is written there stays
+    in the layer and the container's writable layer, so a seeded database can be committed."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text(textwrap.dedent(f"""
+        FROM rootfs:{busybox_rootfs}
+        ENV PGDATA=/var/lib/pg/data
+        VOLUME ["/var/lib/pg", "$PGDATA"]
+        WORKDIR /srv
+        VOLUME cache /srv/logs
+        RUN echo built > $PGDATA/from-build
+    """).lstrip())
+    image = engine.build(context=ctx)
+    try:
+        assert image.config.volumes == ("/srv/cache", "/srv/logs", "/var/lib/pg", "/var/lib/pg/data")
+        assert image.config.to_oci()["Volumes"] == {p: {} for p in image.config.volumes}
+        with engine.run(image, ()) as c:
+            assert c.exec("test -d /srv/cache && test -d /srv/logs && cat /var/lib/pg/data/from-build").stdout \
+                == "built\n"
+            c.exec("echo seeded > /var/lib/pg/data/seed", check=True)
+            snapshot = c.commit()
+        assert snapshot.config.volumes == image.config.volumes
+        with engine.run(snapshot, ()) as clone:
+            assert clone.read_text("/var/lib/pg/data/seed") == "seeded\n"  # Docker's commit would lose it
+        engine.remove(snapshot)
+    finally:
+        engine.remove(image)
+
+
+def test_a_run_layer_with_files_private_to_another_user(engine: Engine, busybox_rootfs: Path,
+                                                        tmp_path: Path) -> None:
+    """What a Debian package's postinst does (postgresql's pg_ident.conf, mode 0640 of postgres):
+    rootless, the layer was hashed by the user, who cannot read such a file, and the build died
+    with a PermissionError, leaving a build-layer-* directory behind (issue 16)."""
+    if not _maps_app_user(engine):
+        pytest.skip("needs a subordinate id range for uid 1000 (MINICONTAINER_IDMAP=single maps root only; "
+                    "give the user a range in /etc/subuid)")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text(
+        f"FROM rootfs:{busybox_rootfs}\n"
+        "RUN touch /s && chown 1000 /s && chmod 600 /s && mkdir /p && echo x > /p/f && chown -R 1000 /p "
+        "&& chmod 700 /p\n")
+    image = engine.build(context=ctx)
+    try:
+        with engine.run(image, ()) as c:
+            assert c.exec("stat -c '%u %a' /s /p /p/f").stdout.split("\n")[:3] == ["1000 600", "1000 700", "1000 644"]
+        assert not [p for p in (engine.store.root / "tmp").iterdir() if p.name.startswith("build-")]
+    finally:
+        engine.remove(image)

@@ -28,9 +28,10 @@ LABEL k=v
 SHELL ["/bin/sh", "-c"]
 HEALTHCHECK CMD true
 STOPSIGNAL SIGINT
+VOLUME ["/data"]
 """
     assert names(text) == ["FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "ENTRYPOINT", "CMD",
-                           "EXPOSE", "LABEL", "SHELL", "HEALTHCHECK", "STOPSIGNAL"]
+                           "EXPOSE", "LABEL", "SHELL", "HEALTHCHECK", "STOPSIGNAL", "VOLUME"]
     assert set(names(text)) == set(SUPPORTED)
 
 
@@ -124,7 +125,7 @@ def test_unknown_instruction_names_itself_and_its_line() -> None:
     assert info.value.command == "FORM x"
 
 
-@pytest.mark.parametrize("word", ["VOLUME", "ONBUILD", "MAINTAINER"])
+@pytest.mark.parametrize("word", ["ONBUILD", "MAINTAINER"])
 def test_refused_instructions_say_so(word: str) -> None:
     with pytest.raises(BuildError, match=rf"line 2: {word} is"):
         parse(f"FROM scratch\n{word} /x\n")

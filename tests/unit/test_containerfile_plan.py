@@ -282,3 +282,21 @@ def test_containerfile_is_a_path_the_text_or_found_in_the_context(tmp_path: Path
     assert read_containerfile("FROM\thost", str(tmp_path)) == "FROM\thost"
     with pytest.raises(BuildError, match="Containerfile nope does not exist"):
         read_containerfile("nope", str(tmp_path))
+
+
+def test_buildkit_forms_label_legacy_expose_split_and_volume(tmp_path: Path) -> None:
+    """What BuildKit accepts and the builder refused (issue 16): ``LABEL key value`` (the usual
+    replacement for MAINTAINER), EXPOSE of a variable holding several ports, VOLUME in both forms."""
+    stages = plan("""FROM base
+ARG PORTS="80 443/udp"
+LABEL maintainer Jane Doe <jane@example.com>
+EXPOSE $PORTS 8080
+WORKDIR /srv
+VOLUME ["/var/lib/db", "data"]
+VOLUME logs /tmp/x
+""", tmp_path)
+    cfg = stages[-1].steps[-1].config
+    assert cfg.labels_dict["maintainer"] == "Jane Doe <jane@example.com>"
+    assert cfg.exposed_ports == ("443/udp", "80/tcp", "8080/tcp")
+    assert cfg.volumes == ("/srv/data", "/srv/logs", "/tmp/x", "/var/lib/db")
+    assert [s.kind for s in stages[-1].steps][-2:] == ["VOLUME", "VOLUME"]

@@ -57,3 +57,22 @@ def test_words_split_before_expansion() -> None:
 
 def test_backtick_escape() -> None:
     assert expand("`$A", ENV, escape="`") == "$A"
+
+
+# BuildKit's lexer (frontend/dockerfile/shell): inside double quotes the escape removes itself
+# only before ", $ and itself; anywhere else there it stays.  Outside quotes it always escapes,
+# inside single quotes it is an ordinary character (issue 16).
+@pytest.mark.parametrize(("text", "expected"), [
+    ('"\\u@\\h:\\w\\$ "', "\\u@\\h:\\w$ "),  # ENV PS1="\u@\h:\w\$ "
+    ('"^\\d+$"', "^\\d+$"),  # ENV RE="^\d+$"
+    ('"a\\"b"', 'a"b'),
+    ('"a\\\\b"', "a\\b"),
+    ('"a\\$A"', "a$A"),
+    ('"a\\nb"', "a\\nb"),
+    ('"$A\\t"', "alpha\\t"),
+    ("a\\nb", "anb"),  # unquoted: the escape always escapes
+    ("'a\\nb'", "a\\nb"),  # single quotes: literal
+    ('"C:\\\\dir"', "C:\\dir"),
+])
+def test_escapes_inside_double_quotes_follow_buildkit(text: str, expected: str) -> None:
+    assert expand(text, ENV) == expected
