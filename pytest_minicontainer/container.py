@@ -23,7 +23,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -326,9 +326,51 @@ class Container:
         status = watch.wait()
         return (status if status is not None else -signal.SIGKILL), b"".join(chunks)
 
+    def _run_streamed(self, argv: list[str], on_output: Callable[[str], None], *, env: Mapping[str, str] | None,
+                      workdir: str | None, user: str | None, timeout: float | None) -> tuple[int, bytes]:
+        """Run ``argv`` with stdout and stderr on one pipe, in the order written; each complete
+        line goes to ``on_output`` as it arrives.  (status, everything written)."""
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            watch = self._start(argv, env, workdir, user, stdin, write_end, write_end)
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+            os.close(stdin)
+        chunks: list[bytes] = []
+        pending = b""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            with selectors.PollSelector() as sel:
+                sel.register(read_end, selectors.EVENT_READ)
+                while True:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and (left <= 0 or not sel.select(left)):
+                        self._kill_tree(watch.pid, signal.SIGKILL)
+                        watch.wait(5)
+                        watch.close()
+                        out = b"".join(chunks).decode(errors="replace")
+                        raise ExecTimeout(argv, timeout or 0.0, out)
+                    chunk = os.read(read_end, 65536)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for line in lines:
+                        on_output(line.decode(errors="replace"))
+        finally:
+            os.close(read_end)
+        if pending:
+            on_output(pending.decode(errors="replace"))
+        status = watch.wait()
+        return (status if status is not None else -signal.SIGKILL), b"".join(chunks)
+
     def exec(self, cmd: Command, *, input: str | bytes | None = None, env: Mapping[str, str] | None = None,
              workdir: str | None = None, user: str | None = None, timeout: float | None = None,
-             check: bool = False, tty: bool = False) -> ExecResult:
+             check: bool = False, tty: bool = False, on_output: Callable[[str], None] | None = None) -> ExecResult:
         """Run ``cmd`` to completion (a string runs through ``/bin/sh -c``).
 
         ``tty=True`` runs it on a pseudo-terminal of the container's own, as ``docker exec -t``
@@ -336,9 +378,18 @@ class Container:
         output is what the terminal shows (stdout and stderr together, lines ending in
         ``\r\n``, ``input`` echoed) and ``stderr`` is empty.  ``input`` is typed in, followed
         by ^D.
+
+        ``on_output`` gets every line the command writes (stdout and stderr on one pipe, in
+        the order written) as it is written, as a build shows a RUN step's output; the result's
+        ``stdout`` then holds both and ``stderr`` is empty.  (No ``input`` with it.)
         """
         argv = _argv(cmd)
-        if tty:
+        if on_output is not None:
+            if input is not None or tty:
+                raise ValueError("on_output streams the output of a command without input= or tty=")
+            status, out = self._run_streamed(argv, on_output, env=env, workdir=workdir, user=user, timeout=timeout)
+            err = b""
+        elif tty:
             status, out = self._run_terminal(argv, input=input, env=env, workdir=workdir, user=user,
                                              timeout=timeout)
             err = b""

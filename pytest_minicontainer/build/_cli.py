@@ -25,7 +25,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     with Engine(store=args.store) as engine:
         image = build(engine, args.file, args.context, tag=args.tag, build_args=build_args, target=args.target,
                       network=args.network, no_cache=args.no_cache,
-                      progress=None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True)))
+                      progress=None if args.quiet or args.progress == "quiet"
+                      else (lambda line: print(line, file=sys.stderr, flush=True)))
     print(image.digest)
     return 0
 
@@ -43,5 +44,8 @@ def add_build_command(subparsers: Any) -> None:
                    help="network of RUN steps (default: a private one with outbound access through slirp4netns, "
                    "no route to the host's loopback; none where slirp4netns cannot run)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image digest")
+    p.add_argument("--progress", choices=("plain", "quiet"), default="plain",
+                   help="plain (default): each step and every line its RUN writes, as written, on stderr; "
+                   "quiet: nothing but the digest")
     p.add_argument("context", help="the build context directory")
     p.set_defaults(func=cmd_build)

@@ -112,19 +112,20 @@ class Executor:
         cfg = step.config
         command = _run_text(step)
         try:
+            network = self.network if step.network == "default" else step.network
             container = self.engine.run(parent, command=(), env=step.run_env, workdir=cfg.workdir or "/",
-                                        user=cfg.user or None, network=self.network)
+                                        user=cfg.user or None, network=network)
         except MiniContainerError as exc:
             raise BuildError(f"RUN: cannot start a container of the parent image: {exc}", line=step.line,
                              command=command) from exc
         try:
             try:
-                result = container.exec(list(step.argv))
+                # every line as it is written, stdout and stderr in their order (a long apt-get
+                # install is not minutes of silence); the tail of it goes into a BuildError
+                result = container.exec(list(step.argv), on_output=self.progress)
             except MiniContainerError as exc:
                 raise BuildError(f"RUN could not be started: {exc}", line=step.line, command=command) from exc
-            output = result.stdout + result.stderr
-            if output.strip():
-                self.progress(_tail(output, 200))
+            output = result.stdout
             if result.returncode != 0:
                 tail = _tail(output)
                 raise BuildError(f"RUN {command} failed with exit status {result.returncode}"

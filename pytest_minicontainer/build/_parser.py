@@ -21,7 +21,7 @@ __all__ = ["SUPPORTED", "Instruction", "exec_form", "parse"]
 # instruction -> the flags it accepts (values are checked by the planner)
 SUPPORTED: dict[str, frozenset[str]] = {
     "FROM": frozenset({"platform"}),
-    "RUN": frozenset(),
+    "RUN": frozenset({"network"}),
     "COPY": frozenset({"from", "chown", "chmod", "link"}),
     "ADD": frozenset({"chown", "chmod", "link"}),
     "ENV": frozenset(),

@@ -47,6 +47,7 @@ class Step:
     chmod: int | None = None
     content: str = ""  # digest of the context sources
     display: str = ""  # the instruction as written, for progress lines
+    network: str = "default"  # RUN --network: default (the build's), none or host
 
 
 @dataclass
@@ -245,8 +246,13 @@ def _step(ins: Instruction, escape: str, state: _State, context: str, ignore: Ig
     if name == "RUN":
         argv = _command(ins, shell)
         run_env = {k: v for k, v in state.args.items() if k not in cfg.env_dict}
+        network = ins.flags.get("network")
+        if network is not None and network not in ("default", "none", "host"):
+            raise BuildError(f"RUN --network={network}: not one of default, none, host", line=line, command=ins.text)
         text = "RUN " + repr(list(argv)) + " " + repr(sorted(run_env.items()))
-        return Step(line, "RUN", text, cfg, argv=argv, run_env=run_env)
+        if network not in (None, "default"):
+            text += f" --network={network}"  # what a step may reach is part of what it made
+        return Step(line, "RUN", text, cfg, argv=argv, run_env=run_env, network=network or "default")
     if name in ("COPY", "ADD"):
         return _copy_step(ins, escape, state, context, ignore, stages)
     if name == "WORKDIR":

@@ -555,3 +555,32 @@ def test_a_run_layer_with_files_private_to_another_user(engine: Engine, busybox_
         assert not [p for p in (engine.store.root / "tmp").iterdir() if p.name.startswith("build-")]
     finally:
         engine.remove(image)
+
+
+def test_run_output_streams_live_in_order(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    """A RUN's lines reach ``progress`` as they are written, stdout and stderr in their order,
+    not after the step (issue 16); the CLI prints them with --progress=plain."""
+    seen: list[tuple[float, str]] = []
+    text = (f"FROM rootfs:{busybox_rootfs}\n# {uuid.uuid4().hex}\n"
+            "RUN echo first; echo to-stderr >&2; sleep 1; echo last\n")
+    image = engine.build(text, tmp_path, progress=lambda line: seen.append((time.monotonic(), line)))
+    try:
+        lines = [line for _, line in seen]
+        assert lines[lines.index("first"):lines.index("last") + 1] == ["first", "to-stderr", "last"]
+        first = next(t for t, line in seen if line == "first")
+        done = next(t for t, line in seen if line.startswith("  ---> "))
+        assert done - first >= 0.5  # it came while the step still ran (the step sleeps 1 s after it)
+    finally:
+        engine.remove(image)
+    ctx = tmp_path / "cli"
+    ctx.mkdir()
+    for progress in ("plain", "quiet"):
+        (ctx / "Containerfile").write_text(f"FROM rootfs:{busybox_rootfs}\n# {uuid.uuid4().hex}\n"
+                                           "RUN echo said-by-run; echo said-to-stderr >&2\n")
+        r = subprocess.run([sys.executable, "-m", "pytest_minicontainer", "--store", str(tmp_path / "store"),
+                            "build", f"--progress={progress}", str(ctx)], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("sha256:")
+        shown = [line for line in r.stderr.splitlines() if line.startswith("said-")]
+        assert shown == (["said-by-run", "said-to-stderr"] if progress == "plain" else [])

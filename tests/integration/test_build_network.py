@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_minicontainer import Engine
+from pytest_minicontainer import BuildError, Engine
 from pytest_minicontainer.build._build import default_network
 
 GET = "printf 'GET / HTTP/1.0\\r\\n\\r\\n'"
@@ -75,3 +75,25 @@ def test_a_default_build_reaches_the_outside(engine: Engine, busybox_rootfs: Pat
     image = engine.build(containerfile, tmp_path)
     with engine.run(image, command=()) as c:
         assert c.read_text("/fetched").endswith("hello from outside\n")
+
+
+def test_run_network_flag_chooses_per_step(engine: Engine, busybox_rootfs: Path, tmp_path: Path,
+                                           host_server: int) -> None:
+    """``RUN --network=host|none|default`` (issue 16): one step on the host's network, one with
+    none, in a build whose default is the private one; the flag is part of the step's cache key."""
+    probe = f"({GET} | nc -w 3 127.0.0.1 {host_server}; ip -o link) > {{}} 2>&1; true"
+    containerfile = (f"FROM rootfs:{busybox_rootfs}\n# {uuid.uuid4().hex}\n"
+                     f"RUN --network=host {probe.format('/host')}\n"
+                     f"RUN --network=none {probe.format('/none')}\n"
+                     f"RUN --network=default {probe.format('/default')}\n")
+    image = engine.build(containerfile, tmp_path)
+    try:
+        with engine.run(image, command=()) as c:
+            host, none, default = (c.read_text(p) for p in ("/host", "/none", "/default"))
+        assert "hello from the host" in host
+        assert "hello from the host" not in none and "tap0" not in none and "eth0" not in none
+        assert "hello from the host" not in default and ("tap0" in default) == _slirp_usable()
+    finally:
+        engine.remove(image)
+    with pytest.raises(BuildError, match="RUN --network=bridge: not one of default, none, host"):
+        engine.build(f"FROM rootfs:{busybox_rootfs}\nRUN --network=bridge true\n", tmp_path)

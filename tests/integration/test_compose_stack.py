@@ -85,7 +85,8 @@ def test_a_stack_starts_in_order_with_health_builds_ports_and_volumes(engine: En
     with stack.up() as running:
         assert set(running) == {"db", "app", "migrate", "worker"}
         app, db = running["app"], running["db"]
-        assert app.logs().startswith("built by compose")  # the build arg's default, interpolated
+        app.wait_for_log("built by compose")  # the build arg's default, interpolated (app has no healthcheck)
+        assert app.logs().startswith("built by compose")
         # the app reaches db by its service name on the stack's network
         assert app.exec("nc -w 2 db 5432 </dev/null", timeout=30).stdout.strip() == "db says hello"
         # and its port is published on the host: each connection asks db through the app
