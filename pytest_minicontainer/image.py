@@ -57,6 +57,7 @@ class ImageConfig:
     stop_signal: str | None = None
     shell: tuple[str, ...] | None = None
     volumes: tuple[str, ...] = ()  # VOLUME paths: directories whose data stays in the container's layer
+    onbuild: tuple[str, ...] = ()  # ONBUILD triggers: instructions a build FROM this image runs first
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -119,6 +120,7 @@ class ImageConfig:
             stop_signal=c.string("StopSignal") or None,
             shell=c.argv("Shell"),
             volumes=tuple(sorted((c.object("Volumes") or {}).keys())),
+            onbuild=tuple(c.strings("OnBuild") or ()),
         )
 
     def to_oci(self) -> dict[str, Any]:
@@ -153,6 +155,8 @@ class ImageConfig:
             out["Shell"] = list(self.shell)
         if self.volumes:
             out["Volumes"] = {p: {} for p in self.volumes}
+        if self.onbuild:
+            out["OnBuild"] = list(self.onbuild)
         return out
 
 

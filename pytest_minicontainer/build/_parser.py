@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import BuildError
 from ._subst import split_words
 
-__all__ = ["SUPPORTED", "Instruction", "exec_form", "parse"]
+__all__ = ["SUPPORTED", "Instruction", "exec_form", "parse", "parse_trigger"]
 
 # instruction -> the flags it accepts (values are checked by the planner)
 SUPPORTED: dict[str, frozenset[str]] = {
@@ -36,10 +36,10 @@ SUPPORTED: dict[str, frozenset[str]] = {
     "HEALTHCHECK": frozenset({"interval", "timeout", "start-period", "start-interval", "retries"}),
     "STOPSIGNAL": frozenset(),
     "VOLUME": frozenset(),
+    "ONBUILD": frozenset(),
 }
 # known to Docker, refused here with a reason rather than "unknown"
 _REFUSED = {
-    "ONBUILD": "ONBUILD is not supported",
     "MAINTAINER": "MAINTAINER is deprecated and not supported: use LABEL maintainer=...",
 }
 _FLAG = re.compile(r"--([a-z][a-z0-9-]*)(?:=(\S*))?$")
@@ -59,6 +59,9 @@ class Instruction:
     args: str
     flags: dict[str, str] = field(default_factory=dict)
     exec_form: tuple[str, ...] | None = None  # the JSON array, when the arguments are one
+    # RUN's heredocs: the lines after the instruction up to each delimiter, delimiters included,
+    # exactly as a shell script continues after the command line that opens them
+    heredoc: str = ""
 
     @property
     def text(self) -> str:
@@ -91,7 +94,23 @@ def _continuation(escape: str) -> re.Pattern[str]:
     return re.compile(rf"([^{e}]){e}[ \t]*$|^{e}[ \t]*$")
 
 
-def _logical_lines(text: str) -> tuple[list[tuple[int, str]], str]:
+def _heredoc_delimiters(text: str) -> list[tuple[str, bool]]:
+    """The delimiters (and whether ``<<-`` strips leading tabs) of the heredocs an instruction
+    line opens, in order; only for RUN, COPY and ADD in shell form."""
+    word, *more = _BLANKS.split(text.strip(), maxsplit=1)
+    rest = more[0] if more else ""
+    if word.upper() not in ("RUN", "COPY", "ADD") or rest.lstrip().startswith("[") or not _starts_heredoc(rest):
+        return []
+    found = []
+    for w in split_words(rest, strict=False):
+        if _HEREDOC.fullmatch(w):
+            marker = w.lstrip("0123456789")[2:]
+            strip = marker.startswith("-")
+            found.append((marker.lstrip("-").strip("\"'"), strip))
+    return found
+
+
+def _logical_lines(text: str) -> tuple[list[tuple[int, str, str]], str]:
     r"""Join continuation lines; drop comments and blank lines. Returns [(first line, text)].
 
     Joining is Docker's, byte for byte, because it decides what a RUN's shell gets:
@@ -100,17 +119,20 @@ def _logical_lines(text: str) -> tuple[list[tuple[int, str]], str]:
     ``helloworld``, ``a \`` + ``  b`` is ``a   b``).  Only an instruction's first line
     loses its indentation.  Comment lines and blank lines inside a continuation are
     skipped.  Lines end at ``\n`` only (a stray ``\r`` before it is dropped), as in Docker.
+    A line that opens heredocs (``RUN cat <<EOF > /f``) takes the lines up to each delimiter
+    as they are (comments and blank lines included): the third item of its entry.
     """
     lines = [line.rstrip("\r") for line in text.split("\n")]
     if lines and lines[0].startswith("\ufeff"):
         lines[0] = lines[0][1:]  # a byte-order mark, as Docker drops it
     escape, skip = _directives(lines)
     continued = _continuation(escape)
-    out: list[tuple[int, str]] = []
+    out: list[tuple[int, str, str]] = []
     current: list[str] | None = None
     start = 0
+    taken = 0  # lines up to this number belong to a heredoc already read
     for number, raw in enumerate(lines, start=1):
-        if number <= skip:
+        if number <= skip or number <= taken:
             continue
         stripped = raw.lstrip()
         if current is None:
@@ -124,10 +146,21 @@ def _logical_lines(text: str) -> tuple[list[tuple[int, str]], str]:
         joined, n = continued.subn(r"\1", body, count=1)
         current.append(joined)
         if not n:
-            out.append((start, "".join(current)))
+            logical = "".join(current)
+            body_lines: list[str] = []
+            for delimiter, strip in _heredoc_delimiters(logical):
+                while True:
+                    taken = max(taken, number) + 1
+                    if taken > len(lines):
+                        raise BuildError(f"the heredoc <<{delimiter} is not closed: no line {delimiter!r} follows",
+                                         line=start, command=logical)
+                    body_lines.append(lines[taken - 1])
+                    if (lines[taken - 1].lstrip("\t") if strip else lines[taken - 1]) == delimiter:
+                        break
+            out.append((start, logical, "\n".join(body_lines)))
             current = None
     if current is not None:
-        out.append((start, "".join(current)))
+        out.append((start, "".join(current), ""))
     return out, escape
 
 
@@ -169,11 +202,25 @@ def _split_flags(name: str, rest: str, line: int) -> tuple[dict[str, str], str]:
     return flags, rest
 
 
+def parse_trigger(trigger: str, line: int) -> Instruction:
+    """The instruction an ``ONBUILD`` stores (its text), read as if it stood on ``line``."""
+    word = trigger.strip().split(None, 1)[0].upper() if trigger.strip() else ""
+    if word in ("ONBUILD", "FROM", "MAINTAINER"):
+        raise BuildError(f"ONBUILD {word} is not allowed (as in Docker)", line=line, command=f"ONBUILD {trigger}")
+    try:
+        instructions, _ = parse(f"FROM scratch\n{trigger}\n")
+    except BuildError as exc:
+        raise BuildError(f"ONBUILD {trigger}: {exc}", line=line, command=f"ONBUILD {trigger}") from None
+    if len(instructions) != 2:
+        raise BuildError(f"ONBUILD takes one instruction, not {trigger!r}", line=line, command=f"ONBUILD {trigger}")
+    return replace(instructions[1], line=line)
+
+
 def parse(text: str) -> tuple[list[Instruction], str]:
     """The instructions of ``text`` and its escape character; BuildError on a syntax error."""
     instructions: list[Instruction] = []
     lines, escape = _logical_lines(text)
-    for line, content in lines:
+    for line, content, heredoc in lines:
         content = content.strip()
         if not content:
             continue  # only escape characters and blanks
@@ -189,12 +236,12 @@ def parse(text: str) -> tuple[list[Instruction], str]:
             raise BuildError(f"{name} needs arguments", line=line, command=content)
         form = (exec_form(rest, line, name) if name in ("RUN", "CMD", "ENTRYPOINT", "SHELL", "COPY", "ADD", "VOLUME")
                 else None)
-        if name in ("RUN", "COPY", "ADD") and form is None and _starts_heredoc(rest):
-            raise BuildError(f"{name}: heredocs (<<EOF) are not supported; use a script file and COPY it",
-                             line=line, command=content)
+        if heredoc and name != "RUN":
+            raise BuildError(f"{name} <<EOF (an inline file) is not supported yet; put the file in the "
+                             "context and copy it", line=line, command=content)
         if name == "SHELL" and not form:
             raise BuildError("SHELL needs the JSON form, e.g. SHELL [\"/bin/sh\", \"-c\"]", line=line)
-        instructions.append(Instruction(line, name, rest, flags, form))
+        instructions.append(Instruction(line, name, rest, flags, form, heredoc))
     if not instructions:
         raise BuildError("the Containerfile has no instructions")
     first = next((i for i in instructions if i.name != "ARG"), None)

@@ -20,7 +20,7 @@ from ..errors import BuildError, MiniContainerError
 from ..image import HealthCheck, Image, ImageConfig
 from ._context import Source, content_digest, resolve_sources
 from ._ignore import IgnoreRules
-from ._parser import Instruction, exec_form
+from ._parser import Instruction, exec_form, parse_trigger
 from ._subst import expand, split_words, words
 
 __all__ = ["Stage", "Step", "make_plan"]
@@ -114,7 +114,31 @@ def _duration(value: str, line: int, flag: str) -> float:
 def _command(ins: Instruction, shell: tuple[str, ...]) -> tuple[str, ...]:
     if ins.exec_form is not None:
         return ins.exec_form
+    if ins.heredoc:
+        return _heredoc_command(ins, shell)
     return (*shell, ins.args)
+
+
+def _heredoc_command(ins: Instruction, shell: tuple[str, ...]) -> tuple[str, ...]:
+    """A RUN with heredocs, as BuildKit runs it.
+
+    ``RUN <<EOF`` alone: the heredoc is the script (its ``#!`` line, if any, chooses the
+    interpreter: it is written to a file and run).  Anything else (``RUN cat <<EOF > /f``,
+    ``RUN python3 <<EOF``): the line and the heredocs go to the shell as one script, and the
+    shell reads the heredocs as shells do (quoted delimiters, ``<<-``).
+    """
+    words = ins.args.split()
+    if len(words) == 1 and words[0].lstrip("0123456789").startswith("<<"):
+        body = ins.heredoc.split("\n")[:-1]  # without its delimiter line
+        if words[0].lstrip("0123456789").startswith("<<-"):
+            body = [line.lstrip("\t") for line in body]
+        script = "\n".join(body) + "\n"
+        if not script.startswith("#!"):
+            return (*shell, script)
+        runner = ('f=$(mktemp) && cat > "$f" <<\'MINICONTAINER_SCRIPT_END\'\n' + script + "MINICONTAINER_SCRIPT_END\n"
+                  'chmod +x "$f" && "$f"; s=$?; rm -f "$f"; exit $s')
+        return (*shell, runner)
+    return (*shell, f"{ins.args}\n{ins.heredoc}")
 
 
 def _healthcheck(ins: Instruction) -> HealthCheck:
@@ -165,7 +189,9 @@ def make_plan(instructions: list[Instruction], escape: str, *, build_args: Mappi
     global_args: dict[str, str] = {}
     stages: list[Stage] = []
     state: _State | None = None
-    for ins in instructions:
+    queue = list(reversed(instructions))  # popped from the end; ONBUILD triggers are pushed there
+    while queue:
+        ins = queue.pop()
         if ins.name == "FROM":
             if stages:
                 stages[-1].config = state.config if state else stages[-1].config
@@ -173,6 +199,12 @@ def make_plan(instructions: list[Instruction], escape: str, *, build_args: Mappi
                     return stages  # later stages are neither planned nor built (nor pulled)
             stage, state = _start_stage(ins, escape, global_args, stages, resolve)
             stages.append(stage)
+            # The base's ONBUILD triggers run first, as if written right after FROM; the new
+            # image does not pass them on (Docker clears them).
+            triggers = state.config.onbuild
+            if triggers:
+                state.config = state.config.with_changes(onbuild=())
+                queue.extend(reversed([parse_trigger(t, ins.line) for t in triggers]))
             continue
         if ins.name == "ARG":
             scope = global_args if state is None else state.args
@@ -299,6 +331,10 @@ def _step(ins: Instruction, escape: str, state: _State, context: str, ignore: Ig
         state.config = cfg.with_changes(shell=ins.exec_form)
     elif name == "HEALTHCHECK":
         state.config = cfg.with_changes(healthcheck=_healthcheck(ins))
+    elif name == "ONBUILD":
+        trigger = ins.args.strip()
+        parse_trigger(trigger, line)  # refused now, not in the child's build
+        state.config = cfg.with_changes(onbuild=(*cfg.onbuild, trigger))
     elif name == "STOPSIGNAL":
         state.config = cfg.with_changes(stop_signal=expand(ins.args, env, line=line, escape=escape))
     return Step(line, "META", ins.text, state.config)

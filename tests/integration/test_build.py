@@ -401,13 +401,21 @@ def test_arg_without_a_value_is_unset(engine: Engine, busybox_rootfs: Path, tmp_
     assert given.config.env_dict["Y"] == ""  # passed, even empty: set
 
 
-def test_heredoc_in_the_arguments_is_refused_before_anything_runs(engine: Engine, busybox_rootfs: Path,
-                                                                   tmp_path: Path, runs: list[Any]) -> None:
-    containerfile = f"FROM rootfs:{busybox_rootfs}\nRUN echo first\nRUN cat <<EOF > /x\nhello\nEOF\n"
-    with pytest.raises(BuildError, match=re.escape("line 3: RUN: heredocs (<<EOF) are not supported")) as info:
-        engine.build(containerfile, tmp_path)
-    assert info.value.line == 3
-    assert runs == []
+def test_run_heredocs_run_as_buildkit_runs_them(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    """``RUN <<EOF`` (the heredoc is the script; a ``#!`` line picks the interpreter) and heredocs
+    in a command (the shell reads them: quoted delimiters keep ``$``, ``<<-`` strips tabs)."""
+    containerfile = (f"FROM rootfs:{busybox_rootfs}\n# {uuid.uuid4().hex}\n"
+                     "RUN <<EOF\necho one > /script\n# a comment of the script\n\necho two >> /script\nEOF\n"
+                     "RUN cat <<'END' > /f && cat <<-TAB >> /f\n$HOME stays\nEND\n\ttabbed\n\tTAB\n"
+                     "RUN <<SCRIPT\n#!/bin/sh -e\necho \"shebang $0\" > /shebang\nSCRIPT\n")
+    image = engine.build(containerfile, tmp_path)
+    try:
+        with engine.run(image, ()) as c:
+            assert c.read_text("/script") == "one\ntwo\n"
+            assert c.read_text("/f") == "$HOME stays\ntabbed\n"
+            assert c.read_text("/shebang").startswith("shebang /")
+    finally:
+        engine.remove(image)
 
 
 def _files(root: str) -> list[str]:
@@ -584,3 +592,27 @@ def test_run_output_streams_live_in_order(engine: Engine, busybox_rootfs: Path, 
         assert r.stdout.startswith("sha256:")
         shown = [line for line in r.stderr.splitlines() if line.startswith("said-")]
         assert shown == (["said-by-run", "said-to-stderr"] if progress == "plain" else [])
+
+
+def test_onbuild_triggers_run_in_the_childs_build(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    """A base image that says what its children do (``ONBUILD COPY . /app``, ``ONBUILD RUN``): the
+    child's build copies from *its* context and runs the step (issue 16)."""
+    base_ctx, child_ctx = tmp_path / "base", tmp_path / "child"
+    base_ctx.mkdir()
+    child_ctx.mkdir()
+    tag = f"onbuild-base-{uuid.uuid4().hex[:8]}:1"
+    (base_ctx / "Containerfile").write_text(f"FROM rootfs:{busybox_rootfs}\n"
+                                            "ONBUILD COPY app.txt /app/\n"
+                                            "ONBUILD RUN wc -c < /app/app.txt > /app/size\n")
+    (child_ctx / "app.txt").write_text("the child's own file\n")
+    (child_ctx / "Containerfile").write_text(f"FROM {tag}\nRUN echo child > /app/child\n")
+    base = engine.build(context=base_ctx, tag=tag)
+    child = engine.build(context=child_ctx)
+    try:
+        assert len(base.config.onbuild) == 2 and child.config.onbuild == ()
+        with engine.run(child, ()) as c:
+            assert c.read_text("/app/app.txt") == "the child's own file\n"
+            assert c.read_text("/app/size").strip() == "21" and c.read_text("/app/child") == "child\n"
+    finally:
+        engine.remove(child)
+        engine.remove(base)

@@ -300,3 +300,25 @@ VOLUME logs /tmp/x
     assert cfg.exposed_ports == ("443/udp", "80/tcp", "8080/tcp")
     assert cfg.volumes == ("/srv/data", "/srv/logs", "/tmp/x", "/var/lib/db")
     assert [s.kind for s in stages[-1].steps][-2:] == ["VOLUME", "VOLUME"]
+
+
+def test_onbuild_triggers_run_first_in_the_child_and_are_not_passed_on(tmp_path: Path) -> None:
+    """ONBUILD (issue 16): recorded raw in the parent's config ("OnBuild"); a build FROM it runs
+    the triggers right after FROM, and its image does not carry them on."""
+    parent = plan("FROM base\nENV LEVEL=parent\nONBUILD ENV FROM_TRIGGER=$LEVEL\nONBUILD LABEL via=onbuild\n",
+                  tmp_path)[-1].config
+    assert parent.onbuild == ("ENV FROM_TRIGGER=$LEVEL", "LABEL via=onbuild")
+    assert parent.to_oci()["OnBuild"] == list(parent.onbuild)
+    assert ImageConfig.from_oci(parent.to_oci()).onbuild == parent.onbuild
+    with_triggers = Image(digest="sha256:" + "c" * 64, config=parent)
+    ins, escape = parse("FROM parent\nENV LEVEL=child\n")
+    stages = make_plan(ins, escape, build_args={}, target=None, resolve=lambda _ref: with_triggers,
+                       context=str(tmp_path), ignore=load_ignore(str(tmp_path)))
+    child = stages[-1]
+    assert [s.display for s in child.steps] == ["ENV FROM_TRIGGER=$LEVEL", "LABEL via=onbuild", "ENV LEVEL=child"]
+    env = child.config.env_dict
+    assert env["FROM_TRIGGER"] == "parent" and env["LEVEL"] == "child"  # triggers see the child's state then
+    assert child.config.labels_dict["via"] == "onbuild" and child.config.onbuild == ()
+    for bad in ("ONBUILD ONBUILD RUN x", "ONBUILD FROM other", "ONBUILD FROB x"):
+        with pytest.raises(BuildError, match="ONBUILD"):
+            plan(f"FROM base\n{bad}\n", tmp_path)
