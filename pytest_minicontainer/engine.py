@@ -271,7 +271,8 @@ class Engine:
 
     def build(self, containerfile: str | os.PathLike[str] | None = None, context: str | os.PathLike[str] = ".", *,
               tag: str | None = None, build_args: Mapping[str, str] | None = None, target: str | None = None,
-              network: str = "default", no_cache: bool = False, progress: Lines | bool | None = None) -> Image:
+              network: str = "default", no_cache: bool = False, progress: Lines | bool | None = None,
+              secrets: Mapping[str, str | os.PathLike[str]] | None = None) -> Image:
         """Build an image from a Containerfile (a path or its text) with this engine's runtime.
 
         RUN steps get ``network="default"``: a private network with outbound access through
@@ -279,12 +280,13 @@ class Engine:
         how to get it) where slirp4netns cannot run; ``"slirp"``, ``"host"`` and ``"none"``
         ask for one of those.  ``progress``: a callable gets one line per step (``STEP 2/5:
         RUN ...``, ``---> cached``) and a few per layer a pull for ``FROM`` downloads; True
-        prints them on stderr.
+        prints them on stderr.  ``secrets`` ({id: file}) are what ``RUN --mount=type=secret,id=...``
+        mounts; they never land in a layer or in a step's cache key.
         """
         from .build import build
 
         return build(self, containerfile, context, tag=tag, build_args=build_args, target=target,
-                     network=network, no_cache=no_cache, progress=lines_for(progress))
+                     network=network, no_cache=no_cache, progress=lines_for(progress), secrets=secrets)
 
     # -- compose --------------------------------------------------------------------------------
     def compose(self, path: str | os.PathLike[str], *, project: str | None = None,

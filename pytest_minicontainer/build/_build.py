@@ -78,7 +78,8 @@ def read_containerfile(containerfile: str | os.PathLike[str] | None, context: st
 def build(engine: Engine, containerfile: str | os.PathLike[str] | None = None,
           context: str | os.PathLike[str] = ".", *, tag: str | None = None,
           build_args: Mapping[str, str] | None = None, target: str | None = None, network: str = "default",
-          no_cache: bool = False, progress: Callable[[str], None] | None = None) -> Image:
+          no_cache: bool = False, progress: Callable[[str], None] | None = None,
+          secrets: Mapping[str, str | os.PathLike[str]] | None = None) -> Image:
     """Build an image (see ``Engine.build``); ``progress`` receives one line per step."""
     if network not in NETWORKS:
         raise ValueError(f"network must be one of {NETWORKS}, not {network!r}")
@@ -95,7 +96,8 @@ def build(engine: Engine, containerfile: str | os.PathLike[str] | None = None,
 
     stages = make_plan(instructions, escape, build_args=dict(build_args or {}), target=target, resolve=resolve,
                        context=root, ignore=ignore)
-    executor = Executor(engine, ignore=ignore, network=network, no_cache=no_cache, progress=progress)
+    executor = Executor(engine, ignore=ignore, network=network, no_cache=no_cache, progress=progress,
+                        context=root, secrets={k: os.fspath(v) for k, v in (secrets or {}).items()})
     image = executor.run(stages)
     engine.store.save_image(image)
     if engine.announce is not None:

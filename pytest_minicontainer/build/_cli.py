@@ -22,9 +22,17 @@ def cmd_build(args: argparse.Namespace) -> int:
                 continue
             value = os.environ[key]
         build_args[key] = value
+    secrets: dict[str, str] = {}
+    for item in args.secret or ():
+        fields = dict(part.partition("=")[::2] for part in item.split(","))
+        sid, src = fields.get("id"), fields.get("src") or fields.get("source")
+        if not sid or not src:
+            print(f"minicontainer build: --secret {item}: give id=NAME,src=FILE", file=sys.stderr)
+            return 2
+        secrets[sid] = src
     with Engine(store=args.store) as engine:
         image = build(engine, args.file, args.context, tag=args.tag, build_args=build_args, target=args.target,
-                      network=args.network, no_cache=args.no_cache,
+                      network=args.network, no_cache=args.no_cache, secrets=secrets,
                       progress=None if args.quiet or args.progress == "quiet"
                       else (lambda line: print(line, file=sys.stderr, flush=True)))
     print(image.digest)
@@ -39,6 +47,8 @@ def add_build_command(subparsers: Any) -> None:
                    "then CONTEXT/Dockerfile)")
     p.add_argument("--build-arg", action="append", metavar="K=V", help="set an ARG (repeatable)")
     p.add_argument("--target", metavar="STAGE", help="build up to this stage")
+    p.add_argument("--secret", action="append", metavar="id=NAME,src=FILE",
+                   help="a file for RUN --mount=type=secret,id=NAME (repeatable; never in a layer)")
     p.add_argument("--no-cache", action="store_true", help="run every step even when the cache has it")
     p.add_argument("--network", choices=("default", "slirp", "host", "none"), default="default",
                    help="network of RUN steps (default: a private one with outbound access through slirp4netns, "

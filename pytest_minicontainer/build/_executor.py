@@ -13,10 +13,11 @@ import contextlib
 import os
 import posixpath
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..container import Mount
 from ..errors import BuildError, MiniContainerError
 from ..image import Image
 from ..images._view import ImageView
@@ -24,6 +25,7 @@ from . import _cache
 from ._copy import make_dirs, parse_chown, stage_files
 from ._ignore import IgnoreRules
 from ._layers import commit_upper, config_image, layer_image
+from ._mounts import RunMounts
 from ._plan import Stage, Step
 
 if TYPE_CHECKING:
@@ -42,7 +44,10 @@ class Executor:
     """Executes the stages of one build with ``engine``."""
 
     def __init__(self, engine: Engine, *, ignore: IgnoreRules, network: str, no_cache: bool,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None, context: str = ".",
+                 secrets: Mapping[str, str] | None = None) -> None:
+        self.context = context
+        self.secrets = dict(secrets or {})
         self.engine = engine
         self.store = engine.store
         self.ignore = ignore
@@ -109,12 +114,16 @@ class Executor:
             raise BuildError(f"{step.kind} --from={ref}: {exc}", line=step.line, command=step.text) from exc
 
     def _run(self, step: Step, parent: Image) -> Image:
-        cfg = step.config
         command = _run_text(step)
+        with RunMounts(self.store, self.context, self.secrets, step.mounts, step.line, command) as mounts:
+            return self._run_in(step, parent, command, mounts)
+
+    def _run_in(self, step: Step, parent: Image, command: str, mounts: list[Mount]) -> Image:
+        cfg = step.config
         try:
             network = self.network if step.network == "default" else step.network
             container = self.engine.run(parent, command=(), env=step.run_env, workdir=cfg.workdir or "/",
-                                        user=cfg.user or None, network=network)
+                                        user=cfg.user or None, network=network, mounts=mounts)
         except MiniContainerError as exc:
             raise BuildError(f"RUN: cannot start a container of the parent image: {exc}", line=step.line,
                              command=command) from exc
@@ -133,7 +142,7 @@ class Executor:
                                  status=result.returncode, output=tail)
             container.stop(timeout=0)
             with self.store.in_use():
-                return commit_upper(self.store, container, parent, cfg)
+                return commit_upper(self.store, container, parent, cfg, stubs=[m.target for m in mounts])
         finally:
             with contextlib.suppress(MiniContainerError, OSError):
                 container.remove()

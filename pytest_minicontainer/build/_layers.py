@@ -16,6 +16,7 @@ import json
 import os
 import posixpath
 import stat
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -84,7 +85,8 @@ def layer_image(store: Store, parent: Image, tmp: Path, config: ImageConfig) -> 
     return image
 
 
-def commit_upper(store: Store, container: Container, parent: Image, config: ImageConfig) -> Image:
+def commit_upper(store: Store, container: Container, parent: Image, config: ImageConfig,
+                 stubs: Sequence[str] = ()) -> Image:
     """The writable layer of a stopped RUN container as a layer on ``parent``.
 
     The copy runs in the runtime (inside the user namespace), which keeps owners that only
@@ -104,6 +106,11 @@ def commit_upper(store: Store, container: Container, parent: Image, config: Imag
         if container.network != "none":
             with contextlib.suppress(OSError):  # e.g. a directory private to another id: keep it
                 _drop_resolv_mount_point(layer_tmp, parent)
+        if stubs:  # RUN --mount targets: the empty mount points are not the step's change
+            from ._mounts import drop_mount_stubs
+
+            with contextlib.suppress(OSError):
+                drop_mount_stubs(layer_tmp, parent, stubs)
         _prune_empty_host_dirs(layer_tmp, parent)
         final = store.new_tmp_dir("build-layer-")
         final.rmdir()

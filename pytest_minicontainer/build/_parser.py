@@ -21,7 +21,7 @@ __all__ = ["SUPPORTED", "Instruction", "exec_form", "parse", "parse_trigger"]
 # instruction -> the flags it accepts (values are checked by the planner)
 SUPPORTED: dict[str, frozenset[str]] = {
     "FROM": frozenset({"platform"}),
-    "RUN": frozenset({"network"}),
+    "RUN": frozenset({"network", "mount"}),
     "COPY": frozenset({"from", "chown", "chmod", "link"}),
     "ADD": frozenset({"chown", "chmod", "link"}),
     "ENV": frozenset(),
@@ -66,7 +66,7 @@ class Instruction:
     @property
     def text(self) -> str:
         """The instruction as written (joined), for messages and cache keys."""
-        flags = "".join(f"--{k}={v} " for k, v in sorted(self.flags.items()))
+        flags = "".join(f"--{k}={v} " for k, vs in sorted(self.flags.items()) for v in vs.split("\n"))
         return f"{self.name} {flags}{self.args}".strip()
 
 
@@ -197,7 +197,9 @@ def _split_flags(name: str, rest: str, line: int) -> tuple[dict[str, str], str]:
         if flag not in allowed:
             hint = f" (accepted: {', '.join('--' + f for f in sorted(allowed))})" if allowed else ""
             raise BuildError(f"{name} does not support the flag --{flag}{hint}", line=line)
-        flags[flag] = "true" if value is None else value
+        value = "true" if value is None else value
+        # --mount may be given several times: kept in order, one per line
+        flags[flag] = f"{flags[flag]}\n{value}" if flag == "mount" and flag in flags else value
         rest = tail.lstrip()
     return flags, rest
 

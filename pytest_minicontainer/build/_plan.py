@@ -48,6 +48,7 @@ class Step:
     content: str = ""  # digest of the context sources
     display: str = ""  # the instruction as written, for progress lines
     network: str = "default"  # RUN --network: default (the build's), none or host
+    mounts: tuple[tuple[tuple[str, str], ...], ...] = ()  # RUN --mount: each as sorted (key, value) pairs
 
 
 @dataclass
@@ -117,6 +118,58 @@ def _command(ins: Instruction, shell: tuple[str, ...]) -> tuple[str, ...]:
     if ins.heredoc:
         return _heredoc_command(ins, shell)
     return (*shell, ins.args)
+
+
+_MOUNT_KEYS = {
+    "cache": {"type", "target", "id", "sharing", "mode", "ro", "readonly"},
+    "bind": {"type", "target", "source", "rw", "readwrite"},
+    "tmpfs": {"type", "target", "size"},
+    "secret": {"type", "target", "id", "required", "mode"},
+}
+
+
+def _run_mount(spec: str, env: Mapping[str, str], escape: str, workdir: str, line: int,
+               command: str) -> tuple[tuple[str, str], ...]:
+    """One ``RUN --mount=`` as sorted (key, value) pairs, checked and completed with defaults.
+
+    BuildKit's types: ``cache`` (a directory kept in the store across builds, by ``id``,
+    default the target), ``bind`` (a path of the build context, read-only unless ``rw``, whose
+    writes are then thrown away), ``tmpfs`` (an empty directory for the step), ``secret`` (a
+    file given to the build, at ``/run/secrets/<id>`` by default; never in a layer or the
+    cache key).  ``from=`` (another stage or image) and ``ssh`` are not there yet.
+    """
+    fields: dict[str, str] = {}
+    for item in expand(spec, env, line=line, escape=escape).split(","):
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        fields[key] = value.strip() if sep else "true"
+    kind = fields.get("type", "bind")
+    fields["type"] = kind
+    if kind not in _MOUNT_KEYS:
+        raise BuildError(f"RUN --mount=type={kind} is not supported (cache, bind, tmpfs, secret)", line=line,
+                         command=command)
+    unknown = sorted(set(fields) - _MOUNT_KEYS[kind])
+    if unknown:
+        what = "from= (a mount of another stage or image) is not supported yet" if "from" in unknown else \
+            f"unknown option(s) {', '.join(unknown)}"
+        raise BuildError(f"RUN --mount=type={kind}: {what}", line=line, command=command)
+    if kind == "secret":
+        if not fields.get("id") and not fields.get("target"):
+            raise BuildError("RUN --mount=type=secret needs id= (or target=)", line=line, command=command)
+        fields.setdefault("id", posixpath.basename(fields.get("target", "")))
+        fields.setdefault("target", f"/run/secrets/{fields['id']}")
+    if not fields.get("target"):
+        raise BuildError(f"RUN --mount=type={kind} needs target=", line=line, command=command)
+    fields["target"] = _abs_path(fields["target"], workdir)
+    if kind == "cache":
+        fields.setdefault("id", fields["target"])
+        fields.setdefault("sharing", "shared")
+        if fields["sharing"] not in ("shared", "private", "locked"):
+            raise BuildError(f"RUN --mount=type=cache,sharing={fields['sharing']}: not shared, private or locked",
+                             line=line, command=command)
+    if kind == "bind":
+        fields.setdefault("source", ".")
+    return tuple(sorted(fields.items()))
 
 
 def _heredoc_command(ins: Instruction, shell: tuple[str, ...]) -> tuple[str, ...]:
@@ -284,7 +337,18 @@ def _step(ins: Instruction, escape: str, state: _State, context: str, ignore: Ig
         text = "RUN " + repr(list(argv)) + " " + repr(sorted(run_env.items()))
         if network not in (None, "default"):
             text += f" --network={network}"  # what a step may reach is part of what it made
-        return Step(line, "RUN", text, cfg, argv=argv, run_env=run_env, network=network or "default")
+        mounts = tuple(_run_mount(spec, env, escape, cfg.workdir, line, ins.text)
+                       for spec in ins.flags.get("mount", "").split("\n") if spec)
+        content = ""
+        for m in mounts:
+            # the cache key: what each mount is, and for a bind of the context what it holds;
+            # never a secret's content (BuildKit keeps secrets out of the key too)
+            text += " --mount=" + ",".join(f"{k}={v}" for k, v in m)
+            if dict(m)["type"] == "bind":
+                srcs = resolve_sources(context, [dict(m)["source"]], ignore, line=line, command=ins.text, kind="RUN")
+                content += content_digest(srcs, ignore)
+        return Step(line, "RUN", text, cfg, argv=argv, run_env=run_env, network=network or "default",
+                    mounts=mounts, content=content)
     if name in ("COPY", "ADD"):
         return _copy_step(ins, escape, state, context, ignore, stages)
     if name == "WORKDIR":

@@ -8,6 +8,7 @@ give another layer, hence another image digest).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import lzma
@@ -616,3 +617,74 @@ def test_onbuild_triggers_run_in_the_childs_build(engine: Engine, busybox_rootfs
     finally:
         engine.remove(child)
         engine.remove(base)
+
+
+def test_run_mounts_cache_bind_tmpfs_and_secret(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    """``RUN --mount`` as BuildKit defines it (issue 16): a cache kept across builds, a read-only
+    bind of the context (rw: a throw-away copy), an empty tmpfs, and a secret that lands in no
+    layer and in no cache key; no mount point is left in the image."""
+    ctx = tmp_path / "ctx"
+    (ctx / "src").mkdir(parents=True)
+    (ctx / "src" / "input.txt").write_text("from the context\n")
+    secret = tmp_path / "token"
+    secret.write_text("s3cr3t-value\n")
+    marker = uuid.uuid4().hex
+    (ctx / "Containerfile").write_text(textwrap.dedent(f"""
+        FROM rootfs:{busybox_rootfs}
+        # {marker}
+        RUN --mount=type=cache,target=/root/.cache/tool \\
+            --mount=type=bind,source=src,target=/mnt/src \\
+            --mount=type=tmpfs,target=/scratch \\
+            --mount=type=secret,id=token \\
+            echo run >> /root/.cache/tool/runs && wc -l < /root/.cache/tool/runs > /cache-runs \\
+            && cat /mnt/src/input.txt > /from-bind && ! touch /mnt/src/new 2>/dev/null \\
+            && echo t > /scratch/t && test "$(cat /run/secrets/token)" = s3cr3t-value && echo ok > /secret-seen
+        RUN --mount=type=bind,source=src,target=/mnt/src,rw echo changed > /mnt/src/input.txt
+    """).lstrip())
+    first = engine.build(context=ctx, secrets={"token": secret})
+    try:
+        with engine.run(first, ()) as c:
+            assert c.read_text("/cache-runs").strip() == "1"
+            assert c.read_text("/from-bind") == "from the context\n"
+            assert c.read_text("/secret-seen") == "ok\n"
+            for stub in ("/run/secrets", "/scratch", "/mnt/src", "/root/.cache"):
+                assert not c.exists(stub), stub  # no mount point in the image
+        assert (ctx / "src" / "input.txt").read_text() == "from the context\n"  # rw wrote to a copy
+        for layer in first.layer_dirs:  # the secret is in no layer
+            for d, _dirs, files in os.walk(layer):
+                for name in files:
+                    with contextlib.suppress(OSError):
+                        assert b"s3cr3t-value" not in (Path(d) / name).read_bytes()
+        # another secret value: the same cache key (the step is cached); a new step uses the cache
+        secret.write_text("other\n")
+        again = engine.build(context=ctx, secrets={"token": secret})
+        assert again.digest == first.digest
+        (ctx / "Containerfile").write_text((ctx / "Containerfile").read_text().replace(marker, marker + "2")
+                                           .replace("test \"$(cat /run/secrets/token)\" = s3cr3t-value", "true"))
+        third = engine.build(context=ctx, secrets={"token": secret})
+        with engine.run(third, ()) as c:
+            assert c.read_text("/cache-runs").strip() == "2"  # the cache directory kept the first run's line
+        engine.remove(third)
+    finally:
+        engine.remove(first)
+    with pytest.raises(BuildError, match="secret 'token' is required and was not given"):
+        engine.build(f"FROM rootfs:{busybox_rootfs}\nRUN --mount=type=secret,id=token,required true\n", ctx)
+    with pytest.raises(BuildError, match="is outside the build context"):
+        engine.build(f"FROM rootfs:{busybox_rootfs}\nRUN --mount=type=bind,source=../..,target=/x true\n", ctx)
+    with pytest.raises(BuildError, match=r"from= .* is not supported yet"):
+        engine.build(f"FROM rootfs:{busybox_rootfs}\nRUN --mount=type=bind,from=x,target=/x true\n", ctx)
+
+
+def test_cli_build_takes_secrets(busybox_rootfs: Path, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (tmp_path / "token").write_text("from-the-cli\n")
+    (ctx / "Containerfile").write_text(f"FROM rootfs:{busybox_rootfs}\n"
+                                       "RUN --mount=type=secret,id=tok,required cat /run/secrets/tok\n")
+    mc = [sys.executable, "-m", "pytest_minicontainer", "--store", str(tmp_path / "store"), "build"]
+    r = subprocess.run([*mc, "--secret", f"id=tok,src={tmp_path / 'token'}", str(ctx)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "from-the-cli" in r.stderr  # the step's output, streamed
+    bad = subprocess.run([*mc, "--secret", "tok", str(ctx)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "give id=NAME,src=FILE" in bad.stderr

@@ -114,9 +114,16 @@ def test_flags_are_split_off() -> None:
 
 
 def test_unknown_flag_names_the_line_and_the_accepted_ones() -> None:
-    with pytest.raises(BuildError, match=r"line 3: RUN does not support the flag --mount") as info:
-        parse("FROM scratch\n\nRUN --mount=type=cache echo\n")
+    with pytest.raises(BuildError, match=r"line 3: RUN does not support the flag --security \(accepted: --mount, "
+                                         r"--network\)") as info:
+        parse("FROM scratch\n\nRUN --security=insecure echo\n")
     assert info.value.line == 3
+
+
+def test_run_mount_flags_are_kept_in_order() -> None:
+    ins, _ = parse("FROM scratch\nRUN --mount=type=cache,target=/a --network=none --mount=type=tmpfs,target=/b x\n")
+    assert ins[1].flags == {"mount": "type=cache,target=/a\ntype=tmpfs,target=/b", "network": "none"}
+    assert ins[1].text == "RUN --mount=type=cache,target=/a --mount=type=tmpfs,target=/b --network=none x"
 
 
 def test_unknown_instruction_names_itself_and_its_line() -> None:

@@ -322,3 +322,28 @@ def test_onbuild_triggers_run_first_in_the_child_and_are_not_passed_on(tmp_path:
     for bad in ("ONBUILD ONBUILD RUN x", "ONBUILD FROM other", "ONBUILD FROB x"):
         with pytest.raises(BuildError, match="ONBUILD"):
             plan(f"FROM base\n{bad}\n", tmp_path)
+
+
+@pytest.mark.parametrize(("mount", "message"), [
+    ("type=ssh", "type=ssh is not supported (cache, bind, tmpfs, secret)"),
+    ("type=cache,target=/c,sharing=wild", "sharing=wild: not shared, private or locked"),
+    ("type=secret", "type=secret needs id="),
+    ("type=tmpfs", "type=tmpfs needs target="),
+    ("type=cache,target=/c,colour=red", "unknown option(s) colour"),
+])
+def test_run_mount_options_are_checked(tmp_path: Path, mount: str, message: str) -> None:
+    with pytest.raises(BuildError, match=re.escape(message)):
+        plan(f"FROM base\nRUN --mount={mount} true\n", tmp_path)
+
+
+def test_run_mount_defaults_and_cache_key(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_text("1")
+    step = plan("FROM base\nWORKDIR /w\nRUN --mount=type=cache,target=c --mount=type=secret,id=tok "
+                "--mount=type=bind,source=src,target=/s true\n", tmp_path)[-1].steps[-1]
+    assert [dict(m)["target"] for m in step.mounts] == ["/w/c", "/run/secrets/tok", "/s"]
+    assert dict(step.mounts[0])["id"] == "/w/c" and dict(step.mounts[0])["sharing"] == "shared"
+    before = step.content
+    (tmp_path / "src" / "f").write_text("2")  # what a bind shows is part of the step's key
+    assert plan("FROM base\nWORKDIR /w\nRUN --mount=type=cache,target=c --mount=type=secret,id=tok "
+                "--mount=type=bind,source=src,target=/s true\n", tmp_path)[-1].steps[-1].content != before

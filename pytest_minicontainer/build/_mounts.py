@@ -1,0 +1,138 @@
+"""``RUN --mount``: what a step sees besides its image, set up on the host before it runs.
+
+Every mount is a bind of a host path into the step's container, so nothing written there
+lands in the step's layer: ``cache`` is a directory of the store kept across builds and
+sessions (by ``id``), ``bind`` a path of the build context (read-only, or a throw-away copy
+with ``rw``), ``tmpfs`` an empty directory for the step, ``secret`` a file the caller gave
+``engine.build(secrets={id: path})``.  The empty files and directories the runtime makes to
+mount on are taken out of the layer afterwards (:func:`drop_mount_stubs`), as BuildKit
+removes its mount stubs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import stat
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..container import Mount
+from ..errors import BuildError
+from ..image import Image
+from ..images._view import ImageView, is_opaque
+from ..rootpath import resolve_in_root
+from ..store import Store
+
+__all__ = ["RunMounts", "drop_mount_stubs"]
+
+
+class RunMounts:
+    """The host side of one RUN's mounts: ``with RunMounts(...) as mounts`` gives the engine's
+    :class:`Mount` list, and releases locks and throw-away directories afterwards."""
+
+    def __init__(self, store: Store, context: str, secrets: Mapping[str, str], specs: Sequence[Any],
+                 line: int, command: str) -> None:
+        self.store, self.context, self.secrets = store, context, secrets
+        self.specs = [dict(spec) for spec in specs]
+        self.line, self.command = line, command
+        self.targets: list[str] = []
+        self._locks: list[Any] = []
+        self._tmps: list[Path] = []
+
+    def _fail(self, message: str) -> BuildError:
+        return BuildError(f"RUN --mount: {message}", line=self.line, command=self.command)
+
+    def __enter__(self) -> list[Mount]:
+        try:
+            mounts = [m for m in (self._one(spec) for spec in self.specs) if m is not None]
+        except BaseException:
+            self.__exit__()
+            raise
+        self.targets = [m.target for m in mounts]
+        return mounts
+
+    def __exit__(self, *_exc: object) -> None:
+        for lock in reversed(self._locks):
+            lock.release()
+        self._locks.clear()
+        for tmp in self._tmps:
+            with contextlib.suppress(OSError):
+                self.store.discard_tmp(tmp)
+        self._tmps.clear()
+
+    def _one(self, spec: dict[str, str]) -> Mount | None:
+        kind, target = spec["type"], spec["target"]
+        if kind == "cache":
+            key = hashlib.sha256(spec["id"].encode()).hexdigest()[:32]
+            path = self.store.root / "build-cache" / key
+            path.mkdir(parents=True, exist_ok=True)
+            if "mode" in spec:
+                try:
+                    os.chmod(path, int(spec["mode"], 8))
+                except ValueError:
+                    raise self._fail(f"mode={spec['mode']} is not an octal mode") from None
+            if spec["sharing"] != "shared":
+                # locked: one step at a time; private waits as well instead of making a second
+                # cache (a build here runs one step at a time anyway)
+                lock = self.store.lock("build-cache", key)
+                lock.acquire()
+                self._locks.append(lock)
+            return Mount(str(path), target, readonly=spec.get("ro", spec.get("readonly", "false")) == "true")
+        if kind == "bind":
+            root = os.path.realpath(self.context)
+            source = os.path.realpath(os.path.join(root, spec["source"].lstrip("/")))
+            if source != root and not source.startswith(root + os.sep):
+                raise self._fail(f"source={spec['source']} leads out of the build context")
+            if not os.path.exists(source):
+                raise self._fail(f"source={spec['source']} is not in the build context {self.context}")
+            if spec.get("rw", spec.get("readwrite", "false")) != "true":
+                return Mount(source, target, readonly=True)
+            copy = self.store.new_tmp_dir("build-bind-")  # rw: writes go to a copy, thrown away
+            self._tmps.append(copy)
+            if os.path.isdir(source):
+                shutil.copytree(source, copy / "tree", symlinks=True)
+                return Mount(str(copy / "tree"), target)
+            shutil.copy2(source, copy / "file")
+            return Mount(str(copy / "file"), target)
+        if kind == "tmpfs":
+            tmp = self.store.new_tmp_dir("build-tmpfs-")
+            self._tmps.append(tmp)
+            return Mount(str(tmp), target)
+        # secret
+        given = self.secrets.get(spec["id"])
+        if given is None:
+            if spec.get("required", "false") == "true":
+                raise self._fail(f"secret {spec['id']!r} is required and was not given (engine.build(secrets="
+                                 f"{{{spec['id']!r}: path}}), minicontainer build --secret id={spec['id']},src=PATH)")
+            return None
+        if not os.path.isfile(given):
+            raise self._fail(f"secret {spec['id']!r}: {given} is not a file")
+        return Mount(os.path.abspath(given), target, readonly=True)
+
+
+def drop_mount_stubs(layer: Path, parent: Image, targets: Sequence[str]) -> None:
+    """Take the empty files and directories made to mount ``targets`` on out of ``layer``
+    (with the empty directories made above them), where the parent image lacks them."""
+    view = ImageView(parent)
+    for target in targets:
+        parts = resolve_in_root(target, view.entry)
+        if not parts:
+            continue
+        rel = "/".join(parts)
+        while rel and view.entry(rel) is None:
+            here = layer / rel
+            try:
+                st = os.lstat(here)
+            except OSError:
+                break
+            if stat.S_ISDIR(st.st_mode) and not any(here.iterdir()) and not is_opaque(str(here)):
+                here.rmdir()
+            elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                here.unlink()
+            else:
+                break
+            rel = rel.rpartition("/")[0]
