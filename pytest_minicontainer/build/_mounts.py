@@ -68,7 +68,7 @@ class RunMounts:
         kind, target = spec["type"], spec["target"]
         if kind == "cache":
             key = hashlib.sha256(spec["id"].encode()).hexdigest()[:32]
-            path = self.store.root / "build-cache" / key
+            path = self.store.cache_mounts / key
             path.mkdir(parents=True, exist_ok=True)
             if "mode" in spec:
                 try:

@@ -104,6 +104,11 @@ class Store:
         return f"Store({str(self.root)!r})"
 
     # -- locks -------------------------------------------------------------------------------
+    @property
+    def cache_mounts(self) -> Path:
+        """Where builds keep their ``RUN --mount=type=cache`` directories (``prune --all`` empties it)."""
+        return self.root / "build-cache"
+
     def lock(self, kind: str, key: str, timeout: float = -1) -> FileLock:
         """A cross-process lock named ``kind``/``key`` (``key`` may be any string)."""
         name = key if key.isalnum() and len(key) <= 80 else hashlib.sha256(key.encode()).hexdigest()
@@ -451,6 +456,11 @@ class Store:
                 with contextlib.suppress(OSError):
                     if entry.read_text().strip() not in live:
                         entry.unlink()
+
+            if everything and self.cache_mounts.is_dir():  # RUN --mount=type=cache directories
+                for entry in list(self.cache_mounts.iterdir()):
+                    freed += tree_size(entry, seen) + 4096
+                    self.trees.remove(entry)
 
             def drop_dangling(tags: dict[str, str]) -> None:
                 for name in [k for k, v in tags.items() if v not in live]:

@@ -665,6 +665,7 @@ def test_run_mounts_cache_bind_tmpfs_and_secret(engine: Engine, busybox_rootfs: 
         with engine.run(third, ()) as c:
             assert c.read_text("/cache-runs").strip() == "2"  # the cache directory kept the first run's line
         engine.remove(third)
+        assert any(engine.store.cache_mounts.iterdir())  # kept in the store, until prune --all
     finally:
         engine.remove(first)
     with pytest.raises(BuildError, match="secret 'token' is required and was not given"):

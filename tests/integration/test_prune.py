@@ -78,6 +78,10 @@ def test_prune_all_leaves_a_store_its_owner_can_delete(tmp_path: Path, busybox_r
     with Engine(store=store) as engine:
         engine.image(f"rootfs:{_owned_rootfs(tmp_path / 'owned.tar')}")
         _commit_some(engine, busybox_rootfs, 1, tag="tagged:1")
+        # a RUN --mount=type=cache directory with a file of another id and a read-only directory
+        engine.build(f"FROM rootfs:{busybox_rootfs}\nRUN --mount=type=cache,target=/c touch /c/f && "
+                     "(chown 1000 /c/f 2>/dev/null; mkdir -p /c/d/e && chmod 500 /c/d)\n", tmp_path)
+        assert any(engine.store.cache_mounts.iterdir())
     assert main(["--store", str(store), "prune", "--all"]) == 0
     assert "Total reclaimed space" in capsys.readouterr().out
     with Engine(store=store) as engine:
