@@ -180,8 +180,11 @@ class Container:
         self._forwarders: dict[int, Any] = {}  # container port -> network.Forwarder
         # engine.network() membership (set by the Engine): the network, this member's address
         # on it (``ip``: None off such a network) and its aliases there
-        self._net: Network | None = None
+        self._net: Network | None = None  # the network it started on
+        self._nets: list[Network] = []  # every network it is on (Network.connect adds)
+        self._hosts: Path | None = None  # its /etc/hosts on the host, when on a network
         self.ip: str | None = None
+        self.ips: dict[str, str] = {}  # network name -> address, for every network it is on
         self.aliases: tuple[str, ...] = ()
         self._mode = network  # the runtime's network: "none", "host" or "slirp" (members: set by the Engine)
 

@@ -32,7 +32,7 @@ from .errors import (
     StoreError,
 )
 from .image import Image
-from .networks import Network, check_alias
+from .networks import Network, check_alias, write_hosts
 from .paths import default_store_path
 from .progress import BlobLines, Lines, human_size, lines_for
 from .runtime import idmap as _idmap
@@ -328,9 +328,7 @@ class Engine:
             index = free[0]
             self._network_count += 1
             name = name or f"network{self._network_count}"
-            hosts_dir = rt.scratch / "networks"
-            hosts_dir.mkdir(exist_ok=True)
-            net = Network(self, name, index, outbound, hosts_dir)
+            net = Network(self, name, index, outbound)
             if outbound:
                 _slirp4netns()  # the fix now, not at the first member
             rt.make_network(net.id)
@@ -341,7 +339,7 @@ class Engine:
         with self._lock:
             if net.removed:
                 return
-            members = [c for c in self._containers.values() if c._net is net]
+            members = [c for c in self._containers.values() if net in c._nets]
             if members and not closing:
                 raise ContainerError(f"network {net.name!r} still has members ({', '.join(c.id for c in members)}):"
                                      " remove them first")
@@ -349,8 +347,44 @@ class Engine:
             self._networks.pop(net.name, None)
         if self._runtime is not None:
             self._runtime.remove_network(net.id)
-        with contextlib.suppress(OSError):
-            net.hosts_path.unlink()
+
+    def _connect(self, net: Network, container: Container, aliases: Sequence[str]) -> str:
+        """``net.connect(container)``: one more interface and address for a running member."""
+        if net.engine is not self or net.removed:
+            raise ValueError(f"{net!r} is not a network of this Engine (removed, or another Engine's)")
+        if container.engine is not self or container._removed:
+            raise ContainerError(f"container {container.id} is not a container of this Engine (or it is removed)")
+        if net in container._nets:
+            raise ValueError(f"container {container.id} is on network {net.name!r} already")
+        if container._hosts is None:
+            raise ContainerError(f"container {container.id} started without a network (network=\"{container.network}\")"
+                                 ": only members of a network join more (start it with network=...)")
+        names = [check_alias(a) for a in aliases]
+        ip = net.allocate()
+        try:
+            netns = container._rt.network_namespace()
+            try:
+                join = {"network": net.id, "address": f"{ip}/{net.subnet.prefixlen}",
+                        "ifname": f"eth{len(container._nets)}"}
+                self.runtime.connect_network(container.id, join, netns)
+            finally:
+                os.close(netns)
+        except BaseException:
+            net.release(ip)
+            raise
+        net.join(container.id, ip, [container.hostname, container.id, *names])
+        container._nets.append(net)
+        container.ips[net.name] = ip
+        self._refresh_hosts(net)
+        return ip
+
+    def _refresh_hosts(self, net: Network) -> None:
+        """Rewrite the hosts file of every member of ``net`` (each lists all its networks)."""
+        with self._lock:
+            members = [c for c in self._containers.values() if net in c._nets and c._hosts is not None]
+        for c in members:
+            with contextlib.suppress(OSError):
+                write_hosts(c._hosts, c._nets)  # type: ignore[arg-type]
 
     # -- containers -----------------------------------------------------------------------------
     def run(self, image: Image | str, command: str | Sequence[str] | None = None, *,
@@ -417,15 +451,22 @@ class Engine:
         if slirp is not None:
             spec["slirp4netns"] = slirp
         ip = None
+        hosts: Path | None = None
         if net is not None:
             ip = net.allocate()
             spec["join"] = {"network": net.id, "address": f"{ip}/{net.subnet.prefixlen}"}
-            spec["binds"].append({"source": str(net.hosts_path), "target": HOSTS, "readonly": True})
+            hosts_dir = rt.scratch / "networks"
+            hosts_dir.mkdir(exist_ok=True)
+            hosts = hosts_dir / f"{os.urandom(6).hex()}.hosts"
+            write_hosts(hosts, [net])
+            spec["binds"].append({"source": str(hosts), "target": HOSTS, "readonly": True})
         try:
             handle = rt.create(spec)
         except BaseException:
             if net is not None and ip is not None:
                 net.release(ip)
+            if hosts is not None:
+                hosts.unlink(missing_ok=True)
             raise
         name = hostname or handle.id
         if net is not None and ip is not None:
@@ -435,8 +476,12 @@ class Engine:
                               user=run_user, hostname=name, network=net.name if net is not None else mode,
                               mounts=mounts)
         container._net, container.ip, container.aliases, container._mode = net, ip, tuple(names), mode
+        if net is not None and ip is not None:
+            container._nets, container.ips, container._hosts = [net], {net.name: ip}, hosts
         with self._lock:
             self._containers[handle.id] = container
+        if net is not None:
+            self._refresh_hosts(net)  # every member (this one too) lists the newcomer
         try:
             if run_user is not None:
                 self._check_user(container, run_user)
@@ -509,8 +554,11 @@ class Engine:
     def _forget(self, container: Container) -> None:
         with self._lock:
             self._containers.pop(container.id, None)
-        if container._net is not None:
-            container._net.leave(container.id)
+        for net in container._nets:
+            net.leave(container.id)
+            self._refresh_hosts(net)
+        if container._hosts is not None:
+            container._hosts.unlink(missing_ok=True)
 
     def _commit(self, container: Container, tag: str | None) -> Image:
 

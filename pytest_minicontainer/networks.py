@@ -3,10 +3,11 @@
 A network is a network namespace of its own holding a bridge; each member container gets a
 veth pair, one end on the bridge, the other its ``eth0`` with an address of the network's
 subnet (the runtime's zygote does the wiring: it owns every namespace involved, so no root is
-needed).  Members find each other by hostname, container id and alias through an
-``/etc/hosts`` file the network keeps: one file on the host, bind-mounted read-only into
-every member and rewritten in place as members join and leave, so every member sees the
-current list.  No DNS server is run: glibc, musl, Python and Go read ``/etc/hosts`` first with
+needed).  Members find each other by hostname, container id and alias through their
+``/etc/hosts``: a file per member on the host, bind-mounted read-only and rewritten in place
+(by the Engine) as members of any of its networks join and leave, so it always lists them.
+A running container joins more networks with :meth:`Network.connect` (``eth1``...).  No DNS
+server is run: glibc, musl, Python and Go read ``/etc/hosts`` first with
 the default ``nsswitch.conf``, and every address is known when the container starts.
 
 Addresses: the *n*-th network an Engine holds at once is ``10.89.n.0/24`` (a number comes
@@ -26,12 +27,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .container import Container
     from .engine import Engine
 
-__all__ = ["Network"]
+__all__ = ["Network", "check_alias", "write_hosts"]
 
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,253}[A-Za-z0-9])?$")
 _BASE_HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+
+
+def write_hosts(path: Path, networks: Sequence[Network]) -> None:
+    """Rewrite one member's hosts file in place (same inode: its bind mount sees the change)
+    with every member of ``networks``.
+
+    The new text goes in with one write and the file is then cut to its length, so a reader
+    sees the old or the new list (at worst followed by a stale tail for a moment when a
+    member left).
+    """
+    lines = [_BASE_HOSTS]
+    for net in networks:
+        lines += [f"{ip}\t{' '.join(names)}\n" for ip, names in net.members.values()]
+    data = "".join(dict.fromkeys(lines)).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
 
 
 def check_alias(alias: object) -> str:
@@ -49,19 +71,17 @@ class Network:
     each member's container id to its address and names.
     """
 
-    def __init__(self, engine: Engine, name: str, index: int, outbound: bool, hosts_dir: Path) -> None:
+    def __init__(self, engine: Engine, name: str, index: int, outbound: bool) -> None:
         self.engine = engine
         self.name = name
         self.index = index
         self.id = f"net{index}"
         self.subnet = ipaddress.ip_network(f"10.89.{index}.0/24")
         self.outbound = outbound
-        self.hosts_path = hosts_dir / f"{self.id}.hosts"
         self.removed = False
         self._lock = threading.Lock()
         self._members: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._taken: set[str] = set()
-        self._write_hosts()
 
     def __repr__(self) -> str:
         return f"<Network {self.name!r} {self.subnet} {len(self._members)} member(s)>"
@@ -77,6 +97,12 @@ class Network:
         """Container id -> (address, names) of every member."""
         with self._lock:
             return dict(self._members)
+
+    def connect(self, container: Container, aliases: Sequence[str] = ()) -> str:
+        """Make a running ``container`` a member too (``docker network connect``): it gets one
+        more interface (``eth1``...) and address, found by its hostname, id and ``aliases``.
+        Returns the address."""
+        return self.engine._connect(self, container, aliases)
 
     def remove(self) -> None:
         """Remove the network (idempotent); its members lose their ``eth0``."""
@@ -102,27 +128,9 @@ class Network:
         """``cid`` runs at ``ip``: every member resolves ``names`` to it from now on."""
         with self._lock:
             self._members[cid] = (ip, tuple(dict.fromkeys(names)))
-            self._write_hosts()
 
     def leave(self, cid: str) -> None:
         with self._lock:
             member = self._members.pop(cid, None)
             if member is not None:
                 self._taken.discard(member[0])
-                self._write_hosts()
-
-    def _write_hosts(self) -> None:
-        """Rewrite the shared hosts file in place (same inode: the members' bind mounts see it).
-
-        The new text goes in with one write and the file is then cut to its length, so a
-        reader sees the old or the new list (at worst followed by a stale tail for a moment
-        when a member left).
-        """
-        lines = [_BASE_HOSTS] + [f"{ip}\t{' '.join(names)}\n" for ip, names in self._members.values()]
-        data = "".join(lines).encode()
-        fd = os.open(self.hosts_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            os.pwrite(fd, data, 0)
-            os.ftruncate(fd, len(data))
-        finally:
-            os.close(fd)

@@ -185,22 +185,19 @@ class RunningStack(Mapping[str, "Container"]):
         path = f"services.{service}" + (f".{key}" if key else "")
         return {"file": str(self.project.file), "path": path, "service": service, "key": key}
 
-    def _network(self, service: Service) -> tuple[str | Network, list[str]]:
-        """The network ``service`` joins (this stack's own) and its names there."""
-        if service.network_mode in ("none", "host"):
-            return service.network_mode, []
-        attachments = service.networks
-        if len(attachments) > 1:
-            raise ComposeError(f"is on {len(attachments)} networks ({', '.join(a.network for a in attachments)}): "
-                               "a container joins one network here; put the services that talk on one network",
-                               **self._where(service.name, "networks"))
-        key, aliases = (attachments[0].network, attachments[0].aliases) if attachments else ("default", ())
-        net = self.networks.get(key)
-        if net is None:
-            net = self.engine.network(f"{self.label}_{key}")
-            self.networks[key] = net
-        names = [service.name, *aliases, *([service.container_name] if service.container_name else [])]
-        return net, list(dict.fromkeys(names))
+    def _networks_of(self, service: Service) -> list[tuple[Network, list[str]]]:
+        """The networks ``service`` joins (this stack's own), first the one it starts on, with
+        its names on each: the service name, the attachment's aliases, ``container_name``."""
+        attachments = [(a.network, a.aliases) for a in service.networks] or [("default", ())]
+        out = []
+        for key, aliases in attachments:
+            net = self.networks.get(key)
+            if net is None:
+                net = self.engine.network(f"{self.label}_{key}")
+                self.networks[key] = net
+            names = [service.name, *aliases, *([service.container_name] if service.container_name else [])]
+            out.append((net, list(dict.fromkeys(names))))
+        return out
 
     def _mounts(self, service: Service) -> list[Mount]:
         mounts = []
@@ -242,17 +239,24 @@ class RunningStack(Mapping[str, "Container"]):
             changes["stop_signal"] = service.stop_signal
         if changes:  # the file's settings stand in for the image's, for this stack's container
             image = replace(image, config=config.with_changes(**changes))
-        network, aliases = self._network(service)
+        nets = [] if service.network_mode in ("none", "host") else self._networks_of(service)
+        network: str | Network = service.network_mode or nets[0][0]
         try:
             container = self.engine.run(
                 image, list(service.command_for(config)), env=dict(service.environment),
                 workdir=service.working_dir, user=service.user, mounts=self._mounts(service), network=network,
-                hostname=service.hostname, aliases=aliases or None)
+                hostname=service.hostname, aliases=(nets[0][1] if nets else None))
         except ComposeError:
             raise
         except (MiniContainerError, ValueError, OSError) as exc:
             raise ComposeError(f"could not start: {exc}", **self._where(service.name)) from exc
         self.containers[service.name] = container
+        for net, names in nets[1:]:  # the others: one more interface each (docker network connect)
+            try:
+                net.connect(container, aliases=names)
+            except (MiniContainerError, ValueError, OSError) as exc:
+                raise ComposeError(f"could not join network {net.name}: {exc}",
+                                   **self._where(service.name, "networks")) from exc
         for port in service.ports:
             try:
                 container.publish(port.target)

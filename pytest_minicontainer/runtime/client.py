@@ -194,6 +194,12 @@ class RuntimeContainer:
         _a, _f, sock = self.request({"op": "freeze", "stop": stop})
         sock.close()
 
+    def network_namespace(self) -> int:
+        """The container's network namespace, opened by its pid 1 (the caller closes it)."""
+        _a, fds, sock = self.request({"op": "netns"})
+        sock.close()
+        return fds[0]
+
     def open(self, path: str, flags: int, mode: int = 0o644, mkdirs: bool = False) -> int:
         _a, fds, sock = self.request({"op": "open", "path": path, "flags": flags, "mode": mode, "mkdirs": mkdirs})
         sock.close()
@@ -399,14 +405,19 @@ class Runtime:
         """A private network (a namespace with a bridge) that ``create`` specs may ``join``."""
         self._simple({"op": "network", "id": nid})
 
+    def connect_network(self, cid: str, join: dict[str, Any], netns: int) -> None:
+        """Container ``cid`` (its network namespace open as ``netns``) joins one more network
+        (``join``: network, address, ifname)."""
+        self._simple({"op": "connect", "id": cid, "join": join}, [netns])
+
     def remove_network(self, nid: str) -> None:
         self._simple({"op": "network_remove", "id": nid})
 
-    def _simple(self, message: dict[str, Any]) -> None:
+    def _simple(self, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
         if self._closed:
             return
         try:
-            answer, _fds, sock = protocol.call(self._ctl, message)
+            answer, _fds, sock = protocol.call(self._ctl, message, fds)
         except OSError as exc:
             raise ContainerError(f"the runtime helper is gone: {exc}") from exc
         sock.close()

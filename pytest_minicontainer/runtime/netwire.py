@@ -95,13 +95,13 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the helpe
                 if nid not in networks:
                     raise OSError(2, f"network {nid} does not exist (removed?)")
                 link = networks[nid][1]
-                veth = str(message["veth"])
-                link.add_veth(veth, "eth0", fds[0])
+                veth, ifname = str(message["veth"]), str(message.get("ifname") or "eth0")
+                link.add_veth(veth, ifname, fds[0])
                 link.set_link(veth, master="br0")
                 _sys.setns(fds[0], _sys.CLONE_NEWNET)
                 with Netlink() as inside:
-                    inside.add_address("eth0", str(message["address"]))
-                    inside.set_link("eth0")
+                    inside.add_address(ifname, str(message["address"]))
+                    inside.set_link(ifname)
             else:
                 raise ValueError(f"unknown request {op!r}")
             protocol.send(sock, {"ok": True})

@@ -154,6 +154,14 @@ class _Zygote(Server):
             elif op == "network":
                 self.make_network(str(message["id"]))
                 protocol.send(reply, {"ok": True})
+            elif op == "connect":  # a running container joins one more network
+                # its namespace comes from its pid 1: a container that runs is no longer
+                # dumpable, so its /proc/<pid>/ns is closed to us
+                try:
+                    self.join_namespace(fds[1], str(message["id"]), dict(message["join"]))
+                finally:
+                    os.close(fds[1])
+                protocol.send(reply, {"ok": True})
             elif op == "network_remove":
                 self.remove_network(str(message["id"]))
                 protocol.send(reply, {"ok": True})
@@ -390,14 +398,19 @@ class _Zygote(Server):
             self.wirer.ask({"op": "drop", "id": nid}, self.close_in_child)
 
     def join_network(self, init: int, cid: str, join: dict[str, Any]) -> None:
-        """Wire container ``init`` into its network: a veth pair from the bridge to its ``eth0``,
-        with the address the library chose."""
+        """Wire container ``init`` into a network: a veth pair from the bridge to its ``eth0``
+        (``eth1``... for further networks), with the address the library chose.  The bridge
+        side is named after the container: unique in that network's namespace."""
         theirs = os.open(f"/proc/{init}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            self.wirer.ask({"op": "join", "id": str(join["network"]), "veth": f"v{cid}"[:15],
-                            "address": str(join["address"])}, self.close_in_child, [theirs])
+            self.join_namespace(theirs, cid, join)
         finally:
             os.close(theirs)
+
+    def join_namespace(self, netns: int, cid: str, join: dict[str, Any]) -> None:
+        self.wirer.ask({"op": "join", "id": str(join["network"]), "veth": f"v{cid}"[:15],
+                        "address": str(join["address"]), "ifname": str(join.get("ifname") or "eth0")},
+                       self.close_in_child, [netns])
 
     def make_spare(self, key: str | None, template: dict[str, Any] | None) -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

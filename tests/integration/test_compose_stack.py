@@ -183,3 +183,36 @@ def test_the_cli_reads_starts_shows_and_stops_a_stack(busybox_rootfs: Path, tmp_
         assert up.stdout is not None
         up.stdout.close()
         log.close()
+
+
+def test_a_service_on_two_networks(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    """web sits on front and back (eth0, eth1): the browser reaches web but not db, web reaches db."""
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""
+        services:
+          db:
+            image: "rootfs:${ROOTFS}"
+            command: ["nc", "-ll", "-p", "5432", "-e", "echo", "db"]
+            networks: [back]
+          web:
+            image: "rootfs:${ROOTFS}"
+            command: ["nc", "-ll", "-p", "80", "-e", "echo", "web"]
+            networks:
+              front: {}
+              back: {aliases: [api]}
+          browser:
+            image: "rootfs:${ROOTFS}"
+            command: ["sleep", "600"]
+            networks: [front]
+        networks:
+          front: {}
+          back: {}
+    """).lstrip())
+    with engine.compose(tmp_path, env={"ROOTFS": str(busybox_rootfs)}).up() as running:
+        web, db, browser = running["web"], running["db"], running["browser"]
+        db.wait_for_port(5432)
+        web.wait_for_port(80)
+        assert len(web.ips) == 2 and "eth1" in web.exec("ip -o link").stdout
+        assert web.exec("nc -w 2 db 5432 </dev/null", timeout=30).stdout.strip() == "db"
+        assert db.exec("nc -w 2 api 80 </dev/null", timeout=30).stdout.strip() == "web"
+        assert browser.exec("nc -w 2 web 80 </dev/null", timeout=30).stdout.strip() == "web"
+        assert browser.exec("nc -w 2 db 5432 </dev/null; true", timeout=30).stdout.strip() == ""

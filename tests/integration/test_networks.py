@@ -202,3 +202,27 @@ def test_a_long_session_makes_and_removes_many_networks(engine: Engine) -> None:
         with engine.network() as net:
             seen.add(net.subnet)
     assert len(seen) <= 2
+
+
+def test_a_member_joins_a_second_network(engine: Engine, busybox_rootfs: Path) -> None:
+    """``net.connect(container, aliases=[...])`` (``docker network connect``): an ``eth1`` on the
+    second network; its hosts file lists the members of both, each network's members list it
+    only where it is a member; it leaves both when removed."""
+    image = f"rootfs:{busybox_rootfs}"
+    with engine.network() as front, engine.network() as back, \
+            engine.run(image, SERVE, network=back, hostname="db") as db, \
+            engine.run(image, SERVE, network=front, hostname="web") as web, \
+            engine.run(image, (), network=front) as browser:
+        ip = back.connect(web, aliases=["api"])
+        assert web.ips == {front.name: web.ip, back.name: ip} and ipaddress.ip_address(ip) in back.subnet
+        assert f"inet {ip}/24" in web.exec("ip -4 addr show eth1").stdout
+        assert ask(web, "db") == "pong from db"  # web reaches the back network's members
+        assert ask(db, "api") == "pong from web"  # and they reach web by its new alias
+        assert ask(browser, "web") == "pong from web"
+        assert ask(browser, "db", patience=0) == ""  # the front network still does not reach db
+        with pytest.raises(ValueError, match="already"):
+            back.connect(web)
+        with pytest.raises(ContainerError, match="started without a network"), engine.run(image, ()) as loner:
+            back.connect(loner)
+        web_id = web.id
+    assert web_id not in front.members and web_id not in back.members
