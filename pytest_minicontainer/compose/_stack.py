@@ -16,7 +16,6 @@ import contextlib
 import itertools
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -199,6 +198,15 @@ class RunningStack(Mapping[str, "Container"]):
             out.append((net, list(dict.fromkeys(names))))
         return out
 
+    def _volume_dir(self) -> str:
+        """This stack's volumes and inline files: in the Engine's scratch space, so that what
+        a killed session leaves there is removed by the next one, as containers' layers are."""
+        if self._volumes is None:
+            path = self.engine.runtime.scratch / "volumes" / f"{self.label}-{os.urandom(4).hex()}"
+            path.mkdir(parents=True)
+            self._volumes = str(path)
+        return self._volumes
+
     def _mounts(self, service: Service) -> list[Mount]:
         mounts = []
         for v in service.volumes:
@@ -209,20 +217,17 @@ class RunningStack(Mapping[str, "Container"]):
             if v.type != "volume":
                 raise ComposeError(f"volume type {v.type!r} is not supported here (bind, volume)",
                                    **self._where(service.name, "volumes"))
-            if self._volumes is None:
-                self._volumes = tempfile.mkdtemp(prefix=f"minicontainer-{self.label}-volumes-")
+            volumes = self._volume_dir()
             name = v.source or f"anonymous-{service.name}-{len(mounts)}"
-            path = os.path.join(self._volumes, name, (v.subpath or "").lstrip("/"))
+            path = os.path.join(volumes, name, (v.subpath or "").lstrip("/"))
             os.makedirs(path, exist_ok=True)
-            os.chmod(os.path.join(self._volumes, name), 0o777)  # any user of the image may write, as in a new volume
+            os.chmod(os.path.join(volumes, name), 0o777)  # any user of the image may write, as in a new volume
             mounts.append(Mount(path, v.target, readonly=v.read_only))
         for f in service.files:
             if f.file is not None:
                 mounts.append(Mount(str(f.file), f.target, readonly=True))
             else:
-                if self._volumes is None:
-                    self._volumes = tempfile.mkdtemp(prefix=f"minicontainer-{self.label}-volumes-")
-                path = os.path.join(self._volumes, f"{f.kind}-{f.name}")
+                path = os.path.join(self._volume_dir(), f"{f.kind}-{f.name}")
                 with open(path, "w", encoding="utf-8") as out:
                     out.write(f.content or "")
                 mounts.append(Mount(path, f.target, readonly=True))
