@@ -190,6 +190,9 @@ def _split_flags(name: str, rest: str, line: int) -> tuple[dict[str, str], str]:
     while rest.startswith("--"):
         word, *more = _BLANKS.split(rest, maxsplit=1)
         tail = more[0] if more else ""
+        if word == "--":  # the end of the flags (COPY -- --weird-name /dst), as BuildKit reads it
+            rest = tail.lstrip()
+            break
         m = _FLAG.match(word)
         if not m:
             raise BuildError(f"{name}: malformed flag {word!r}", line=line)

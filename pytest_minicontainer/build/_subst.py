@@ -55,7 +55,21 @@ def split_words(text: str, escape: str = "\\", *, strict: bool = True) -> list[s
     return out
 
 
+# BuildKit's special parameters: ``$@``, ``${#}``... name one character (and expand to nothing:
+# a Dockerfile has no positional parameters)
+_SPECIAL = "@*#?-$!0"
+
+
 def _name_end(text: str, i: int) -> int:
+    """The end of the variable name at ``i``, as BuildKit's lexer reads it: a digit starts a
+    name of digits only (``$1x`` is ``$1`` then ``x``), a special parameter is one character."""
+    if i < len(text) and text[i].isdigit():
+        j = i
+        while j < len(text) and text[j].isdigit():
+            j += 1
+        return j
+    if i < len(text) and text[i] in _SPECIAL:
+        return i + 1
     j = i
     while j < len(text) and (text[j].isalnum() or text[j] == "_"):
         j += 1

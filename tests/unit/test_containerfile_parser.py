@@ -192,3 +192,10 @@ def test_an_open_heredoc_and_inline_files_are_clear_errors() -> None:
 def test_what_is_not_a_heredoc_is_left_to_the_shell(line: str) -> None:
     ins, _ = parse(f"FROM scratch\n{line}\n")
     assert len(ins) == 2
+
+
+def test_a_double_dash_ends_the_flags() -> None:
+    """``COPY -- a b`` (and ``COPY --chown=1 -- --odd-name /dst``), as BuildKit reads them."""
+    ins, _ = parse("FROM scratch\nCOPY -- a b\nCOPY --chown=1 -- --odd-name /dst\n")
+    assert (ins[1].flags, ins[1].args) == ({}, "a b")
+    assert (ins[2].flags, ins[2].args) == ({"chown": "1"}, "--odd-name /dst")

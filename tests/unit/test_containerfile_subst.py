@@ -76,3 +76,20 @@ def test_backtick_escape() -> None:
 ])
 def test_escapes_inside_double_quotes_follow_buildkit(text: str, expected: str) -> None:
     assert expand(text, ENV) == expected
+
+
+# BuildKit's lexer on names (issue 16): a digit starts a name of digits only, a special
+# parameter (@ * # ? - $ ! 0) is a one-character name; a Dockerfile has none of them set.
+@pytest.mark.parametrize(("text", "expected"), [
+    ("$1x", "x"),
+    ("${1}", ""),
+    ("$@", ""),
+    ("${@}", ""),
+    ("a$#b", "ab"),
+    ("$A1", ""),  # letters and digits after a letter are one name (unset here)
+    ("$A-1", "alpha-1"),
+    ("x$", "x$"),  # a lone dollar at the end stays
+    ("a\\", "a\\"),  # so does a lone trailing escape
+])
+def test_names_follow_buildkit(text: str, expected: str) -> None:
+    assert expand(text, ENV) == expected
