@@ -180,8 +180,7 @@ class Container:
         self._forwarders: dict[int, Any] = {}  # container port -> network.Forwarder
         # engine.network() membership (set by the Engine): the network, this member's address
         # on it (``ip``: None off such a network) and its aliases there
-        self._net: Network | None = None  # the network it started on
-        self._nets: list[Network] = []  # every network it is on (Network.connect adds)
+        self._nets: list[Network] = []  # every network it is on, the one it started on first
         self._hosts: Path | None = None  # its /etc/hosts on the host, when on a network
         self.ip: str | None = None
         self.ips: dict[str, str] = {}  # network name -> address, for every network it is on
@@ -616,7 +615,7 @@ class Container:
         """Files added (A), changed (C) or deleted (D) compared with the image, sorted by path."""
         self._check_not_removed("diff")
         skip = {"/proc", "/dev", "/sys"} | {m.target.rstrip("/") or "/" for m in self.mounts}
-        skip |= set(self._runtime_files())
+        skip |= set(self.runtime_files)
         args = (str(self.upper_dir), list(self.image.layer_dirs), list(self.image.host_dirs), sorted(skip))
         with self._frozen():
             try:
@@ -631,11 +630,12 @@ class Container:
                 found = self._rt.runtime.call("pytest_minicontainer._diff", "changes", *args)
         return [Change(kind, path) for kind, path in found]
 
-    def _runtime_files(self) -> tuple[str, ...]:
+    @property
+    def runtime_files(self) -> tuple[str, ...]:
         """Files the runtime mounts over the image's (not the container's changes): the resolver
-        configuration of ``host`` and ``slirp``, a network's list of members."""
+        configuration of ``host`` and ``slirp``, the hosts file of a network's member."""
         files = ("/etc/resolv.conf",) if self._mode != "none" else ()
-        return (*files, "/etc/hosts") if self._net is not None else files
+        return (*files, "/etc/hosts") if self._nets else files
 
     @contextlib.contextmanager
     def _frozen(self) -> Iterator[None]:

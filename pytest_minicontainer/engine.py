@@ -32,6 +32,7 @@ from .errors import (
     StoreError,
 )
 from .image import Image
+from .images._stubs import drop_mount_stubs
 from .networks import Network, check_alias, write_hosts
 from .paths import default_store_path
 from .progress import BlobLines, Lines, human_size, lines_for
@@ -475,7 +476,7 @@ class Engine:
         container = Container(self, handle, img, command=main, env=full_env, workdir=workdir or cfg.workdir or "/",
                               user=run_user, hostname=name, network=net.name if net is not None else mode,
                               mounts=mounts)
-        container._net, container.ip, container.aliases, container._mode = net, ip, tuple(names), mode
+        container.ip, container.aliases, container._mode = ip, tuple(names), mode
         if net is not None and ip is not None:
             container._nets, container.ips, container._hosts = [net], {net.name: ip}, hosts
         with self._lock:
@@ -572,16 +573,7 @@ class Engine:
                 with contextlib.suppress(OSError):
                     if p.is_dir() and not any(p.iterdir()):
                         p.rmdir()
-            # The empty files made as mount points for the runtime's own (/etc/hosts of a
-            # network, resolv.conf): the image did not have them, and its next container must
-            # not get an empty one that hides nothing.
-            for path in container._runtime_files():
-                rel = path.lstrip("/")
-                p = layer_tmp / rel
-                with contextlib.suppress(OSError):
-                    made = p.is_file() and not p.is_symlink() and p.stat().st_size == 0
-                    if made and not any(os.path.lexists(os.path.join(d, rel)) for d in container.image.layer_dirs):
-                        p.unlink()
+            drop_mount_stubs(layer_tmp, container.image, container.runtime_files)
             base = container.image
             layer_id = self.store.trees.digest(layer_tmp)
             if layer_id in base.layers:

@@ -64,6 +64,17 @@ def store(tmp_path: Path) -> Iterator[Any]:
     s.gc(everything=True)
 
 
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Debian's docker-registry on 127.0.0.1, one per test module, stopped at its end."""
+    from tests.registry_tools import Registry, need_tools
+
+    need_tools()
+    r = Registry(tmp_path_factory.mktemp("registry"))
+    yield r
+    r.stop()
+
+
 @pytest.fixture(scope="session")
 def engine(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from pytest_minicontainer import Engine, RuntimeUnavailable

@@ -44,7 +44,7 @@ class Executor:
     """Executes the stages of one build with ``engine``."""
 
     def __init__(self, engine: Engine, *, ignore: IgnoreRules, network: str, no_cache: bool,
-                 progress: Callable[[str], None] | None = None, context: str = ".",
+                 context: str, progress: Callable[[str], None] | None = None,
                  secrets: Mapping[str, str] | None = None) -> None:
         self.context = context
         self.secrets = dict(secrets or {})

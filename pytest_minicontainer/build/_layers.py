@@ -14,17 +14,13 @@ import contextlib
 import hashlib
 import json
 import os
-import posixpath
-import stat
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from ..container import Container
 from ..image import Image, ImageConfig
-from ..images._view import ImageView, is_opaque
-from ..rootpath import resolve_in_root
-from ..runtime.mounts import RESOLV_CONF
+from ..images._stubs import drop_mount_stubs
 from ..store import Store
 
 __all__ = ["commit_upper", "config_image", "layer_image", "scratch_image"]
@@ -91,8 +87,8 @@ def commit_upper(store: Store, container: Container, parent: Image, config: Imag
 
     The copy runs in the runtime (inside the user namespace), which keeps owners that only
     the namespace maps, whiteouts and opaque markers.  The empty mount points the runtime
-    created (/proc, /dev, /sys, and /etc/resolv.conf for a network with the host's or
-    slirp's resolver) are not part of the change.
+    created (/proc, /dev, /sys, the resolver configuration of a network with the host's or
+    slirp's resolver, the ``stubs`` of RUN --mount) are not part of the change.
     """
     tmp = store.new_tmp_dir("build-run-")
     layer_tmp = tmp / "layer"
@@ -103,14 +99,7 @@ def commit_upper(store: Store, container: Container, parent: Image, config: Imag
             with contextlib.suppress(OSError):
                 if p.is_dir() and not p.is_symlink() and not any(p.iterdir()):
                     p.rmdir()
-        if container.network != "none":
-            with contextlib.suppress(OSError):  # e.g. a directory private to another id: keep it
-                _drop_resolv_mount_point(layer_tmp, parent)
-        if stubs:  # RUN --mount targets: the empty mount points are not the step's change
-            from ._mounts import drop_mount_stubs
-
-            with contextlib.suppress(OSError):
-                drop_mount_stubs(layer_tmp, parent, stubs)
+        drop_mount_stubs(layer_tmp, parent, [*container.runtime_files, *stubs])
         _prune_empty_host_dirs(layer_tmp, parent)
         final = store.new_tmp_dir("build-layer-")
         final.rmdir()
@@ -123,45 +112,6 @@ def commit_upper(store: Store, container: Container, parent: Image, config: Imag
             raise
     finally:
         store.discard_tmp(tmp)
-
-
-def _drop_resolv_mount_point(layer: Path, parent: Image) -> None:
-    """Drop the empty file the runtime made to mount a resolver configuration on, when the
-    parent image has no /etc/resolv.conf, and the directories made or copied up only for it.
-
-    Docker keeps its mount points out of every commit (they live in a layer it never
-    saves); here they are in the RUN's writable layer, and an empty resolv.conf in the image
-    would shadow the resolver of every container started from it later.  A RUN cannot have
-    written the file (the mount over it is read-only); an image that has one keeps its own.
-    """
-    view = ImageView(parent)
-    parts = resolve_in_root(RESOLV_CONF, view.entry)  # where the runtime mounts it: symlinks followed
-    if not parts:
-        return
-    rel = "/".join(parts)
-    if view.entry(rel) is not None:
-        return
-    for n in range(1, len(parts)):  # never through a symlink of the layer: it would lead onto the host
-        if not stat.S_ISDIR(os.lstat(layer.joinpath(*parts[:n])).st_mode):
-            return
-    path = layer / rel
-    st = os.lstat(path)
-    if not stat.S_ISREG(st.st_mode) or st.st_size:
-        return
-    path.unlink()
-    rel = posixpath.dirname(rel)
-    while rel:
-        here = layer / rel
-        if here.is_symlink() or not here.is_dir() or any(here.iterdir()) or is_opaque(str(here)):
-            return
-        below = view.entry(rel)
-        if below is not None:  # a copy-up: it goes only when the RUN did not change it
-            mine, theirs = os.lstat(here), os.lstat(below)
-            if not stat.S_ISDIR(theirs.st_mode) or (mine.st_mode, mine.st_uid, mine.st_gid) != (
-                    theirs.st_mode, theirs.st_uid, theirs.st_gid):
-                return
-        here.rmdir()
-        rel = posixpath.dirname(rel)
 
 
 def _prune_empty_host_dirs(layer: Path, parent: Image) -> None:

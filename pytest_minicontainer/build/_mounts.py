@@ -5,8 +5,8 @@ lands in the step's layer: ``cache`` is a directory of the store kept across bui
 sessions (by ``id``), ``bind`` a path of the build context (read-only, or a throw-away copy
 with ``rw``), ``tmpfs`` an empty directory for the step, ``secret`` a file the caller gave
 ``engine.build(secrets={id: path})``.  The empty files and directories the runtime makes to
-mount on are taken out of the layer afterwards (:func:`drop_mount_stubs`), as BuildKit
-removes its mount stubs.
+mount on are taken out of the layer afterwards (``images._stubs``), as BuildKit removes its
+mount stubs.
 """
 
 from __future__ import annotations
@@ -15,19 +15,15 @@ import contextlib
 import hashlib
 import os
 import shutil
-import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..container import Mount
 from ..errors import BuildError
-from ..image import Image
-from ..images._view import ImageView, is_opaque
-from ..rootpath import resolve_in_root
 from ..store import Store
 
-__all__ = ["RunMounts", "drop_mount_stubs"]
+__all__ = ["RunMounts"]
 
 
 class RunMounts:
@@ -112,27 +108,3 @@ class RunMounts:
         if not os.path.isfile(given):
             raise self._fail(f"secret {spec['id']!r}: {given} is not a file")
         return Mount(os.path.abspath(given), target, readonly=True)
-
-
-def drop_mount_stubs(layer: Path, parent: Image, targets: Sequence[str]) -> None:
-    """Take the empty files and directories made to mount ``targets`` on out of ``layer``
-    (with the empty directories made above them), where the parent image lacks them."""
-    view = ImageView(parent)
-    for target in targets:
-        parts = resolve_in_root(target, view.entry)
-        if not parts:
-            continue
-        rel = "/".join(parts)
-        while rel and view.entry(rel) is None:
-            here = layer / rel
-            try:
-                st = os.lstat(here)
-            except OSError:
-                break
-            if stat.S_ISDIR(st.st_mode) and not any(here.iterdir()) and not is_opaque(str(here)):
-                here.rmdir()
-            elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
-                here.unlink()
-            else:
-                break
-            rel = rel.rpartition("/")[0]

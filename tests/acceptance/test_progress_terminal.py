@@ -3,21 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.acceptance.conftest import RunPytest
-from tests.registry_tools import Registry, gz_layer, need_tools, push, write_layout
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    need_tools()
-    r = Registry(tmp_path_factory.mktemp("registry"))
-    yield r
-    r.stop()
+from tests.registry_tools import Registry, gz_layer, push, write_layout
 
 
 def _suite(pytester: pytest.Pytester, registry: Registry, busybox_rootfs: Path, tmp_path: Path) -> str:

@@ -13,21 +13,12 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pytest_minicontainer import Engine
-from tests.registry_tools import Registry, gz_layer, need_tools, push, write_layout
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    need_tools()
-    r = Registry(tmp_path_factory.mktemp("registry"))
-    yield r
-    r.stop()
+from tests.registry_tools import Registry, gz_layer, push, write_layout
 
 
 def _push(registry: Registry, tmp_path: Path, name: str) -> str:

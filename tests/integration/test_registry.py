@@ -42,14 +42,6 @@ FAST = RegistryOptions(retries=2, backoff=0.05, timeout=5)
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    need_tools()
-    r = Registry(tmp_path_factory.mktemp("registry"))
-    yield r
-    r.stop()
-
-
-@pytest.fixture(scope="module")
 def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     need_tools()
     r = Registry(tmp_path_factory.mktemp("auth-registry"), htpasswd=True)
