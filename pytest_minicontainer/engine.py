@@ -83,7 +83,7 @@ class Engine:
         self._pinned: set[str] = set()
         self._networks: dict[str, Network] = {}  # engine.network(): by name
         self._network_count = 0
-        if self._idmap.kind == "range":  # layers keep their owners: subordinate ids on the host
+        if self._idmap.kind != "root":  # files only the user namespace may read, owners only it maps
             self.store.trees = _NamespaceTrees(self)
 
     # -- context -----------------------------------------------------------------------------
@@ -254,6 +254,40 @@ class Engine:
         ref = image.digest if isinstance(image, Image) else image
         self.store.remove_image(ref)
 
+    def images(self) -> list[Image]:
+        """Every image of the store (``minicontainer images``), each with its tags."""
+        return self.store.list_images()
+
+    def tag(self, image: Image | str, name: str) -> Image:
+        """Give ``image`` (an Image, a tag or a digest) the name ``name`` (``NAME[:TAG]``); the
+        image with its tags.  A name that pointed at another image moves, as in Docker."""
+        digest = image.digest if isinstance(image, Image) else self.store.resolve_digest(image)
+        self.store.tag(name, digest)
+        return self.store.load_image(name)
+
+    def push(self, image: Image | str, ref: str, *, progress: Lines | bool | None = None) -> str:
+        """Push ``image`` (an Image, a tag or a digest of the store) to the registry name ``ref``
+        (``host[:port]/name:tag``); the pushed manifest's digest, which a pull of ``ref`` gets.
+
+        Blobs the repository has are not sent again, those another repository of the same
+        registry holds are mounted; credentials and the plain-HTTP rule are the pulls' own.
+        ``progress``: a callable gets a few lines per layer it uploads (True: on stderr).
+        """
+        from .images.registry import push_image
+
+        img = image if isinstance(image, Image) else self.store.load_image(image)
+        lines = lines_for(progress)
+        counter = BlobLines(lines, prefix=f"{ref} ", verb="uploading")
+        start = time.monotonic()
+        with self.store.in_use():  # its layers stay while they are read
+            result = push_image(self.store, img, ref, progress=counter)
+        line = (f"pushed {result.reference}: {result.uploaded} of {result.layers} layer(s) sent"
+                f" ({human_size(result.bytes_sent)}) in {time.monotonic() - start:.1f}s, {result.digest}")
+        for emit in (self.announce, lines):
+            if emit is not None:
+                emit(line)
+        return result.digest
+
     def prune(self, *, all: bool = False) -> int:
         """Reclaim what nothing refers to; the bytes freed.
 
@@ -273,7 +307,8 @@ class Engine:
     def build(self, containerfile: str | os.PathLike[str] | None = None, context: str | os.PathLike[str] = ".", *,
               tag: str | None = None, build_args: Mapping[str, str] | None = None, target: str | None = None,
               network: str = "default", no_cache: bool = False, progress: Lines | bool | None = None,
-              secrets: Mapping[str, str | os.PathLike[str]] | None = None) -> Image:
+              secrets: Mapping[str, str | os.PathLike[str]] | None = None, cache_to: str | None = None,
+              cache_from: str | Sequence[str] | None = None) -> Image:
         """Build an image from a Containerfile (a path or its text) with this engine's runtime.
 
         RUN steps get ``network="default"``: a private network with outbound access through
@@ -283,11 +318,17 @@ class Engine:
         RUN ...``, ``---> cached``) and a few per layer a pull for ``FROM`` downloads; True
         prints them on stderr.  ``secrets`` ({id: file}) are what ``RUN --mount=type=secret,id=...``
         mounts; they never land in a layer or in a step's cache key.
+
+        ``cache_to`` (a registry name, ``host/name:tag``) receives every step of the build as a
+        cache; a build elsewhere with that name in ``cache_from`` takes each step it finds there
+        (its layer pulled, a RUN not run again) instead of running it.  Unset, they default to
+        ``$MINICONTAINER_CACHE_TO`` and ``$MINICONTAINER_CACHE_FROM`` (the pytest options set them).
         """
         from .build import build
 
         return build(self, containerfile, context, tag=tag, build_args=build_args, target=target,
-                     network=network, no_cache=no_cache, progress=lines_for(progress), secrets=secrets)
+                     network=network, no_cache=no_cache, progress=lines_for(progress), secrets=secrets,
+                     cache_to=cache_to, cache_from=cache_from)
 
     # -- compose --------------------------------------------------------------------------------
     def compose(self, path: str | os.PathLike[str], *, project: str | None = None,
@@ -617,7 +658,7 @@ class _NamespaceTrees(TreeAccess):
         self._engine = engine
 
     def _call(self, module: str, function: str, *args: Any) -> Any:
-        name, engine = f"pytest_minicontainer.store.{module}", self._engine
+        name, engine = f"pytest_minicontainer.{module}", self._engine
         if not engine._closed:
             return engine.runtime.call(name, function, *args)
         rt = Runtime(engine.store.run_dir, engine._idmap_mode)  # the engine has ended: one for this call
@@ -627,25 +668,36 @@ class _NamespaceTrees(TreeAccess):
             rt.close()
 
     def apply_owners(self, root: Path, owners: Sequence[Owner]) -> None:
+        if self._engine._idmap.kind != "range":
+            return  # one id mapped: the files stay the user's (root inside)
         # no namespace on this host: the files stay the user's, as without a range
         with contextlib.suppress(RuntimeUnavailable):
-            self._call("_fs", "apply_owners", str(root), [list(o) for o in owners])
+            self._call("store._fs", "apply_owners", str(root), [list(o) for o in owners])
 
     def digest(self, root: Path) -> str:
         try:
             return super().digest(root)
         except PermissionError:
-            return str(self._call("_treehash", "tree_digest", str(root)))
+            return str(self._call("store._treehash", "tree_digest", str(root)))
 
     def remove(self, path: Path) -> None:
         try:
             super().remove(path)
         except PermissionError as exc:
             try:
-                self._call("_fs", "remove_tree", str(path))
+                self._call("store._fs", "remove_tree", str(path))
             except MiniContainerError as inner:
                 raise StoreError(f"cannot remove {path}: it holds files of subordinate ids ({exc.strerror}) and the "
                                  f"user namespace that maps them is not available: {inner}") from exc
+
+    def call(self, module: str, function: str, *args: Any) -> Any:
+        # with a range the owners are right only inside; with one id, only what it cannot read goes there
+        if self._engine._idmap.kind != "range":
+            try:
+                return super().call(module, function, *args)
+            except PermissionError:
+                pass
+        return self._call(module, function, *args)
 
 
 def _slirp4netns() -> str:

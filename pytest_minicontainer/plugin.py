@@ -38,6 +38,7 @@ from .fixtures import container_image as container_image
 from .fixtures import minicontainer as minicontainer
 from .image import Image
 from .markers import MARKER_SIGNATURE, iter_problems
+from .paths import CACHE_FROM_ENV, CACHE_TO_ENV
 
 PULL = ("missing", "always", "never")
 KEEP = ("never", "failed", "always")
@@ -73,6 +74,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   "(default 30); $MINICONTAINER_REGISTRY_TIMEOUT wins", default="")
     parser.addini("minicontainer_max_layer_size", "what one image layer may unpack to (e.g. 64G; default 32G); "
                   "$MINICONTAINER_MAX_LAYER_SIZE wins", default="")
+    group.addoption("--minicontainer-cache-from", dest="minicontainer_cache_from", action="append", default=None,
+                    metavar="REF", help="a registry build cache every build of the session takes steps from "
+                    "(repeatable; ini minicontainer_cache_from; default $MINICONTAINER_CACHE_FROM)")
+    group.addoption("--minicontainer-cache-to", dest="minicontainer_cache_to", default=None, metavar="REF",
+                    help="a registry name every build of the session writes its steps to as a cache "
+                    "(ini minicontainer_cache_to; default $MINICONTAINER_CACHE_TO)")
+    parser.addini("minicontainer_cache_from", "registry build caches builds take steps from (one per line)",
+                  type="linelist", default=[])
+    parser.addini("minicontainer_cache_to", "a registry name builds write their steps to as a cache", default="")
     parser.addini("minicontainer_insecure_registries", "registries (host[:port]) reachable over plain HTTP "
                   "besides loopback ones; $MINICONTAINER_INSECURE_REGISTRIES wins", type="linelist", default=[])
 
@@ -141,8 +151,17 @@ def pytest_configure(config: pytest.Config) -> None:
 def _registry_settings(config: pytest.Config) -> None:
     """Hand the registry ini keys and the layer size cap to the image code through their environment variables.
 
-    The environment wins when both are set; xdist workers inherit what is set here.
+    The environment wins over an ini key, an option over both; xdist workers inherit what is set here.
     """
+    cache_from: list[str] = config.getoption("minicontainer_cache_from") or []
+    if cache_from:
+        os.environ[CACHE_FROM_ENV] = " ".join(cache_from)
+    elif config.getini("minicontainer_cache_from") and not os.environ.get(CACHE_FROM_ENV):
+        os.environ[CACHE_FROM_ENV] = " ".join(config.getini("minicontainer_cache_from"))
+    cache_to = config.getoption("minicontainer_cache_to") or (
+        None if os.environ.get(CACHE_TO_ENV) else config.getini("minicontainer_cache_to"))
+    if cache_to:
+        os.environ[CACHE_TO_ENV] = str(cache_to)
     layer_cap = config.getini("minicontainer_max_layer_size")
     if layer_cap and not os.environ.get("MINICONTAINER_MAX_LAYER_SIZE"):
         os.environ["MINICONTAINER_MAX_LAYER_SIZE"] = str(layer_cap)

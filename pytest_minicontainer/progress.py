@@ -51,9 +51,10 @@ class BlobLines:
     in the store reports nothing, and the caller can say so.
     """
 
-    def __init__(self, emit: Lines | None, prefix: str = "") -> None:
+    def __init__(self, emit: Lines | None, prefix: str = "", verb: str = "downloading") -> None:
         self.emit = emit
         self.prefix = prefix
+        self.verb = verb
         self._quarters: dict[str, int] = {}
         self._done: dict[str, int] = {}
 
@@ -72,7 +73,7 @@ class BlobLines:
             return
         name = f"{self.prefix}{_short(digest)}"
         if first:
-            self.emit(f"{name}: downloading{f' {human_size(total)}' if total else ''}")
+            self.emit(f"{name}: {self.verb}{f' {human_size(total)}' if total else ''}")
         if not total:
             return
         quarter = min(4, done * 4 // total)

@@ -194,6 +194,7 @@ class Seen:
     method: str
     path: str
     headers: dict[str, str]
+    size: int = 0  # bytes of the request's body
 
 
 Hook = Callable[["_Handler"], bool]  # return True when the hook answered the request
@@ -261,6 +262,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._handle()
 
+    # pushes: the body is read before any hook sees the request (a keep-alive connection must
+    # not be left holding it) and forwarded with it
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
     def reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         for k, v in (headers or {}).items():
@@ -272,7 +277,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         p = self.owner
-        p.seen.append(Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+        self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        p.seen.append(Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, len(self.body)))
         for hook in list(p.hooks):
             if hook(self):
                 return
@@ -316,14 +322,17 @@ class _Handler(BaseHTTPRequestHandler):
     def forward(self, body_filter: Callable[[bytes], bytes] | None = None) -> None:
         conn = http.client.HTTPConnection(self.owner.upstream or "", timeout=30)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "authorization")}
-        conn.request(self.command, self.path, headers=headers)
+        conn.request(self.command, self.path, body=getattr(self, "body", b"") or None, headers=headers)
         resp = conn.getresponse()
         body = resp.read()
         conn.close()
         if body_filter is not None:
             body = body_filter(body)
         self.send_response(resp.status)
+        upstream = self.owner.upstream or ""
         for k, v in resp.getheaders():
+            if k.lower() == "location":  # an upload's next URL: through this proxy too
+                v = v.replace(f"//{upstream}/", f"//{self.owner.address}/")
             if k.lower() not in _HOP and k.lower() != "content-length":
                 self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))

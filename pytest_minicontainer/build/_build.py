@@ -10,17 +10,19 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..errors import BuildError
+from ..errors import BuildError, MiniContainerError
 from ..image import Image
+from ..paths import CACHE_FROM_ENV, CACHE_TO_ENV
 from ._executor import Executor
 from ._ignore import load_ignore
 from ._layers import scratch_image
 from ._parser import SUPPORTED, parse
 from ._plan import context_root, make_plan
+from ._remote import CacheExport, RemoteCache
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -79,8 +81,15 @@ def build(engine: Engine, containerfile: str | os.PathLike[str] | None = None,
           context: str | os.PathLike[str] = ".", *, tag: str | None = None,
           build_args: Mapping[str, str] | None = None, target: str | None = None, network: str = "default",
           no_cache: bool = False, progress: Callable[[str], None] | None = None,
-          secrets: Mapping[str, str | os.PathLike[str]] | None = None) -> Image:
+          secrets: Mapping[str, str | os.PathLike[str]] | None = None, cache_to: str | None = None,
+          cache_from: str | Sequence[str] | None = None) -> Image:
     """Build an image (see ``Engine.build``); ``progress`` receives one line per step."""
+    if cache_from is None:
+        cache_from = os.environ.get(CACHE_FROM_ENV, "").replace(",", " ").split()
+    elif isinstance(cache_from, str):
+        cache_from = [cache_from]
+    if cache_to is None:
+        cache_to = os.environ.get(CACHE_TO_ENV) or None
     if network not in NETWORKS:
         raise ValueError(f"network must be one of {NETWORKS}, not {network!r}")
     if network == "default":
@@ -96,10 +105,22 @@ def build(engine: Engine, containerfile: str | os.PathLike[str] | None = None,
 
     stages = make_plan(instructions, escape, build_args=dict(build_args or {}), target=target, resolve=resolve,
                        context=root, ignore=ignore)
+    say = progress or (lambda line: print(f"minicontainer build: {line}", file=sys.stderr, flush=True))
+    remote = RemoteCache(engine.store, list(cache_from), say) if cache_from and not no_cache else None
+    export = CacheExport(engine.store, cache_to) if cache_to else None
     executor = Executor(engine, ignore=ignore, network=network, no_cache=no_cache, progress=progress,
-                        context=root, secrets={k: os.fspath(v) for k, v in (secrets or {}).items()})
+                        context=root, secrets={k: os.fspath(v) for k, v in (secrets or {}).items()},
+                        remote=remote, export=export)
     image = executor.run(stages)
     engine.store.save_image(image)
+    if export is not None:
+        try:
+            with engine.store.in_use():
+                digest = export.push()
+        except MiniContainerError as exc:
+            raise BuildError(f"the build finished ({image.digest}) but its cache could not be written to"
+                             f" {cache_to}: {exc}") from exc
+        say(f"cache-to {cache_to}: {len(export)} step(s), {digest}")
     if engine.announce is not None:
         steps = sum(1 + len(s.steps) for s in stages)
         engine.announce(f"built {tag or image.short_id}: {steps} steps, {executor.steps_run} ran (the rest"

@@ -33,10 +33,22 @@ def cmd_build(args: argparse.Namespace) -> int:
     with Engine(store=args.store) as engine:
         image = build(engine, args.file, args.context, tag=args.tag, build_args=build_args, target=args.target,
                       network=args.network, no_cache=args.no_cache, secrets=secrets,
+                      cache_to=_cache_ref(args.cache_to) if args.cache_to else None,
+                      cache_from=[_cache_ref(r) for r in args.cache_from] if args.cache_from else None,
                       progress=None if args.quiet or args.progress == "quiet"
                       else (lambda line: print(line, file=sys.stderr, flush=True)))
     print(image.digest)
     return 0
+
+
+def _cache_ref(text: str) -> str:
+    """``REF`` or Docker's ``type=registry,ref=REF``."""
+    if "=" not in text.split("/", 1)[0].split(":", 1)[0] and not text.startswith("type="):
+        return text
+    fields = dict(part.partition("=")[::2] for part in text.split(","))
+    if fields.get("type", "registry") != "registry" or not fields.get("ref"):
+        raise SystemExit(f"minicontainer build: cache {text!r}: give a registry name, or type=registry,ref=NAME")
+    return fields["ref"]
 
 
 def add_build_command(subparsers: Any) -> None:
@@ -50,6 +62,10 @@ def add_build_command(subparsers: Any) -> None:
     p.add_argument("--secret", action="append", metavar="id=NAME,src=FILE",
                    help="a file for RUN --mount=type=secret,id=NAME (repeatable; never in a layer)")
     p.add_argument("--no-cache", action="store_true", help="run every step even when the cache has it")
+    p.add_argument("--cache-to", metavar="REF", help="push every step as a build cache to the registry name REF "
+                   "(or type=registry,ref=REF); default $MINICONTAINER_CACHE_TO")
+    p.add_argument("--cache-from", action="append", metavar="REF", help="take steps from the build cache REF "
+                   "instead of running them (repeatable); default $MINICONTAINER_CACHE_FROM")
     p.add_argument("--network", choices=("default", "slirp", "host", "none"), default="default",
                    help="network of RUN steps (default: a private one with outbound access through slirp4netns, "
                    "no route to the host's loopback; none where slirp4netns cannot run)")

@@ -27,6 +27,7 @@ from ._ignore import IgnoreRules
 from ._layers import commit_upper, config_image, layer_image
 from ._mounts import RunMounts
 from ._plan import Stage, Step
+from ._remote import CacheExport, RemoteCache
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -45,8 +46,11 @@ class Executor:
 
     def __init__(self, engine: Engine, *, ignore: IgnoreRules, network: str, no_cache: bool,
                  context: str, progress: Callable[[str], None] | None = None,
-                 secrets: Mapping[str, str] | None = None) -> None:
+                 secrets: Mapping[str, str] | None = None, remote: RemoteCache | None = None,
+                 export: CacheExport | None = None) -> None:
         self.context = context
+        self.remote = remote  # cache_from: steps another machine ran
+        self.export = export  # cache_to: every step this build passes through
         self.secrets = dict(secrets or {})
         self.engine = engine
         self.store = engine.store
@@ -86,11 +90,22 @@ class Executor:
         if step.from_ref is not None:
             source = self._source_image(step)
         key = _cache.step_key(parent, step.text, step.content, source.digest if source else "")
+        image = self._step(step, parent, source, key)
+        if self.export is not None:
+            self.export.add(key, parent, image)
+        return image
+
+    def _step(self, step: Step, parent: Image, source: Image | None, key: str) -> Image:
         with self.store.lock("build", key):
             if not self.no_cache:
                 hit = _cache.lookup(self.store, key, parent)
                 if hit is not None:
                     self.progress("  ---> cached")
+                    return hit
+                hit = self.remote.lookup(key, parent) if self.remote is not None else None
+                if hit is not None:
+                    _cache.record(self.store, key, hit)
+                    self.progress(f"  ---> {hit.short_id} (from the registry cache)")
                     return hit
             if step.kind == "RUN":
                 image = self._run(step, parent)

@@ -20,6 +20,7 @@ from ..errors import ImageError, StoreError
 from ..image import Image, ImageConfig
 from ..store import Store, normalise_tag
 from ..store._fs import disk_full
+from ._mediatypes import LAYER_TYPES
 from ._plan import ImagePlan, LayerPlan
 from ._unpack import UnpackResult, unpack_layer
 
@@ -85,6 +86,14 @@ def import_layer(store: Store, layer: LayerPlan, chain: str | None = None, lower
         return str(path)
 
 
+def _remember_blob(store: Store, layer_dir: str, layer: LayerPlan, origin: str) -> None:
+    """Keep the blob digest a layer came as: a push to a registry holding it sends nothing."""
+    if layer.blob_digest and layer.size is not None and layer.media_type in LAYER_TYPES:
+        store.record_layer_export(layer_dir, {"diff_id": layer.diff_id, "digest": layer.blob_digest,
+                                              "size": layer.size, "media_type": layer.media_type,
+                                              "repositories": [origin] if origin else []})
+
+
 def materialise(store: Store, plan: ImagePlan, reference: str, *, tags: tuple[str, ...] = ()) -> Image:
     """Unpack what is missing, record the image, return it with its layer dirs."""
     with store.in_use():
@@ -93,6 +102,7 @@ def materialise(store: Store, plan: ImagePlan, reference: str, *, tags: tuple[st
         for layer in plan.layers:
             chain = chain_id(chain, layer.diff_id)
             dirs.append(import_layer(store, layer, chain, lowers=tuple(dirs)))
+            _remember_blob(store, dirs[-1], layer, plan.origin)
         for digest, data in plan.blobs.items():
             store.put_blob(data, digest)
         all_tags = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "CONFIG_TYPES",
     "INDEX_TYPES",
+    "LAYER_GZIP",
     "LAYER_TYPES",
     "MANIFEST_TYPES",
     "OCI_INDEX",
@@ -20,6 +21,7 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"  # what a push writes
 
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})

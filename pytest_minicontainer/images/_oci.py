@@ -153,8 +153,10 @@ def _layers(src: Source, manifest: Mapping[str, Any], config: Mapping[str, Any],
             raise ImageError(f"layer {d.get('digest')} has unsupported media type {mtype!r}", path=src.name)
         blob = str(d.get("digest", ""))
         rel = blob_path(src, blob, f"manifest {digest}")
+        size = d.get("size")
         out.append(LayerPlan(diff_id=diff_id, open=_opener(src, rel), name=f"{src.name}:{rel}",
-                             blob_digest=blob, media_type=mtype))
+                             blob_digest=blob, media_type=mtype,
+                             size=size if isinstance(size, int) and not isinstance(size, bool) else None))
     return tuple(out)
 
 

@@ -18,6 +18,7 @@ class LayerPlan:
     name: str  # names the blob in error messages: "FILE:blobs/sha256/..." or "FILE:abc/layer.tar"
     blob_digest: str | None = None  # verified when known (OCI descriptors)
     media_type: str = ""
+    size: int | None = None  # the blob's, from its descriptor
 
 
 @dataclass(frozen=True)
@@ -27,3 +28,4 @@ class ImagePlan:
     layers: tuple[LayerPlan, ...]
     blobs: dict[str, bytes] = field(default_factory=dict)  # manifest/config bytes to keep
     tags: tuple[str, ...] = ()
+    origin: str = ""  # "registry/repository" the blobs came from (a later push may mount them)

@@ -1,4 +1,4 @@
-"""``minicontainer images | import | pull | rmi | prune | du``: the store seen from a shell.
+"""``minicontainer images | import | pull | push | tag | rmi | prune | du``: the store seen from a shell.
 
 Each command is ``cmd_xxx(args, store) -> exit status``; :func:`add_store_commands` declares
 them on the CLI's subparsers (``set_defaults(store_command=cmd_xxx)``), and ``cli.py`` calls
@@ -18,8 +18,8 @@ from ..store import Store, normalise_tag
 from ._resolve import resolve
 from .host import HOST_REFERENCE
 
-__all__ = ["add_store_commands", "cmd_du", "cmd_images", "cmd_import", "cmd_prune", "cmd_pull", "cmd_rmi",
-           "human_size"]
+__all__ = ["add_store_commands", "cmd_du", "cmd_images", "cmd_import", "cmd_prune", "cmd_pull", "cmd_push",
+           "cmd_rmi", "cmd_tag", "human_size"]
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -93,6 +93,39 @@ def cmd_pull(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace, store: Store) -> int:
+    """Push SRC (a tag or digest of the store) to DEST on its registry; prints the manifest digest."""
+    from .registry import push_image
+
+    bar = BlobBar(sys.stderr) if sys.stderr.isatty() else None
+    progress = bar or BlobLines(lambda line: print(line, file=sys.stderr, flush=True), verb="uploading")
+    start = time.monotonic()
+    try:
+        image = store.load_image(args.source)
+        with store.in_use():
+            result = push_image(store, image, args.destination, progress=progress)
+    except (ImageError, StoreError) as exc:
+        if bar is not None:
+            bar.finish()
+        print(f"minicontainer push: {exc}", file=sys.stderr)
+        return 1
+    if bar is not None:
+        bar.finish()
+    print(f"{result.reference}: digest: {result.digest} ({result.uploaded} of {result.layers} layers sent,"
+          f" {human_size(result.bytes_sent)}, {time.monotonic() - start:.2f}s)")
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace, store: Store) -> int:
+    """Name SRC (a tag, digest or id prefix) NAME as well."""
+    try:
+        store.tag(args.name, store.resolve_digest(args.source))
+    except (ImageError, StoreError) as exc:
+        print(f"minicontainer tag: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_rmi(args: argparse.Namespace, store: Store) -> int:
     """Remove tags or images; layers are freed by ``prune``."""
     status = 0
@@ -147,6 +180,14 @@ def add_store_commands(subparsers: Any) -> None:
     p.add_argument("reference", metavar="REF")
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="default: this host's")
     p.set_defaults(store_command=cmd_pull)
+    p = subparsers.add_parser("push", help="push an image of the store to a registry (blobs it has are not sent)")
+    p.add_argument("source", metavar="SRC", help="a tag, digest or image id of the store")
+    p.add_argument("destination", metavar="DEST", help="HOST[:PORT]/NAME[:TAG] (credentials as for pull)")
+    p.set_defaults(store_command=cmd_push)
+    p = subparsers.add_parser("tag", help="give an image of the store another name")
+    p.add_argument("source", metavar="SRC", help="a tag, digest or image id of the store")
+    p.add_argument("name", metavar="NAME[:TAG]")
+    p.set_defaults(store_command=cmd_tag)
     p = subparsers.add_parser("rmi", help="remove image tags or images")
     p.add_argument("references", metavar="REF", nargs="+")
     p.set_defaults(store_command=cmd_rmi)

@@ -6,6 +6,8 @@ Layout under ``root``::
     layers/<hex>/          one unpacked layer (overlayfs format), named by its diff id or,
                            for commits, by the digest of its tree
     images/<hex>.json      an image: config, diff ids, layer directories, blobs it uses
+    exports/<hex>.json     a layer as a registry has it: diff id, blob digest and size, the
+                           repositories known to hold the blob (pushes, pulls)
     tags.json              {"name:tag": "sha256:..."}, replaced atomically under a lock
     sources/<hex>          "this file, with this size/mtime/inode, is image sha256:..."
     locks/                 filelock files, one per layer, blob or source being imported
@@ -13,7 +15,10 @@ Layout under ``root``::
     run/                   container scratch space, owned by the runtime
 
 Compressed layer blobs are *not* kept: the unpacked layer is the content, and keeping both
-would double the disk use.  Every publication is a rename, so a process killed at any point
+would double the disk use.  What is kept is the digest a layer's blob had (``exports/``): a
+push asks the registry for that digest first and sends the layer only when it lacks it.
+
+Every publication is a rename, so a process killed at any point
 leaves at worst a ``tmp/`` entry whose owner lock is free, which :meth:`Store.gc` (and
 ``minicontainer prune``) removes.  :meth:`Store.gc` takes an exclusive flock on
 ``locks/gc.lock``; imports hold it shared (:meth:`Store.in_use`) from their first layer to
@@ -72,6 +77,7 @@ class Store:
         self._blobs = self.root / "blobs" / "sha256"
         self._layers = self.root / "layers"
         self._images = self.root / "images"
+        self._exports = self.root / "exports"
         self._sources = self.root / "sources"
         self._locks = self.root / "locks"
         self._tmp = self.root / "tmp"
@@ -86,8 +92,8 @@ class Store:
             real = Path(os.path.realpath(self.root))
             _trust.check_own_dir(real, "root")
             _private(real)
-            for d in (self._blobs.parent, self._blobs, self._layers, self._images, self._sources, self._locks,
-                      self._tmp, self.run_dir):
+            for d in (self._blobs.parent, self._blobs, self._layers, self._images, self._exports, self._sources,
+                      self._locks, self._tmp, self.run_dir):
                 d.mkdir(exist_ok=True)
                 _trust.check_own_dir(d)
                 _private(d)
@@ -175,6 +181,41 @@ class Store:
         if owner is not None:
             owner.release()
         return layer_id, target
+
+    # -- layers as registries have them --------------------------------------------------------
+    def _export_file(self, layer_dir: str | os.PathLike[str]) -> Path | None:
+        path = Path(layer_dir)
+        if path.parent != self._layers:
+            return None  # not one of the store's layers (the host image's directories)
+        return self._exports / f"{path.name}.json"
+
+    def layer_export(self, layer_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+        """What :meth:`record_layer_export` remembered of the layer in ``layer_dir``, or None."""
+        path = self._export_file(layer_dir)
+        if path is None:
+            return None
+        try:
+            record = read_json(path)
+        except (OSError, ValueError):
+            return None
+        ok = isinstance(record, dict) and all(is_digest(str(record.get(k, ""))) for k in ("diff_id", "digest"))
+        return record if ok else None
+
+    def record_layer_export(self, layer_dir: str | os.PathLike[str], record: dict[str, Any]) -> None:
+        """Remember the blob the layer in ``layer_dir`` is as a tar: ``diff_id``, ``digest``,
+        ``size``, ``media_type``, and ``repositories`` (``registry/name``) holding it.
+
+        Repositories add up for the same blob; another blob replaces the record.
+        """
+        path = self._export_file(layer_dir)
+        if path is None:
+            return
+        with self.lock("export", path.stem):
+            old = self.layer_export(layer_dir)
+            repos = list(record.get("repositories", ()))
+            if old is not None and old["digest"] == record["digest"]:
+                repos = sorted(set(repos) | set(old.get("repositories", ())))
+            atomic_write_json(path, {**record, "repositories": repos})
 
     # -- blobs -------------------------------------------------------------------------------
     def blob_path(self, digest: str) -> Path:
@@ -451,6 +492,10 @@ class Store:
                 if entry.name not in blobs:
                     freed += entry.lstat().st_blocks * 512
                     entry.unlink()
+            for entry in list(self._exports.glob("*.json")):
+                if entry.stem not in layers:
+                    with contextlib.suppress(OSError):
+                        entry.unlink()
             live = {rec["digest"] for rec in images}
             for entry in list(self._sources.iterdir()):
                 with contextlib.suppress(OSError):
@@ -494,7 +539,7 @@ class Store:
     def _gc_tmp(self) -> int:
         freed = 0
         # ".NAME.PID.tmp" files of atomic writes whose writer was killed between write and rename
-        for d in (self.root, self._images, self._sources, self._blobs):
+        for d in (self.root, self._images, self._exports, self._sources, self._blobs):
             for entry in d.glob(".*.tmp"):
                 with contextlib.suppress(OSError, ValueError):
                     pid = int(entry.name.rsplit(".", 2)[-2])

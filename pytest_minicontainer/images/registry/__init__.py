@@ -1,17 +1,20 @@
-"""Pulls from OCI distribution registries (Docker Hub, ghcr.io, a local ``docker-registry``).
+"""Pulls from and pushes to OCI distribution registries (Docker Hub, ghcr.io, a local ``docker-registry``).
 
 Standard library only: ``_reference`` normalises names the way Docker does, ``_auth`` reads
 credential files and challenges, ``_client`` owns HTTP (scheme, retries, redirects, tokens),
 ``_source`` makes a repository look like an image source for the layout reader, and ``_pull``
-applies the pull policy, the cross-process lock and the mirror fallback.
+applies the pull policy, the cross-process lock and the mirror fallback.  ``_push`` speaks the
+upload protocol, ``_publish`` turns a stored image into blobs and a manifest.
 """
 
 from __future__ import annotations
 
 from ._options import INSECURE_ENV, MIRROR_ENV, TIMEOUT_ENV, RegistryOptions
+from ._publish import PushResult, push_image
 from ._pull import PULL_POLICIES, pull_image
 from ._reference import RegistryRef, parse_registry_ref
 from ._source import Progress
 
-__all__ = ["INSECURE_ENV", "MIRROR_ENV", "PULL_POLICIES", "TIMEOUT_ENV", "Progress", "RegistryOptions",
-           "RegistryRef", "parse_registry_ref", "pull_image"]
+__all__ = ["INSECURE_ENV", "MIRROR_ENV", "PULL_POLICIES", "TIMEOUT_ENV",
+           "Progress", "PushResult", "RegistryOptions", "RegistryRef", "parse_registry_ref", "pull_image",
+           "push_image"]

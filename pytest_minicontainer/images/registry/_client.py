@@ -22,15 +22,25 @@ import socket
 import ssl
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 from ...errors import RegistryError
 from ._auth import Credentials, basic_header, find_credentials_in, parse_challenge, token_from
 from ._options import TIMEOUT_ENV, RegistryOptions
 from ._reference import is_loopback
 
-__all__ = ["RegistryClient", "Response"]
+__all__ = ["Body", "RegistryClient", "Response"]
+
+# What a request sends: bytes, or a callable opening the body afresh for every attempt (a
+# blob from a file: the first attempt may have consumed part of it before a reset).
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+    def close(self) -> None: ...
+
+
+Body = bytes | Callable[[], Readable] | None
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 _MAX_REDIRECTS = 10
@@ -116,6 +126,7 @@ class RegistryClient:
         self.options = options
         self.plain_http = is_loopback(endpoint) or endpoint in options.insecure
         self.scheme = ""  # decided by ping()
+        self.actions = "pull"  # the token scope asked for: "pull,push" to push
         self._auth: str | None = None
         self._creds_for = credentials_for or endpoint
         found = find_credentials_in(self._creds_for)
@@ -142,22 +153,28 @@ class RegistryClient:
         raise RegistryError(f"refusing to contact {url}: plain HTTP is allowed only for loopback registries"
                             " and those listed in MINICONTAINER_INSECURE_REGISTRIES", registry=host)
 
-    def _once(self, method: str, url: str, headers: Mapping[str, str]) -> Response:
+    def _once(self, method: str, url: str, headers: Mapping[str, str], body: Body = None) -> Response:
         conn, path = self._connect(url)
+        stream = body() if callable(body) else None
         try:
-            conn.request(method, path, headers=dict(headers))
+            conn.request(method, path, body=stream if stream is not None else body,  # type: ignore[arg-type]
+                         headers=dict(headers))
             return Response(conn, conn.getresponse(), url)
         except BaseException:
             conn.close()
             raise
+        finally:
+            if stream is not None:
+                stream.close()
 
-    def _retrying(self, method: str, url: str, headers: Mapping[str, str], retries: int | None = None) -> Response:
+    def _retrying(self, method: str, url: str, headers: Mapping[str, str], retries: int | None = None,
+                  body: Body = None) -> Response:
         retries = self.options.retries if retries is None else retries
         host = urllib.parse.urlsplit(url).netloc
         for attempt in range(retries + 1):
             wait = min(self.options.backoff * 2 ** attempt, self.options.max_wait)
             try:
-                resp = self._once(method, url, headers)
+                resp = self._once(method, url, headers, body)
             except ssl.SSLError:
                 raise
             except TimeoutError as exc:  # no answer at all: another attempt would only wait as long again
@@ -184,16 +201,16 @@ class RegistryClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def request(self, method: str, url: str, headers: Mapping[str, str] | None = None, *,
-                auth: bool = True, retries: int | None = None) -> Response:
+                auth: bool = True, retries: int | None = None, body: Body = None) -> Response:
         """Send with retries, following redirects; Authorization only to the original host."""
         origin = urllib.parse.urlsplit(url).netloc
         hdrs = dict(headers or {})
         if auth and self._auth:
             hdrs["Authorization"] = self._auth
         for _ in range(_MAX_REDIRECTS + 1):
-            resp = self._retrying(method, url, hdrs, retries)
+            resp = self._retrying(method, url, hdrs, retries, body)
             location = resp.headers.get("Location")
-            if resp.status not in _REDIRECTS or not location:
+            if resp.status not in _REDIRECTS or not location or method not in ("GET", "HEAD"):
                 return resp
             resp.close()
             url = urllib.parse.urljoin(url, location)
@@ -245,7 +262,7 @@ class RegistryClient:
         if scheme != "bearer" or not params.get("realm"):
             raise RegistryError(f"registry {self.endpoint} asks for unsupported authentication {challenge!r}",
                                 registry=self.endpoint)
-        query = {"scope": params.get("scope") or f"repository:{self.repository}:pull"}
+        query = {"scope": params.get("scope") or f"repository:{self.repository}:{self.actions}"}
         if params.get("service"):
             query["service"] = params["service"]
         realm = params["realm"]
@@ -268,19 +285,30 @@ class RegistryClient:
 
     def get(self, path: str, headers: Mapping[str, str] | None = None) -> Response:
         """GET ``/v2/<repository>/<path>``, answering one fresh 401 challenge (expired token, new scope)."""
-        url = f"{self.base}/v2/{self.repository}/{path}"
-        resp = self.request("GET", url, headers)
+        return self.call("GET", path, headers)
+
+    def url(self, path: str) -> str:
+        """``/v2/<repository>/<path>``, or ``path`` itself when it is a URL (an upload's ``Location``)."""
+        if path.startswith(("http://", "https://", "/")):
+            return urllib.parse.urljoin(self.base + "/", path)
+        return f"{self.base}/v2/{self.repository}/{path}"
+
+    def call(self, method: str, path: str, headers: Mapping[str, str] | None = None, *, body: Body = None,
+             retries: int | None = None) -> Response:
+        """``method`` on :meth:`url` of ``path``, answering one fresh 401 challenge (expired token, new scope)."""
+        url = self.url(path)
+        resp = self.request(method, url, headers, body=body, retries=retries)
         challenge = resp.headers.get("WWW-Authenticate", "")
         if resp.status == 401 and challenge and not self._sent_basic():
             resp.close()
             self.authenticate(challenge)
-            resp = self.request("GET", url, headers)
+            resp = self.request(method, url, headers, body=body, retries=retries)
         if resp.status == 401 and self._sent_basic():
             # With Basic auth a 401 can only mean the password was refused; reporting it as
             # "not found" would send the user looking for a typo in the image name.
             resp.close()
             raise RegistryError(f"registry {self.endpoint} refused the credentials for {self._creds_for}"
-                                f" (HTTP 401 to GET {url}) {self._creds_source()}; {self._creds_fix()}",
+                                f" (HTTP 401 to {method} {url}) {self._creds_source()}; {self._creds_fix()}",
                                 registry=self.endpoint)
         return resp
 

@@ -114,4 +114,4 @@ def _pull(store: Store, ref: RegistryRef, text: str, endpoint: str, options: Reg
     src = RegistrySource(client, ref, store, progress)
     plan = manifest_plan(src, src.top(), str(ref), platform=platform)
     tags = (ref.store_tag,) if ref.store_tag else ()
-    return materialise(store, replace(plan, tags=tags), text)
+    return materialise(store, replace(plan, tags=tags, origin=f"{ref.registry}/{ref.repository}"), text)
