@@ -32,6 +32,7 @@ from .errors import (
     StoreError,
 )
 from .image import Image
+from .images._mtab import init_layer, wants_mtab
 from .images._stubs import drop_mount_stubs
 from .networks import Network, check_alias, write_hosts
 from .paths import default_store_path
@@ -83,6 +84,7 @@ class Engine:
         self._pinned: set[str] = set()
         self._networks: dict[str, Network] = {}  # engine.network(): by name
         self._network_count = 0
+        self._mtab: dict[str, bool] = {}  # image digest: its containers get /etc/mtab (images._mtab)
         if self._idmap.kind != "root":  # files only the user namespace may read, owners only it maps
             self.store.trees = _NamespaceTrees(self)
 
@@ -565,8 +567,14 @@ class Engine:
         # DNS forwarder; a private network has no resolver to point at.
         if network == "host" and os.path.isfile(RESOLV_CONF):
             binds.append({"source": RESOLV_CONF, "target": RESOLV_CONF, "readonly": True, "optional": True})
+        lowers = list(img.layer_dirs) or [self._empty_layer()]
+        mtab = self._mtab.get(img.digest)
+        if mtab is None:
+            mtab = self._mtab[img.digest] = wants_mtab(img)
+        if mtab:  # Docker's /etc/mtab, in a layer of its own that no commit saves
+            lowers.append(init_layer(self.store.root))
         return {
-            "lowers": list(img.layer_dirs) or [self._empty_layer()],
+            "lowers": lowers,
             "overlays": overlays,
             "binds": binds,
             "resolv": "slirp" if network == "slirp" else None,

@@ -31,6 +31,7 @@ class Source:
 
     host: str
     rel: str
+    inline: bool = False  # a heredoc of the Containerfile written out (not a context file)
 
     @property
     def is_dir(self) -> bool:

@@ -34,6 +34,7 @@ import posixpath
 import shutil
 import stat
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -274,6 +275,22 @@ def _merge_move(src: str, dst: str) -> None:
         os.rename(s, d)
 
 
+def inline_sources(step: Step, scratch: Path) -> Step:
+    """``step`` with its heredocs (``COPY <<EOF /f``) as files in ``scratch``, after its sources.
+
+    Mode 0644 as BuildKit gives them (``--chmod`` applies as to any file); never unpacked by ADD.
+    """
+    sources = list(step.sources)
+    for n, (name, content) in enumerate(step.inline):
+        where = scratch / str(n)
+        where.mkdir()
+        path = where / name
+        path.write_text(content, encoding="utf-8")
+        path.chmod(0o644)
+        sources.append(Source(str(path), name, inline=True))
+    return replace(step, sources=sources, inline=())
+
+
 def stage_files(step: Step, root: Path, parent: ImageView, *, source_view: ImageView | None,
                 ignore: IgnoreRules, owner: tuple[int, int] | None, scratch: Callable[[], Path]) -> list[str]:
     """Write what ``step`` copies into the empty layer directory ``root``.
@@ -300,7 +317,8 @@ def stage_files(step: Step, root: Path, parent: ImageView, *, source_view: Image
                     w.directory(full, target)
                 else:
                     w.file(full, target)
-        elif step.kind == "ADD" and os.path.isfile(source.host) and (compression := _archive(source.host)):
+        elif step.kind == "ADD" and not source.inline and os.path.isfile(source.host) \
+                and (compression := _archive(source.host)):
             w.ensure_dirs(dest)
             tmp = scratch()
             unpacked = tmp / "x"

@@ -22,7 +22,7 @@ from ..errors import BuildError, MiniContainerError
 from ..image import Image
 from ..images._view import ImageView
 from . import _cache
-from ._copy import make_dirs, parse_chown, stage_files
+from ._copy import inline_sources, make_dirs, parse_chown, stage_files
 from ._ignore import IgnoreRules
 from ._layers import commit_upper, config_image, layer_image
 from ._mounts import RunMounts
@@ -195,6 +195,8 @@ class Executor:
             return scratch[-1]
 
         try:
+            if step.inline:  # heredocs: files of the Containerfile, written out to be copied like the others
+                step = inline_sources(step, new_scratch())
             owned = stage_files(step, tmp, view, source_view=ImageView(source) if source else None,
                                 ignore=self.ignore, owner=owner, scratch=new_scratch)
             with self.store.in_use():

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from ..errors import BuildError
 from ._subst import split_words
 
-__all__ = ["SUPPORTED", "Instruction", "exec_form", "parse", "parse_trigger"]
+__all__ = ["SUPPORTED", "Instruction", "exec_form", "heredoc_bodies", "parse", "parse_trigger"]
 
 # instruction -> the flags it accepts (values are checked by the planner)
 SUPPORTED: dict[str, frozenset[str]] = {
@@ -59,8 +59,8 @@ class Instruction:
     args: str
     flags: dict[str, str] = field(default_factory=dict)
     exec_form: tuple[str, ...] | None = None  # the JSON array, when the arguments are one
-    # RUN's heredocs: the lines after the instruction up to each delimiter, delimiters included,
-    # exactly as a shell script continues after the command line that opens them
+    # RUN's, COPY's and ADD's heredocs: the lines after the instruction up to each delimiter,
+    # delimiters included, exactly as a shell script continues after the command line that opens them
     heredoc: str = ""
 
     @property
@@ -108,6 +108,37 @@ def _heredoc_delimiters(text: str) -> list[tuple[str, bool]]:
             strip = marker.startswith("-")
             found.append((marker.lstrip("-").strip("\"'"), strip))
     return found
+
+
+def heredoc_bodies(ins: Instruction) -> dict[str, tuple[str, bool, bool]]:
+    """COPY/ADD's inline files: ``{name: (content, expand, chomp)}`` from the instruction's heredocs.
+
+    ``name`` is the delimiter (the file's name, as BuildKit has it); ``expand``: the delimiter
+    was not quoted, so variables in the content are substituted; ``chomp``: ``<<-`` (leading
+    tabs removed from every line).
+    """
+    lines = ins.heredoc.split("\n") if ins.heredoc else []
+    out: dict[str, tuple[str, bool, bool]] = {}
+    pos = 0
+    for w in split_words(ins.args, strict=False):
+        if not _HEREDOC.fullmatch(w):
+            continue
+        marker = w.lstrip("0123456789")[2:]
+        chomp = marker.startswith("-")
+        quoted = marker.lstrip("-")[:1] in ("'", '"')
+        name = marker.lstrip("-").strip("\"'")
+        body: list[str] = []
+        while pos < len(lines):
+            line = lines[pos]
+            pos += 1
+            if (line.lstrip("\t") if chomp else line) == name:
+                break
+            body.append(line)
+        content = "".join(f"{line}\n" for line in body)
+        if chomp:
+            content = "".join(f"{line.lstrip(chr(9))}\n" for line in body)
+        out[name] = (content, not quoted, chomp)
+    return out
 
 
 def _logical_lines(text: str) -> tuple[list[tuple[int, str, str]], str]:
@@ -241,9 +272,6 @@ def parse(text: str) -> tuple[list[Instruction], str]:
             raise BuildError(f"{name} needs arguments", line=line, command=content)
         form = (exec_form(rest, line, name) if name in ("RUN", "CMD", "ENTRYPOINT", "SHELL", "COPY", "ADD", "VOLUME")
                 else None)
-        if heredoc and name != "RUN":
-            raise BuildError(f"{name} <<EOF (an inline file) is not supported yet; put the file in the "
-                             "context and copy it", line=line, command=content)
         if name == "SHELL" and not form:
             raise BuildError("SHELL needs the JSON form, e.g. SHELL [\"/bin/sh\", \"-c\"]", line=line)
         instructions.append(Instruction(line, name, rest, flags, form, heredoc))

@@ -10,6 +10,8 @@ pure function of the plan.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import posixpath
 import re
@@ -20,8 +22,8 @@ from ..errors import BuildError, MiniContainerError
 from ..image import HealthCheck, Image, ImageConfig
 from ._context import Source, content_digest, resolve_sources
 from ._ignore import IgnoreRules
-from ._parser import Instruction, exec_form, parse_trigger
-from ._subst import expand, split_words, words
+from ._parser import Instruction, exec_form, heredoc_bodies, parse_trigger
+from ._subst import expand, process_words, split_words, words
 
 __all__ = ["Stage", "Step", "make_plan"]
 
@@ -49,6 +51,7 @@ class Step:
     display: str = ""  # the instruction as written, for progress lines
     network: str = "default"  # RUN --network: default (the build's), none or host
     mounts: tuple[tuple[tuple[str, str], ...], ...] = ()  # RUN --mount: each as sorted (key, value) pairs
+    inline: tuple[tuple[str, str], ...] = ()  # COPY/ADD heredocs: (file name, content), after the sources
 
 
 @dataclass
@@ -219,7 +222,7 @@ def _healthcheck(ins: Instruction) -> HealthCheck:
 def _expose(ins: Instruction, env: Mapping[str, str], escape: str) -> tuple[str, ...]:
     ports = []
     # split again after expansion: BuildKit takes EXPOSE $PORTS with PORTS="80 443" as two ports
-    for word in (w for expanded in words(ins.args, env, line=ins.line, escape=escape) for w in expanded.split()):
+    for word in process_words(ins.args, env, line=ins.line, escape=escape):
         port, _, proto = word.partition("/")
         proto = proto.lower() or "tcp"
         lo, _, hi = port.partition("-")
@@ -416,6 +419,20 @@ def _copy_step(ins: Instruction, escape: str, state: _State, context: str, ignor
     if len(parts) < 2:
         raise BuildError(f"{ins.name} needs at least one source and a destination", line=line, command=ins.text)
     *srcs, dest_raw = parts
+    inline: list[tuple[str, str]] = []
+    if ins.heredoc:
+        bodies = heredoc_bodies(ins)
+        if _inline_name(dest_raw) in bodies:
+            raise BuildError(f"{ins.name}: a heredoc cannot be the destination", line=line, command=ins.text)
+        for src in list(srcs):
+            name = _inline_name(src)
+            if name is None or name not in bodies:
+                continue
+            content, expand_vars, _ = bodies[name]
+            if expand_vars:
+                content = expand(content, env, line=line, escape=escape, quotes=False)
+            inline.append((name, content))
+            srcs.remove(src)
     dest = _abs_path(dest_raw, cfg.workdir)
     chown = expand(ins.flags["chown"], env, line=line, escape=escape) if "chown" in ins.flags else None
     chmod = None
@@ -426,8 +443,11 @@ def _copy_step(ins: Instruction, escape: str, state: _State, context: str, ignor
                              command=ins.text)
         chmod = int(raw, 8)
     step = Step(line, ins.name, "", cfg, dest=dest, chown=chown, chmod=chmod,
-                dest_is_dir=dest_raw.endswith("/") or len(srcs) > 1)
+                dest_is_dir=dest_raw.endswith("/") or len(srcs) + len(inline) > 1, inline=tuple(inline))
     from_ref = ins.flags.get("from")
+    if from_ref is not None and inline:
+        raise BuildError(f"{ins.name} --from cannot take a heredoc (an inline file comes from the Containerfile)",
+                         line=line, command=ins.text)
     if from_ref is not None:
         from_ref = expand(from_ref, env, line=line, escape=escape)
         known = {s.name for s in stages if s.name} | {str(s.index) for s in stages}
@@ -442,13 +462,23 @@ def _copy_step(ins: Instruction, escape: str, state: _State, context: str, ignor
             if re.match(r"^[a-z][a-z0-9+.-]*://", s) or s.startswith("git@"):
                 raise BuildError(f"{ins.name} {s}: remote sources are not supported (only local files; "
                                  "fetch it with RUN)", line=line, command=ins.text)
-        step.sources = resolve_sources(context, srcs, ignore, line=line, command=ins.text, kind=ins.name)
-        if len(step.sources) > 1:
+        step.sources = resolve_sources(context, srcs, ignore, line=line, command=ins.text, kind=ins.name) \
+            if srcs else []
+        if len(step.sources) + len(inline) > 1:
             step.dest_is_dir = True
         step.content = content_digest(step.sources, ignore)
+        if inline:
+            step.content += "+" + hashlib.sha256(json.dumps(inline).encode()).hexdigest()
     step.text = (f"{ins.name} from={step.from_ref} paths={list(step.from_paths)} srcs={[s.rel for s in step.sources]} "
-                 f"dest={dest} dir={step.dest_is_dir} chown={chown} chmod={chmod}")
+                 + (f"inline={[name for name, _ in inline]} " if inline else "")
+                 + f"dest={dest} dir={step.dest_is_dir} chown={chown} chmod={chmod}")
     return step
+
+
+def _inline_name(word: str) -> str | None:
+    """The file name of a heredoc word (``<<EOF``, ``<<-"EOF"``), or None for a path."""
+    m = re.fullmatch(r"\d*<<-?(.+)", word)
+    return m.group(1).strip("\"'") if m else None
 
 
 def context_root(context: str | os.PathLike[str]) -> str:

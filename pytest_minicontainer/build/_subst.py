@@ -6,8 +6,11 @@ WORKDIR and STOPSIGNAL expand ``$VAR``, ``${VAR}``, ``${VAR:-default}``, ``${VAR
 ENTRYPOINT are left alone, because their shell (or nothing, in exec form) does it at run
 time, which is exactly what Docker does.  Single quotes stop substitution, double quotes do
 not; the escape character makes the next character literal (inside double quotes only before
-``"``, ``$`` and itself, as BuildKit's lexer has it: elsewhere there it stays).  Words are split on unquoted
-white space *before* expansion, so a value with spaces stays one word.
+``"``, ``$`` and itself, as BuildKit's lexer has it: elsewhere there it stays); a lone escape at
+the end of the text is dropped.  :func:`words` splits on unquoted white space *before*
+expansion, so a value with spaces stays one word (COPY sources, VOLUME paths: BuildKit's parser
+splits those before it expands); :func:`process_words` also splits what an unquoted variable
+expands to, as BuildKit's ``ProcessWords`` does for EXPOSE.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from collections.abc import Mapping
 
 from ..errors import BuildError
 
-__all__ = ["expand", "split_words", "words"]
+__all__ = ["expand", "process_words", "split_words", "words"]
+
+_BREAK = "\0"  # a word boundary in _expand's output when it splits (no value holds a NUL)
 
 
 def split_words(text: str, escape: str = "\\", *, strict: bool = True) -> list[str]:
@@ -118,7 +123,17 @@ def _braced(text: str, i: int, env: Mapping[str, str], escape: str) -> tuple[str
     return result, j + 1
 
 
-def _expand(text: str, env: Mapping[str, str], escape: str, in_braces: bool = False) -> str:
+def _unquoted(value: str, split: bool) -> str:
+    return "".join(_BREAK if ch.isspace() else ch for ch in value) if split else value
+
+
+def _expand(text: str, env: Mapping[str, str], escape: str, in_braces: bool = False, split: bool = False,
+            quotes: bool = True) -> str:
+    """``text`` with its variables substituted and its quotes removed.
+
+    ``split``: unquoted white space, written or expanded, becomes ``_BREAK``.  ``quotes=False``:
+    quote characters are ordinary ones (BuildKit's ``SkipProcessQuotes``, for inline files).
+    """
     out: list[str] = []
     quote = ""
     i = 0
@@ -139,16 +154,13 @@ def _expand(text: str, env: Mapping[str, str], escape: str, in_braces: bool = Fa
         if c == escape and quote != "'":
             if i + 1 < len(text):
                 out.append(text[i + 1])
-                i += 2
-            else:
-                out.append(c)
-                i += 1
+            i += 2  # a lone escape at the end is dropped, as BuildKit's lexer does
             continue
         if quote == "'" and c != "'":
             out.append(c)
             i += 1
             continue
-        if c in "\"'" and not in_braces:
+        if c in "\"'" and not in_braces and quotes:
             if not quote:
                 quote = c
                 i += 1
@@ -160,24 +172,28 @@ def _expand(text: str, env: Mapping[str, str], escape: str, in_braces: bool = Fa
         if c == "$" and i + 1 < len(text):
             if text[i + 1] == "{":
                 value, i = _braced(text, i + 2, env, escape)
-                out.append(value)
+                out.append(_unquoted(value, split and not quote))
                 continue
             end = _name_end(text, i + 1)
             if end > i + 1:
-                out.append(env.get(text[i + 1:end], ""))
+                out.append(_unquoted(env.get(text[i + 1:end], ""), split and not quote))
                 i = end
                 continue
-        out.append(c)
+        out.append(_BREAK if split and not quote and c.isspace() else c)
         i += 1
     if quote:
         raise ValueError(f"unterminated {quote} quote")
     return "".join(out)
 
 
-def expand(text: str, env: Mapping[str, str], *, line: int | None = None, escape: str = "\\") -> str:
-    """Substitute variables in one word and remove its quotes; BuildError naming ``line``."""
+def expand(text: str, env: Mapping[str, str], *, line: int | None = None, escape: str = "\\",
+           quotes: bool = True) -> str:
+    """Substitute variables in one word and remove its quotes; BuildError naming ``line``.
+
+    ``quotes=False``: quotes stay as they are (the content of a COPY heredoc).
+    """
     try:
-        return _expand(text, env, escape)
+        return _expand(text, env, escape, quotes=quotes)
     except ValueError as exc:
         raise BuildError(f"substitution failed: {exc}", line=line, command=text) from None
 
@@ -186,5 +202,14 @@ def words(text: str, env: Mapping[str, str], *, line: int | None = None, escape:
     """Split ``text`` into words, then expand each (COPY sources, EXPOSE ports...)."""
     try:
         return [_expand(w, env, escape) for w in split_words(text, escape)]
+    except ValueError as exc:
+        raise BuildError(f"substitution failed: {exc}", line=line, command=text) from None
+
+
+def process_words(text: str, env: Mapping[str, str], *, line: int | None = None, escape: str = "\\") -> list[str]:
+    """BuildKit's ``ProcessWords``: expand, then split on white space that no quote protects,
+    including what unquoted variables expanded to (``EXPOSE $PORTS`` with ``PORTS="80 443"``)."""
+    try:
+        return [w for w in _expand(text, env, escape, split=True).split(_BREAK) if w]
     except ValueError as exc:
         raise BuildError(f"substitution failed: {exc}", line=line, command=text) from None

@@ -689,3 +689,35 @@ def test_cli_build_takes_secrets(busybox_rootfs: Path, tmp_path: Path) -> None:
     assert "from-the-cli" in r.stderr  # the step's output, streamed
     bad = subprocess.run([*mc, "--secret", "tok", str(ctx)], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "give id=NAME,src=FILE" in bad.stderr
+
+
+def test_copy_and_add_heredocs_are_inline_files(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    """``COPY <<EOF /path`` (issue 16): the heredoc is a file, named by its delimiter inside a
+    directory; unquoted delimiters expand variables (quotes stay), ``<<-`` strips tabs."""
+    containerfile = (
+        f"FROM rootfs:{busybox_rootfs}\n"
+        "ARG NAME=world\n"
+        "COPY <<EOF /etc/greeting\n"
+        'hello $NAME "quoted" \\$kept\n'
+        "EOF\n"
+        "COPY --chmod=755 <<'run.sh' <<-\"notes.txt\" /opt/\n"
+        "#!/bin/sh\n"
+        "echo ran $NAME\n"
+        "run.sh\n"
+        "\tnotes $NAME\n"
+        "\tnotes.txt\n"
+        "ADD <<data.tar.gz /srv/\n"
+        "not an archive\n"
+        "data.tar.gz\n"
+        "RUN /opt/run.sh > /ran\n"
+    )
+    image = engine.build(containerfile, tmp_path, network="none")
+    assert read(engine, image, "cat /etc/greeting") == 'hello world "quoted" $kept\n'
+    assert read(engine, image, "stat -c '%a %s' /etc/greeting /opt/run.sh /opt/notes.txt") == \
+        "644 27\n755 25\n755 12\n"
+    assert read(engine, image, "cat /opt/notes.txt /ran /srv/data.tar.gz") == \
+        "notes $NAME\nran world\nnot an archive\n"  # the ARG is in the RUN's environment
+    again = engine.build(containerfile.replace("not an archive", "changed"), tmp_path, network="none")
+    assert again.digest != image.digest and read(engine, again, "cat /srv/data.tar.gz") == "changed\n"
+    with pytest.raises(BuildError, match="a heredoc cannot be the destination"):
+        engine.build(f"FROM rootfs:{busybox_rootfs}\nCOPY x <<EOF\nhi\nEOF\n", tmp_path)

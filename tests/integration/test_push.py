@@ -155,6 +155,30 @@ def test_chunked_upload(engine: Engine, elsewhere: Engine, base: str, registry: 
     assert read(elsewhere, pulled, "wc -c < /big").strip() == "200000"
 
 
+def test_a_reset_connection_restarts_the_blob(engine: Engine, elsewhere: Engine, base: str, registry: Registry,
+                                              proxy: Proxy) -> None:
+    image = seeded(engine, base, "head -c 150000 /dev/urandom > /reset")
+    resets = [True]
+
+    def reset_second_patch(handler: Any) -> bool:
+        patches = [s for s in proxy.seen if s.method == "PATCH"]
+        if handler.command == "PATCH" and len(patches) == 2 and resets:
+            resets.pop()
+            handler.close_connection = True  # no answer at all: http.client sees RemoteDisconnected
+            return True
+        return False
+
+    proxy.hooks.append(reset_second_patch)
+    ref = f"{proxy.address}/{name()}/reset:1"
+    result = push_image(engine.store, image, ref, options=FAST, chunk_size=64 * 1024)
+    assert not resets
+    starts = [s for s in proxy.seen if s.method == "POST" and s.path.endswith("/blobs/uploads/")]
+    assert len(starts) == result.uploaded + 1 + 1  # each layer, the config, and the broken one again
+    pulled = elsewhere.image(ref.replace(proxy.address, registry.address))
+    assert pulled.digest == result.digest
+    assert read(elsewhere, pulled, "wc -c < /reset").strip() == "150000"
+
+
 def test_failed_uploads_are_retried_then_reported(engine: Engine, base: str, registry: Registry,
                                                   proxy: Proxy) -> None:
     image = seeded(engine, base, "echo flaky > /flaky")

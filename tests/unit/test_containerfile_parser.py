@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_minicontainer.build._parser import SUPPORTED, parse
+from pytest_minicontainer.build._parser import SUPPORTED, heredoc_bodies, parse
 from pytest_minicontainer.errors import BuildError
 
 
@@ -176,13 +176,25 @@ def test_each_heredoc_ends_at_its_delimiter(line: str, body: str) -> None:
     assert ins[1].heredoc == body and ins[-1].name == "CMD"
 
 
-def test_an_open_heredoc_and_inline_files_are_clear_errors() -> None:
+def test_an_open_heredoc_is_a_clear_error() -> None:
     with pytest.raises(BuildError, match="line 2: the heredoc <<EOF is not closed"):
         parse("FROM scratch\nRUN cat <<EOF\nhello\n")
-    for line in ("COPY <<EOF /x", "ADD --chmod=644 <<EOF /x"):
-        with pytest.raises(BuildError, match=r"<<EOF \(an inline file\) is not supported yet") as info:
-            parse(f"FROM scratch\n{line}\nhello\nEOF\n")
-        assert info.value.line == 2
+    with pytest.raises(BuildError, match="line 2: the heredoc <<EOF is not closed"):
+        parse("FROM scratch\nCOPY <<EOF /x\nhello\n")
+
+
+@pytest.mark.parametrize(("line", "body", "expected"), [
+    ("COPY <<EOF /x", "hello\n  indented\nEOF", {"EOF": ("hello\n  indented\n", True, False)}),
+    ("COPY <<'EOF' /x", "a $B\nEOF", {"EOF": ("a $B\n", False, False)}),
+    ('ADD --chmod=644 <<"f.txt" /x', "a\nf.txt", {"f.txt": ("a\n", False, False)}),
+    ("COPY <<-EOF /x", "\t\ta\n\tEOF", {"EOF": ("a\n", True, True)}),
+    ("COPY <<one <<two /d/", "1\none\n2\ntwo", {"one": ("1\n", True, False), "two": ("2\n", True, False)}),
+    ("COPY <<EOF /x", "EOF", {"EOF": ("", True, False)}),
+])
+def test_inline_files_of_copy_and_add(line: str, body: str, expected: dict[str, tuple[str, bool, bool]]) -> None:
+    ins, _ = parse(f"FROM scratch\n{line}\n{body}\nCMD x\n")
+    assert [i.name for i in ins] == ["FROM", line.split()[0], "CMD"]
+    assert heredoc_bodies(ins[1]) == expected
 
 
 @pytest.mark.parametrize("line", [

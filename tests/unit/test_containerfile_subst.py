@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_minicontainer.build._subst import expand, split_words, words
+from pytest_minicontainer.build._subst import expand, process_words, split_words, words
 from pytest_minicontainer.errors import BuildError
 
 ENV = {"A": "alpha", "EMPTY": "", "SP": "x y"}
@@ -89,7 +89,45 @@ def test_escapes_inside_double_quotes_follow_buildkit(text: str, expected: str) 
     ("$A1", ""),  # letters and digits after a letter are one name (unset here)
     ("$A-1", "alpha-1"),
     ("x$", "x$"),  # a lone dollar at the end stays
-    ("a\\", "a\\"),  # so does a lone trailing escape
+    ("a\\", "a"),  # a lone trailing escape is dropped (BuildKit: the escape of nothing)
+    ("\u00e4\\", "\u00e4"),
+    ("'a\\'", "a\\"),  # in single quotes it is a character like any other
 ])
 def test_names_follow_buildkit(text: str, expected: str) -> None:
     assert expand(text, ENV) == expected
+
+
+# BuildKit's ProcessWords (EXPOSE): white space splits words where no quote protects it, also
+# inside what an unquoted variable expands to; leading and trailing white space of such a value
+# ends the word before and after it, and makes no empty word.
+WORD_ENV = {"TWO": "abc  def", "LEAD": "  ab c", "TRAIL": "ab c   ", "NONE": ""}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("one", ["one"]),
+    ("one  two", ["one", "two"]),
+    ("x${NONE}y", ["xy"]),
+    ("x${TWO}y", ["xabc", "defy"]),
+    ('x"${TWO}"y', ["xabc  defy"]),
+    ('x "${TWO}"y', ["x", "abc  defy"]),
+    ("x${LEAD}y", ["x", "ab", "cy"]),
+    ('x"${LEAD}" y', ["x  ab c", "y"]),
+    ("x${LEAD}", ["x", "ab", "c"]),
+    ("x${TRAIL}", ["xab", "c"]),
+    ("x${TRAIL}y", ["xab", "c", "y"]),
+    ('x"${TRAIL}"y', ["xab c   y"]),
+    ('x" spaced  "', ["x spaced  "]),
+    ("a\\ b", ["a b"]),
+    ('a\\" b', ['a"', "b"]),
+    ('a"\\\\b"', ["a\\b"]),
+    ("a'\\\\b'", ["a\\\\b"]),
+    ("a'$TWO'", ["a$TWO"]),
+    ("$TWO", ["abc", "def"]),
+])
+def test_process_words_follow_buildkit(text: str, expected: list[str]) -> None:
+    assert process_words(text, WORD_ENV) == expected
+
+
+def test_process_words_refuse_an_open_quote() -> None:
+    with pytest.raises(BuildError, match="unterminated"):
+        process_words('a" b', WORD_ENV, line=2)
