@@ -310,7 +310,8 @@ class Engine:
               tag: str | None = None, build_args: Mapping[str, str] | None = None, target: str | None = None,
               network: str = "default", no_cache: bool = False, progress: Lines | bool | None = None,
               secrets: Mapping[str, str | os.PathLike[str]] | None = None, cache_to: str | None = None,
-              cache_from: str | Sequence[str] | None = None) -> Image:
+              cache_from: str | Sequence[str] | None = None,
+              ssh: Mapping[str, str | os.PathLike[str]] | None = None) -> Image:
         """Build an image from a Containerfile (a path or its text) with this engine's runtime.
 
         RUN steps get ``network="default"``: a private network with outbound access through
@@ -319,7 +320,8 @@ class Engine:
         ask for one of those.  ``progress``: a callable gets one line per step (``STEP 2/5:
         RUN ...``, ``---> cached``) and a few per layer a pull for ``FROM`` downloads; True
         prints them on stderr.  ``secrets`` ({id: file}) are what ``RUN --mount=type=secret,id=...``
-        mounts; they never land in a layer or in a step's cache key.
+        mounts; they never land in a layer or in a step's cache key.  ``ssh`` ({id: agent socket})
+        is what ``RUN --mount=type=ssh`` mounts (``default``: ``$SSH_AUTH_SOCK`` when not given).
 
         ``cache_to`` (a registry name, ``host/name:tag``) receives every step of the build as a
         cache; a build elsewhere with that name in ``cache_from`` takes each step it finds there
@@ -330,7 +332,7 @@ class Engine:
 
         return build(self, containerfile, context, tag=tag, build_args=build_args, target=target,
                      network=network, no_cache=no_cache, progress=lines_for(progress), secrets=secrets,
-                     cache_to=cache_to, cache_from=cache_from)
+                     cache_to=cache_to, cache_from=cache_from, ssh=ssh)
 
     # -- compose --------------------------------------------------------------------------------
     def compose(self, path: str | os.PathLike[str], *, project: str | None = None,

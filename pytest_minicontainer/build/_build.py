@@ -82,7 +82,8 @@ def build(engine: Engine, containerfile: str | os.PathLike[str] | None = None,
           build_args: Mapping[str, str] | None = None, target: str | None = None, network: str = "default",
           no_cache: bool = False, progress: Callable[[str], None] | None = None,
           secrets: Mapping[str, str | os.PathLike[str]] | None = None, cache_to: str | None = None,
-          cache_from: str | Sequence[str] | None = None) -> Image:
+          cache_from: str | Sequence[str] | None = None,
+          ssh: Mapping[str, str | os.PathLike[str]] | None = None) -> Image:
     """Build an image (see ``Engine.build``); ``progress`` receives one line per step."""
     if cache_from is None:
         cache_from = os.environ.get(CACHE_FROM_ENV, "").replace(",", " ").split()
@@ -110,7 +111,7 @@ def build(engine: Engine, containerfile: str | os.PathLike[str] | None = None,
     export = CacheExport(engine.store, cache_to) if cache_to else None
     executor = Executor(engine, ignore=ignore, network=network, no_cache=no_cache, progress=progress,
                         context=root, secrets={k: os.fspath(v) for k, v in (secrets or {}).items()},
-                        remote=remote, export=export)
+                        remote=remote, export=export, ssh={k: os.fspath(v) for k, v in (ssh or {}).items()})
     image = executor.run(stages)
     engine.store.save_image(image)
     if export is not None:

@@ -30,9 +30,18 @@ def cmd_build(args: argparse.Namespace) -> int:
             print(f"minicontainer build: --secret {item}: give id=NAME,src=FILE", file=sys.stderr)
             return 2
         secrets[sid] = src
+    ssh: dict[str, str] = {}
+    for item in args.ssh or ():
+        sid, sep, socket = item.partition("=")
+        if not sep:
+            socket = os.environ.get("SSH_AUTH_SOCK", "")
+            if not socket:
+                print(f"minicontainer build: --ssh {item}: give ID=SOCKET (SSH_AUTH_SOCK is not set)", file=sys.stderr)
+                return 2
+        ssh[sid] = socket
     with Engine(store=args.store) as engine:
         image = build(engine, args.file, args.context, tag=args.tag, build_args=build_args, target=args.target,
-                      network=args.network, no_cache=args.no_cache, secrets=secrets,
+                      network=args.network, no_cache=args.no_cache, secrets=secrets, ssh=ssh,
                       cache_to=_cache_ref(args.cache_to) if args.cache_to else None,
                       cache_from=[_cache_ref(r) for r in args.cache_from] if args.cache_from else None,
                       progress=None if args.quiet or args.progress == "quiet"
@@ -61,6 +70,8 @@ def add_build_command(subparsers: Any) -> None:
     p.add_argument("--target", metavar="STAGE", help="build up to this stage")
     p.add_argument("--secret", action="append", metavar="id=NAME,src=FILE",
                    help="a file for RUN --mount=type=secret,id=NAME (repeatable; never in a layer)")
+    p.add_argument("--ssh", action="append", metavar="ID[=SOCKET]",
+                   help="an SSH agent socket for RUN --mount=type=ssh,id=ID (default: $SSH_AUTH_SOCK; repeatable)")
     p.add_argument("--no-cache", action="store_true", help="run every step even when the cache has it")
     p.add_argument("--cache-to", metavar="REF", help="push every step as a build cache to the registry name REF "
                    "(or type=registry,ref=REF); default $MINICONTAINER_CACHE_TO")

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from ..errors import BuildError, ImageError
+from ..image import Image, ImageConfig
 from ..images import unpack_layer
 from ..images._view import ImageView
 from ._context import Source, walk
@@ -334,6 +335,17 @@ def stage_files(step: Step, root: Path, parent: ImageView, *, source_view: Image
             w.ensure_dirs(posixpath.dirname(target))
             w.file(source.host, target)
     return w.owned
+
+
+def copy_from_image(view: ImageView, source: str, root: Path, *, line: int, command: str) -> Path:
+    """``source`` of the image ``view`` shows, merged from its layers, as ``root/copy``
+    (what ``RUN --mount=type=bind,from=...`` mounts)."""
+    step = Step(line, "COPY", command, ImageConfig(), from_ref="", from_paths=(source,), dest="/copy")
+    _from_image(step, _Writer(root, ImageView(Image(digest=_NOTHING)), step, None), "copy", view, False)
+    return root / "copy"
+
+
+_NOTHING = "sha256:" + "0" * 64  # an image without layers: nothing below the copy
 
 
 def _from_image(step: Step, w: _Writer, dest: str, view: ImageView, into_dir: bool) -> None:

@@ -47,8 +47,9 @@ class Executor:
     def __init__(self, engine: Engine, *, ignore: IgnoreRules, network: str, no_cache: bool,
                  context: str, progress: Callable[[str], None] | None = None,
                  secrets: Mapping[str, str] | None = None, remote: RemoteCache | None = None,
-                 export: CacheExport | None = None) -> None:
+                 export: CacheExport | None = None, ssh: Mapping[str, str] | None = None) -> None:
         self.context = context
+        self.ssh = dict(ssh or {})  # RUN --mount=type=ssh: id -> agent socket
         self.remote = remote  # cache_from: steps another machine ran
         self.export = export  # cache_to: every step this build passes through
         self.secrets = dict(secrets or {})
@@ -89,7 +90,8 @@ class Executor:
         source: Image | None = None
         if step.from_ref is not None:
             source = self._source_image(step)
-        key = _cache.step_key(parent, step.text, step.content, source.digest if source else "")
+        froms = " ".join(self._mount_image(step, dict(m)["from"]).digest for m in step.mounts if "from" in dict(m))
+        key = _cache.step_key(parent, step.text, step.content, source.digest if source else froms)
         image = self._step(step, parent, source, key)
         if self.export is not None:
             self.export.add(key, parent, image)
@@ -118,19 +120,25 @@ class Executor:
             self.progress(f"  ---> {image.short_id}")
             return image
 
-    def _source_image(self, step: Step) -> Image:
-        ref = step.from_ref or ""
+    def _mount_image(self, step: Step, ref: str) -> Image:
+        """The stage or image a ``RUN --mount=...,from=REF`` reads."""
+        return self._source_image(step, ref, what="RUN --mount=type=bind,from")
+
+    def _source_image(self, step: Step, ref: str | None = None, what: str = "") -> Image:
+        ref = step.from_ref or "" if ref is None else ref
+        what = what or f"{step.kind} --from"
         for index, image in enumerate(self.stage_images):
             if ref in (str(index), self._stage_names.get(index)):
                 return image
         try:
             return self.engine.image(ref)
         except MiniContainerError as exc:
-            raise BuildError(f"{step.kind} --from={ref}: {exc}", line=step.line, command=step.text) from exc
+            raise BuildError(f"{what}={ref}: {exc}", line=step.line, command=step.text) from exc
 
     def _run(self, step: Step, parent: Image) -> Image:
         command = _run_text(step)
-        with RunMounts(self.store, self.context, self.secrets, step.mounts, step.line, command) as mounts:
+        with RunMounts(self.store, self.context, self.secrets, step.mounts, step.line, command,
+                       ssh=self.ssh, image=lambda ref: self._mount_image(step, ref)) as mounts:
             return self._run_in(step, parent, command, mounts)
 
     def _run_in(self, step: Step, parent: Image, command: str, mounts: list[Mount]) -> Image:

@@ -3,10 +3,13 @@
 Every mount is a bind of a host path into the step's container, so nothing written there
 lands in the step's layer: ``cache`` is a directory of the store kept across builds and
 sessions (by ``id``), ``bind`` a path of the build context (read-only, or a throw-away copy
-with ``rw``), ``tmpfs`` an empty directory for the step, ``secret`` a file the caller gave
-``engine.build(secrets={id: path})``.  The empty files and directories the runtime makes to
-mount on are taken out of the layer afterwards (``images._stubs``), as BuildKit removes its
-mount stubs.
+with ``rw``) or, with ``from=``, a copy of a path of an earlier stage or an image (an image's
+files are spread over its layers: they are merged into a throw-away directory), ``tmpfs`` an
+empty directory for the step, ``secret`` a file the caller gave ``engine.build(secrets={id:
+path})``, ``ssh`` the SSH agent socket given as ``engine.build(ssh={id: socket})``.
+
+The empty files and directories the runtime makes to mount on are taken out of the layer
+afterwards (``images._stubs``), as BuildKit removes its mount stubs.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import contextlib
 import hashlib
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..container import Mount
 from ..errors import BuildError
+from ..image import Image
 from ..store import Store
 
 __all__ = ["RunMounts"]
@@ -31,8 +35,11 @@ class RunMounts:
     :class:`Mount` list, and releases locks and throw-away directories afterwards."""
 
     def __init__(self, store: Store, context: str, secrets: Mapping[str, str], specs: Sequence[Any],
-                 line: int, command: str) -> None:
+                 line: int, command: str, *, ssh: Mapping[str, str] | None = None,
+                 image: Callable[[str], Image] | None = None) -> None:
         self.store, self.context, self.secrets = store, context, secrets
+        self.ssh = ssh or {}
+        self.image = image
         self.specs = [dict(spec) for spec in specs]
         self.line, self.command = line, command
         self.targets: list[str] = []
@@ -78,6 +85,8 @@ class RunMounts:
                 lock.acquire()
                 self._locks.append(lock)
             return Mount(str(path), target, readonly=spec.get("ro", spec.get("readonly", "false")) == "true")
+        if kind == "bind" and "from" in spec:
+            return self._from_image(spec)
         if kind == "bind":
             root = os.path.realpath(self.context)
             source = os.path.realpath(os.path.join(root, spec["source"].lstrip("/")))
@@ -98,6 +107,8 @@ class RunMounts:
             tmp = self.store.new_tmp_dir("build-tmpfs-")
             self._tmps.append(tmp)
             return Mount(str(tmp), target)
+        if kind == "ssh":
+            return self._ssh(spec)
         # secret
         given = self.secrets.get(spec["id"])
         if given is None:
@@ -108,3 +119,33 @@ class RunMounts:
         if not os.path.isfile(given):
             raise self._fail(f"secret {spec['id']!r}: {given} is not a file")
         return Mount(os.path.abspath(given), target, readonly=True)
+
+    def _from_image(self, spec: dict[str, str]) -> Mount:
+        """``from=STAGE|IMAGE``: ``source`` of that image, merged from its layers into a
+        throw-away directory (``rw`` writes go there too, and are gone after the step)."""
+        from ..images._view import ImageView
+        from ._copy import copy_from_image
+
+        if self.image is None:
+            raise self._fail(f"from={spec['from']}: no stage or image to read here")
+        image = self.image(spec["from"])
+        view = ImageView(image)
+        if view.resolve(spec["source"]) is None:
+            raise self._fail(f"source={spec['source']} does not exist in {spec['from']}")
+        tmp = self.store.new_tmp_dir("build-from-")
+        self._tmps.append(tmp)
+        copy = copy_from_image(view, spec["source"], tmp, line=self.line, command=self.command)
+        return Mount(str(copy), spec["target"], readonly=spec.get("rw", spec.get("readwrite", "false")) != "true")
+
+    def _ssh(self, spec: dict[str, str]) -> Mount | None:
+        socket = self.ssh.get(spec["id"])
+        if socket is None and spec["id"] == "default" and os.environ.get("SSH_AUTH_SOCK"):
+            socket = os.environ["SSH_AUTH_SOCK"]
+        if socket is None:
+            if spec.get("required", "false") == "true":
+                raise self._fail(f"ssh {spec['id']!r} is required and was not given (engine.build(ssh="
+                                 f"{{{spec['id']!r}: socket}}), minicontainer build --ssh {spec['id']}=SOCKET)")
+            return None
+        if not os.path.exists(socket):
+            raise self._fail(f"ssh {spec['id']!r}: the agent socket {socket} does not exist")
+        return Mount(os.path.abspath(socket), spec["target"])

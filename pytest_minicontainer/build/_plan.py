@@ -15,7 +15,7 @@ import json
 import os
 import posixpath
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import BuildError, MiniContainerError
@@ -125,21 +125,24 @@ def _command(ins: Instruction, shell: tuple[str, ...]) -> tuple[str, ...]:
 
 _MOUNT_KEYS = {
     "cache": {"type", "target", "id", "sharing", "mode", "ro", "readonly"},
-    "bind": {"type", "target", "source", "rw", "readwrite"},
+    "bind": {"type", "target", "source", "rw", "readwrite", "from"},
     "tmpfs": {"type", "target", "size"},
     "secret": {"type", "target", "id", "required", "mode"},
+    "ssh": {"type", "target", "id", "required", "mode"},
 }
 
 
 def _run_mount(spec: str, env: Mapping[str, str], escape: str, workdir: str, line: int,
-               command: str) -> tuple[tuple[str, str], ...]:
+               command: str, stages: Sequence[Stage] = ()) -> tuple[tuple[str, str], ...]:
     """One ``RUN --mount=`` as sorted (key, value) pairs, checked and completed with defaults.
 
     BuildKit's types: ``cache`` (a directory kept in the store across builds, by ``id``,
-    default the target), ``bind`` (a path of the build context, read-only unless ``rw``, whose
-    writes are then thrown away), ``tmpfs`` (an empty directory for the step), ``secret`` (a
-    file given to the build, at ``/run/secrets/<id>`` by default; never in a layer or the
-    cache key).  ``from=`` (another stage or image) and ``ssh`` are not there yet.
+    default the target), ``bind`` (a path of the build context, or with ``from=`` of an
+    earlier stage or an image, read-only unless ``rw``, whose writes are then thrown away),
+    ``tmpfs`` (an empty directory for the step), ``secret`` (a file given to the build, at
+    ``/run/secrets/<id>`` by default; never in a layer or the cache key), ``ssh`` (an SSH
+    agent's socket given to the build, at ``/run/buildkit/ssh_agent.0`` with ``SSH_AUTH_SOCK``
+    pointing at it).
     """
     fields: dict[str, str] = {}
     for item in expand(spec, env, line=line, escape=escape).split(","):
@@ -149,13 +152,15 @@ def _run_mount(spec: str, env: Mapping[str, str], escape: str, workdir: str, lin
     kind = fields.get("type", "bind")
     fields["type"] = kind
     if kind not in _MOUNT_KEYS:
-        raise BuildError(f"RUN --mount=type={kind} is not supported (cache, bind, tmpfs, secret)", line=line,
+        raise BuildError(f"RUN --mount=type={kind} is not supported (cache, bind, tmpfs, secret, ssh)", line=line,
                          command=command)
     unknown = sorted(set(fields) - _MOUNT_KEYS[kind])
     if unknown:
-        what = "from= (a mount of another stage or image) is not supported yet" if "from" in unknown else \
-            f"unknown option(s) {', '.join(unknown)}"
-        raise BuildError(f"RUN --mount=type={kind}: {what}", line=line, command=command)
+        raise BuildError(f"RUN --mount=type={kind}: unknown option(s) {', '.join(unknown)}", line=line,
+                         command=command)
+    if kind == "ssh":
+        fields.setdefault("id", "default")
+        fields.setdefault("target", "/run/buildkit/ssh_agent.0")
     if kind == "secret":
         if not fields.get("id") and not fields.get("target"):
             raise BuildError("RUN --mount=type=secret needs id= (or target=)", line=line, command=command)
@@ -172,6 +177,14 @@ def _run_mount(spec: str, env: Mapping[str, str], escape: str, workdir: str, lin
                              line=line, command=command)
     if kind == "bind":
         fields.setdefault("source", ".")
+        if "from" in fields:
+            known = {st.name for st in stages if st.name} | {str(st.index) for st in stages}
+            ref = fields["from"]
+            if ref.lower() in known:
+                if stages and ref.lower() == (stages[-1].name or str(stages[-1].index)):
+                    raise BuildError(f"RUN --mount=type=bind,from={ref} names the stage it is in", line=line,
+                                     command=command)
+                fields["from"] = ref.lower()
     return tuple(sorted(fields.items()))
 
 
@@ -340,14 +353,18 @@ def _step(ins: Instruction, escape: str, state: _State, context: str, ignore: Ig
         text = "RUN " + repr(list(argv)) + " " + repr(sorted(run_env.items()))
         if network not in (None, "default"):
             text += f" --network={network}"  # what a step may reach is part of what it made
-        mounts = tuple(_run_mount(spec, env, escape, cfg.workdir, line, ins.text)
+        mounts = tuple(_run_mount(spec, env, escape, cfg.workdir, line, ins.text, stages)
                        for spec in ins.flags.get("mount", "").split("\n") if spec)
         content = ""
+        ssh = [dict(m)["target"] for m in mounts if dict(m)["type"] == "ssh"]
+        if ssh and "SSH_AUTH_SOCK" not in cfg.env_dict:
+            run_env["SSH_AUTH_SOCK"] = ssh[0]  # as BuildKit sets it for the first ssh mount
         for m in mounts:
-            # the cache key: what each mount is, and for a bind of the context what it holds;
-            # never a secret's content (BuildKit keeps secrets out of the key too)
+            # the cache key: what each mount is, and for a bind of the context what it holds (of
+            # an image or stage: its digest, added when it is known); never a secret's content
+            # (BuildKit keeps secrets out of the key too)
             text += " --mount=" + ",".join(f"{k}={v}" for k, v in m)
-            if dict(m)["type"] == "bind":
+            if dict(m)["type"] == "bind" and "from" not in dict(m):
                 srcs = resolve_sources(context, [dict(m)["source"]], ignore, line=line, command=ins.text, kind="RUN")
                 content += content_digest(srcs, ignore)
         return Step(line, "RUN", text, cfg, argv=argv, run_env=run_env, network=network or "default",

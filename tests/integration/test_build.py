@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -474,7 +475,7 @@ def test_add_unpacks_only_archives_and_keeps_whiteout_names(engine: Engine, busy
     out = read(engine, image, "ls /z /n; wc -c < /z/zeros.img; ls -A /etc; cat /etc/passwd /xz/etc/.wh.passwd")
     assert out.splitlines() == [
         "/n:", "notes.txt.gz", "", "/z:", "zeros.img", "2053",
-        ".wh..wh..opq", ".wh.passwd", "added", "group", "passwd",
+        ".wh..wh..opq", ".wh.passwd", "added", "group", "mtab", "passwd",
         "root:x:0:0:root:/root:/bin/sh", "app:x:1000:1000:app:/home/app:/bin/sh", "etc/.wh.passwd"]
 
 
@@ -672,8 +673,8 @@ def test_run_mounts_cache_bind_tmpfs_and_secret(engine: Engine, busybox_rootfs: 
         engine.build(f"FROM rootfs:{busybox_rootfs}\nRUN --mount=type=secret,id=token,required true\n", ctx)
     with pytest.raises(BuildError, match="is outside the build context"):
         engine.build(f"FROM rootfs:{busybox_rootfs}\nRUN --mount=type=bind,source=../..,target=/x true\n", ctx)
-    with pytest.raises(BuildError, match=r"from= .* is not supported yet"):
-        engine.build(f"FROM rootfs:{busybox_rootfs}\nRUN --mount=type=bind,from=x,target=/x true\n", ctx)
+    with pytest.raises(BuildError, match=r"from=nowhere.*nowhere"):
+        engine.build(f"FROM rootfs:{busybox_rootfs}\nRUN --mount=type=bind,from=nowhere,target=/x true\n", ctx)
 
 
 def test_cli_build_takes_secrets(busybox_rootfs: Path, tmp_path: Path) -> None:
@@ -721,3 +722,60 @@ def test_copy_and_add_heredocs_are_inline_files(engine: Engine, busybox_rootfs: 
     assert again.digest != image.digest and read(engine, again, "cat /srv/data.tar.gz") == "changed\n"
     with pytest.raises(BuildError, match="a heredoc cannot be the destination"):
         engine.build(f"FROM rootfs:{busybox_rootfs}\nCOPY x <<EOF\nhi\nEOF\n", tmp_path)
+
+
+def test_run_mount_bind_from_a_stage_or_an_image(engine: Engine, busybox_rootfs: Path, tmp_path: Path) -> None:
+    """``RUN --mount=type=bind,from=...`` (issue 16): an earlier stage's or an image's files,
+    merged from its layers; ``rw`` writes are thrown away; the key follows the stage."""
+    def containerfile(marker: str) -> str:
+        return (f"FROM rootfs:{busybox_rootfs} AS builder\n"
+                f"RUN mkdir -p /out/sub && echo {marker} > /out/sub/made && echo base > /out/base\n"
+                "RUN echo later > /out/later && rm /out/base\n"
+                f"FROM rootfs:{busybox_rootfs}\n"
+                "RUN --mount=type=bind,from=builder,source=/out,target=/in cat /in/sub/made /in/later > /got"
+                " && test ! -e /in/base && ! touch /in/x 2>/dev/null\n"
+                "RUN --mount=type=bind,from=builder,source=/out/later,target=/one,rw echo more >> /one && cat /one"
+                " > /file\n"
+                f"RUN --mount=type=bind,from=rootfs:{busybox_rootfs},source=/data,target=/img ls /img > /listed\n")
+
+    image = engine.build(containerfile("first"), tmp_path, network="none")
+    assert read(engine, image, "cat /got /file") == "first\nlater\nlater\nmore\n"
+    assert read(engine, image, "cat /listed") == "gone.txt\nkeep.txt\n"
+    assert read(engine, image, "ls -d /in /one /img 2>/dev/null; true") == ""  # no mount point is left
+    changed = engine.build(containerfile("second"), tmp_path, network="none")
+    assert read(engine, changed, "cat /got") == "second\nlater\n"  # the builder changed: the step ran again
+    with pytest.raises(BuildError, match="source=/missing does not exist in builder"):
+        engine.build(containerfile("x").replace("source=/out,", "source=/missing,"), tmp_path, network="none")
+
+
+def test_run_mount_ssh_gives_the_agent_socket(engine: Engine, tmp_path: Path) -> None:
+    """``RUN --mount=type=ssh`` (issue 16): the agent's socket at /run/buildkit/ssh_agent.0,
+    ``SSH_AUTH_SOCK`` pointing at it; absent and not required, the step runs without it."""
+    import socket as socketlib
+
+    path = tmp_path / "agent.sock"
+    server = socketlib.socket(socketlib.AF_UNIX)
+    server.bind(str(path))
+    server.listen(1)
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"agent says hi")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    script = ("import os, socket; s = socket.socket(socket.AF_UNIX); s.connect(os.environ['SSH_AUTH_SOCK']);"
+              " open('/answer', 'wb').write(os.environ['SSH_AUTH_SOCK'].encode() + b' ' + s.recv(100))")
+    try:
+        image = engine.build(f"FROM host\nRUN --mount=type=ssh python3 -c \"{script}\"\n", tmp_path,
+                             network="none", ssh={"default": path})
+        assert read(engine, image, "cat /answer") == "/run/buildkit/ssh_agent.0 agent says hi"
+    finally:
+        thread.join(5)
+        server.close()
+    without = engine.build("FROM host\nRUN --mount=type=ssh,id=other test -z \"$SSH_AUTH_SOCK\" || true\n",
+                           tmp_path, network="none")
+    assert without.digest
+    with pytest.raises(BuildError, match="ssh 'other' is required and was not given"):
+        engine.build("FROM host\nRUN --mount=type=ssh,id=other,required true\n", tmp_path, network="none")

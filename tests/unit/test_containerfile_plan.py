@@ -325,7 +325,10 @@ def test_onbuild_triggers_run_first_in_the_child_and_are_not_passed_on(tmp_path:
 
 
 @pytest.mark.parametrize(("mount", "message"), [
-    ("type=ssh", "type=ssh is not supported (cache, bind, tmpfs, secret)"),
+    ("type=nfs", "type=nfs is not supported (cache, bind, tmpfs, secret, ssh)"),
+    ("type=ssh,colour=red", "unknown option(s) colour"),
+    ("type=bind,from=base,target=/x,colour=red", "unknown option(s) colour"),
+    ("type=bind,from=0,target=/x", "from=0 names the stage it is in"),
     ("type=cache,target=/c,sharing=wild", "sharing=wild: not shared, private or locked"),
     ("type=secret", "type=secret needs id="),
     ("type=tmpfs", "type=tmpfs needs target="),
