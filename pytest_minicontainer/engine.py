@@ -31,7 +31,7 @@ from .errors import (
     RuntimeUnavailable,
     StoreError,
 )
-from .image import Image
+from .image import DEFAULT_PATH, Image
 from .images._mtab import init_layer, wants_mtab
 from .images._stubs import drop_mount_stubs
 from .networks import Network, check_alias, write_hosts
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Engine", "default_store_path"]
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NETWORKS = ("none", "host", "slirp")
 
 ImageResolver = Callable[[str], "Image | str | None"]

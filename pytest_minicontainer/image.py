@@ -16,9 +16,11 @@ from typing import Any
 
 from ._shapes import wrong_shape
 
-__all__ = ["HealthCheck", "Image", "ImageConfig"]
+__all__ = ["DEFAULT_PATH", "HealthCheck", "Image", "ImageConfig"]
 
 _NS = 1_000_000_000  # OCI/Docker durations are nanoseconds
+# PATH where an image sets none: Docker's (and BuildKit's ``system.DefaultPathEnv``) for Linux
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import BuildError, MiniContainerError
-from ..image import HealthCheck, Image, ImageConfig
+from ..image import DEFAULT_PATH, HealthCheck, Image, ImageConfig
 from ._context import Source, content_digest, resolve_sources
 from ._ignore import IgnoreRules
 from ._parser import Instruction, exec_form, heredoc_bodies, parse_trigger
@@ -334,6 +334,10 @@ def _start_stage(ins: Instruction, escape: str, global_args: dict[str, str], sta
         except MiniContainerError as exc:
             raise BuildError(f"FROM {ref}: {exc}", line=ins.line, command=ins.text) from exc
         config = base_image.config
+    if "PATH" not in config.env_dict:
+        # BuildKit makes sure of a PATH in every stage (so ``ENV PATH $PATH:/x`` over a base
+        # that sets none means the default and /x, not ":/x"), and the image keeps it
+        config = config.with_changes(env=(*config.env, ("PATH", DEFAULT_PATH)))
     stage = Stage(len(stages), name, ins.line, ref, base_stage, base_image, config=config)
     return stage, _State(config, {})
 

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..image import Image, ImageConfig
+from ..image import DEFAULT_PATH, Image, ImageConfig
 from ..store import Store
 
 __all__ = ["HOST_REFERENCE", "host_image"]
@@ -24,7 +24,6 @@ HOST_REFERENCE = "host"
 # Top-level entries of / exposed to containers; the rest (/home, /root, /tmp, /proc...) are not.
 _SYSTEM = ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc", "opt")
 _EMPTY = ("tmp", "root", "home", "var", "run", "mnt", "srv", "proc", "dev", "sys")
-_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def _python_dirs() -> list[str]:
@@ -83,8 +82,8 @@ def host_image(store: Store) -> Image:
     path = store.layer_dir(key)
     if not path.is_dir():
         path = _build_skeleton(store, key, links, dirs)
-    env: tuple[tuple[str, str], ...] = (("PATH", _DEFAULT_PATH if sys.prefix == sys.base_prefix
-                                         else os.path.join(sys.prefix, "bin") + ":" + _DEFAULT_PATH),)
+    env: tuple[tuple[str, str], ...] = (("PATH", DEFAULT_PATH if sys.prefix == sys.base_prefix
+                                         else os.path.join(sys.prefix, "bin") + ":" + DEFAULT_PATH),)
     if sys.prefix != sys.base_prefix:
         env = (*env, ("VIRTUAL_ENV", sys.prefix))
     return Image(

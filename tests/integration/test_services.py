@@ -16,7 +16,6 @@ import hashlib
 import os
 import shutil
 import socket
-import subprocess
 import threading
 import time
 import urllib.error
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from pytest_minicontainer import Container, ContainerError, Engine, HealthCheck, Image, Mount, WaitTimeout, wait
+from tests.debian import debian_rootfs
 
 HTTPD = ('mkdir -p /www/cgi-bin && echo "${MSG:-hello}" > /www/index.html '
          "&& exec httpd -f -vv -p 127.0.0.1:8080 -h /www")
@@ -474,39 +474,7 @@ REDIS = ["redis-server", "--bind", "127.0.0.1", "--port", "6379", "--dir", "/var
 
 def _redis_rootfs() -> Path:
     """The Debian rootfs tarball with redis-server: built once by mmdebstrap, then cached."""
-    given = os.environ.get("MINICONTAINER_TEST_REDIS_ROOTFS")
-    if given:
-        return Path(given)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pytest-minicontainer-testdata"
-    key = hashlib.sha256(" ".join(MMDEBSTRAP).encode()).hexdigest()[:16]
-    target = cache / f"redis-rootfs-{key}.tar"
-    if target.exists():
-        return target
-    how = ("apt-get install mmdebstrap (it downloads Debian packages from deb.debian.org once; "
-           f"the rootfs is cached in {cache}), or point MINICONTAINER_TEST_REDIS_ROOTFS at a rootfs tarball "
-           "with redis-server")
-    if shutil.which("mmdebstrap") is None:
-        pytest.skip(f"a rootfs with redis-server is built with mmdebstrap, which is not installed: {how}")
-    from filelock import FileLock
-
-    cache.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):  # xdist workers build it once between them
-        if target.exists():
-            return target
-        partial = target.with_suffix(".partial.tar")
-        mode = [] if os.geteuid() == 0 else ["--mode=unshare"]
-        try:
-            proc = subprocess.run([*MMDEBSTRAP[:1], *mode, *MMDEBSTRAP[1:], str(partial)],
-                                  capture_output=True, text=True, timeout=1200)
-        except subprocess.TimeoutExpired:
-            proc = None
-        if proc is None or proc.returncode != 0:
-            with contextlib.suppress(OSError):
-                partial.unlink()
-            tail = "timed out after 20 minutes" if proc is None else (proc.stderr.strip().splitlines() or ["?"])[-1]
-            pytest.skip(f"mmdebstrap could not build a rootfs with redis-server ({tail}): {how}")
-        partial.rename(target)
-    return target
+    return debian_rootfs("redis", MMDEBSTRAP, "MINICONTAINER_TEST_REDIS_ROOTFS")
 
 
 @pytest.fixture(scope="session")

@@ -350,3 +350,18 @@ def test_run_mount_defaults_and_cache_key(tmp_path: Path) -> None:
     (tmp_path / "src" / "f").write_text("2")  # what a bind shows is part of the step's key
     assert plan("FROM base\nWORKDIR /w\nRUN --mount=type=cache,target=c --mount=type=secret,id=tok "
                 "--mount=type=bind,source=src,target=/s true\n", tmp_path)[-1].steps[-1].content != before
+
+
+def test_a_stage_over_a_base_without_path_gets_the_default_one(tmp_path: Path) -> None:
+    """BuildKit makes sure every stage has a PATH: ``ENV PATH $PATH:/x`` over a base that sets
+    none (a rootfs, scratch) means the default and /x, and the image keeps it."""
+    def resolve(ref: str) -> Image:
+        return Image(digest="sha256:" + "c" * 64, config=ImageConfig(env=(("LANG", "C"),)))
+
+    ins, escape = parse("FROM rootfs\nENV PATH $PATH:/opt/bin\nRUN echo $PATH\n")
+    stages = make_plan(ins, escape, build_args={}, target=None, resolve=resolve, context=str(tmp_path),
+                       ignore=load_ignore(str(tmp_path)))
+    assert stages[0].config.env_dict["PATH"] == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/bin"
+    assert stages[0].config.env_dict["LANG"] == "C"
+    with_path = plan("FROM base\nENV PATH $PATH:/x\n", tmp_path)  # BASE sets PATH=/bin: kept as it is
+    assert with_path[0].config.env_dict["PATH"] == "/bin:/x"
