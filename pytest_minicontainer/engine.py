@@ -32,7 +32,7 @@ from .errors import (
     StoreError,
 )
 from .image import DEFAULT_PATH, Image
-from .images._mtab import init_layer, wants_mtab
+from .images._init_layer import init_files, init_layer
 from .images._stubs import drop_mount_stubs
 from .networks import Network, check_alias, write_hosts
 from .paths import default_store_path
@@ -83,7 +83,7 @@ class Engine:
         self._pinned: set[str] = set()
         self._networks: dict[str, Network] = {}  # engine.network(): by name
         self._network_count = 0
-        self._mtab: dict[str, bool] = {}  # image digest: its containers get /etc/mtab (images._mtab)
+        self._init: dict[str, tuple[str, ...]] = {}  # image digest: what the init layer gives its containers
         if self._idmap.kind != "root":  # files only the user namespace may read, owners only it maps
             self.store.trees = _NamespaceTrees(self)
 
@@ -569,11 +569,11 @@ class Engine:
         if network == "host" and os.path.isfile(RESOLV_CONF):
             binds.append({"source": RESOLV_CONF, "target": RESOLV_CONF, "readonly": True, "optional": True})
         lowers = list(img.layer_dirs) or [self._empty_layer()]
-        mtab = self._mtab.get(img.digest)
-        if mtab is None:
-            mtab = self._mtab[img.digest] = wants_mtab(img)
-        if mtab:  # Docker's /etc/mtab, in a layer of its own that no commit saves
-            lowers.append(init_layer(self.store.root))
+        files = self._init.get(img.digest)
+        if files is None:
+            files = self._init[img.digest] = init_files(img)
+        if files:  # Docker's /etc/mtab and /etc/hosts, in a layer of their own that no commit saves
+            lowers.append(init_layer(self.store.root, files))
         return {
             "lowers": lowers,
             "overlays": overlays,

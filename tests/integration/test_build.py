@@ -475,7 +475,7 @@ def test_add_unpacks_only_archives_and_keeps_whiteout_names(engine: Engine, busy
     out = read(engine, image, "ls /z /n; wc -c < /z/zeros.img; ls -A /etc; cat /etc/passwd /xz/etc/.wh.passwd")
     assert out.splitlines() == [
         "/n:", "notes.txt.gz", "", "/z:", "zeros.img", "2053",
-        ".wh..wh..opq", ".wh.passwd", "added", "group", "mtab", "passwd",
+        ".wh..wh..opq", ".wh.passwd", "added", "group", "hosts", "mtab", "passwd",
         "root:x:0:0:root:/root:/bin/sh", "app:x:1000:1000:app:/home/app:/bin/sh", "etc/.wh.passwd"]
 
 

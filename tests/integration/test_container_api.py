@@ -367,24 +367,27 @@ def test_file_requests_refuse_fifos_and_devices_without_hanging(box: Container) 
     assert box.exec("echo still serving").stdout == "still serving\n"
 
 
-# -- /etc/mtab, as Docker's runtime gives it ------------------------------------------------
+# -- /etc/mtab and /etc/hosts, as Docker's runtime gives them ------------------------------------
 def test_etc_mtab_links_to_the_mounts_and_is_no_change(engine: Engine, box: Container, tmp_path: Path) -> None:
     assert box.exec("readlink /etc/mtab", check=True).stdout == "/proc/self/mounts\n"
+    hosts = box.read_text("/etc/hosts")  # the busybox image has none: localhost resolves all the same
+    assert "127.0.0.1\tlocalhost\n" in hosts and "::1\tlocalhost" in hosts
     mounts = box.exec("mount", check=True).stdout  # busybox mount reads /etc/mtab
     assert " on / type overlay " in mounts and " on /proc type proc " in mounts
     assert box.exec("df /", check=True).stdout.splitlines()[-1].endswith(" /")
     box.exec("echo x > /added", check=True)
     assert _diff(box) == ["A /added"]
     image = box.commit()
-    assert not any(os.path.lexists(os.path.join(d, "etc", "mtab")) for d in image.layer_dirs)
+    assert not any(os.path.lexists(os.path.join(d, "etc", name))
+                   for d in image.layer_dirs for name in ("mtab", "hosts"))
     with engine.run(image, command=()) as again:  # the commit's containers get the link again
         assert again.exec("readlink /etc/mtab", check=True).stdout == "/proc/self/mounts\n"
 
 
-def test_an_image_with_its_own_etc_mtab_keeps_it(engine: Engine, busybox_rootfs: Path) -> None:
+def test_an_image_with_its_own_etc_mtab_and_hosts_keeps_them(engine: Engine, busybox_rootfs: Path) -> None:
     with engine.run(f"rootfs:{busybox_rootfs}", command=()) as c:
-        c.exec("rm /etc/mtab && echo 'mine' > /etc/mtab", check=True)
+        c.exec("rm /etc/mtab /etc/hosts && echo 'mine' > /etc/mtab && echo '10.1.2.3 db' > /etc/hosts", check=True)
         own = c.commit()
     with engine.run(own, command=()) as c:
-        assert c.exec("cat /etc/mtab", check=True).stdout == "mine\n"
+        assert c.exec("cat /etc/mtab /etc/hosts", check=True).stdout == "mine\n10.1.2.3 db\n"
         assert _diff(c) == []

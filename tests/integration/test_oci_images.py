@@ -157,8 +157,11 @@ def test_container_sees_the_same_tree(umoci_image: Built, tmp_path: Path) -> Non
             uid, gid = owner.split(":")
             entry = (*entry, int(uid), int(gid))
         inside[path.lstrip("/")] = entry
-    # the runtime's own, as Docker's: /etc/mtab in a layer under the container's (images._mtab)
+    # the runtime's own, as Docker's: /etc/mtab and /etc/hosts in a layer under the container's
+    # (images._init_layer), where the image has none
     assert inside.pop("etc/mtab", None) == ("symlink", 0, "/proc/self/mounts", *((0, 0) if ROOT else ()))
+    if "etc/hosts" not in reference:
+        assert inside.pop("etc/hosts", ("?",))[:2] == ("file", 0o644)
     tops = ("bin", "etc", "opt", "tmp", "usr", "var")
     expected = {k: v for k, v in reference.items() if k.split("/")[0] in tops}
     diff = {k: (inside.get(k), expected.get(k))

@@ -1,4 +1,4 @@
-"""The official postgres and redis images' Dockerfiles, built and run as users have them (issue 16).
+"""The official postgres, redis and mariadb images' Dockerfiles, built and run as users have them (issue 16).
 
 ``tests/data/official/*/Containerfile`` repeat the official Dockerfiles' steps that need no
 network (locale generation, ``dpkg-divert`` of the sample config, ``install --owner``,
@@ -36,17 +36,34 @@ MMDEBSTRAP = [
     '--customize-hook=rm -rf "$1/var/lib/postgresql/15" "$1/etc/postgresql/15"',
     "--format=tar", "bookworm",
 ]
+MMDEBSTRAP_MARIADB = [
+    "mmdebstrap", "--variant=essential", "--include=mariadb-server,gosu,bash",
+    "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
+    "--dpkgopt=path-exclude=/usr/share/locale/*",
+    '--customize-hook=rm -rf "$1"/var/lib/mysql/*',  # the package's own database: the image makes its own
+    "--format=tar", "bookworm",
+]
+
+
+def _need_service_users(engine: Engine) -> None:
+    if engine.runtime.idmap.max_uid < 1000:
+        pytest.skip("the official images run their servers as their own users (postgres, redis, mysql), which "
+                    "one mapped id cannot hold; fix: sudo usermod --add-subuids 100000-165535 --add-subgids "
+                    "100000-165535 $USER")
 
 
 @pytest.fixture(scope="module")
 def base(engine: Engine) -> str:
-    if engine.runtime.idmap.max_uid < 1000:
-        pytest.skip("the official images run their servers as their own users (postgres, redis), which one "
-                    "mapped id cannot hold; fix: sudo usermod --add-subuids 100000-165535 --add-subgids "
-                    "100000-165535 $USER")
+    _need_service_users(engine)
     tar = debian_rootfs("official", MMDEBSTRAP, "MINICONTAINER_TEST_OFFICIAL_ROOTFS")
     engine.image(f"rootfs:{tar}")  # unpacked once for the module
     return f"rootfs:{tar}"
+
+
+@pytest.fixture(scope="module")
+def mariadb_base(engine: Engine) -> str:
+    _need_service_users(engine)
+    return f"rootfs:{debian_rootfs('mariadb', MMDEBSTRAP_MARIADB, 'MINICONTAINER_TEST_MARIADB_ROOTFS')}"
 
 
 def _context(name: str, tmp_path: Path) -> Path:
@@ -150,4 +167,57 @@ def test_redis_dockerfile_seeded_then_cloned(engine: Engine, base: str, tmp_path
                 assert _redis(sb, "GET", "seeded") == b"$3\r\nyes\r\n"
         engine.remove(seeded)
     finally:
+        engine.remove(image)
+
+
+def test_a_build_step_making_files_private_to_the_service_user(engine: Engine, base: str, tmp_path: Path) -> None:
+    """What postgresql's postinst does on a plain ``apt-get install`` (the official image turns it
+    off): ``pg_createcluster`` makes a cluster whose files belong to postgres and are private
+    to it (pg_ident.conf 0640, the data directory 0700).  Rootless, this process cannot read
+    them; the layer is hashed and stored where the ids are mapped (issue 16)."""
+    image = engine.build(f"FROM {base}\nRUN pg_createcluster 15 main\n", tmp_path, network="none")
+    try:
+        with engine.run(image, command=()) as c:
+            out = c.exec(["stat", "-c", "%U %a %n", "/etc/postgresql/15/main/pg_ident.conf",
+                          "/var/lib/postgresql/15/main"], check=True).stdout
+            assert out.splitlines() == ["postgres 640 /etc/postgresql/15/main/pg_ident.conf",
+                                        "postgres 700 /var/lib/postgresql/15/main"]
+            started = c.exec(["pg_ctlcluster", "15", "main", "start"])
+            assert started.returncode == 0, started.stderr
+            assert c.exec(["gosu", "postgres", "psql", "-tAc", "SELECT 6 * 7"], check=True).stdout == "42\n"
+    finally:
+        engine.remove(image)
+
+
+# -- mariadb ------------------------------------------------------------------------------------
+def test_mariadb_dockerfile_seeded_then_cloned(engine: Engine, mariadb_base: str, tmp_path: Path) -> None:
+    image = engine.build(context=_context("mariadb", tmp_path), build_args={"BASE": mariadb_base},
+                         network="none")
+    init = tmp_path / "initdb.d"
+    init.mkdir()
+    (init / "seed.sql").write_text("CREATE DATABASE app;\nCREATE TABLE app.seen (who VARCHAR(20));\n"
+                                   "INSERT INTO app.seen VALUES ('seed');\n")
+    tcp = ["mariadb", "-h", "127.0.0.1", "-uroot", "-ps3cret", "-N", "-B", "-e"]
+    seeded = None
+    try:
+        assert image.config.volumes == ("/var/lib/mysql",) and image.config.cmd == ("mariadbd",)
+        with engine.run(image, env={"MARIADB_ROOT_PASSWORD": "s3cret"},
+                        mounts=[Mount(init, "/docker-entrypoint-initdb.d", readonly=True)]) as db:
+            db.wait_for_port(3306, timeout=120)
+            assert "init process done" in db.logs()
+            assert db.exec([*tcp, "SELECT who FROM app.seen"]).stdout == "seed\n"
+            refused = db.exec(["mariadb", "-h", "127.0.0.1", "-uroot", "-pwrong", "-e", "SELECT 1"])
+            assert refused.returncode != 0 and "Access denied" in refused.stderr
+            assert db.stop(timeout=60) == 0
+            seeded = db.commit()
+        with engine.run(seeded) as a, engine.run(seeded) as b:
+            a.wait_for_port(3306, timeout=120)
+            b.wait_for_port(3306, timeout=120)
+            a.exec([*tcp, "INSERT INTO app.seen VALUES ('a')"], check=True)
+            query = [*tcp, "SELECT GROUP_CONCAT(who ORDER BY who) FROM app.seen"]
+            assert a.exec(query).stdout == "a,seed\n"
+            assert b.exec(query).stdout == "seed\n"
+    finally:
+        if seeded is not None:
+            engine.remove(seeded)
         engine.remove(image)
