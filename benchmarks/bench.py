@@ -395,13 +395,83 @@ def bench_suite(work: Path, n: int) -> None:
         subprocess.run(argv, cwd=work, check=True, capture_output=True)
         return (time.perf_counter() - start) * 1000
 
-    for label, extra in (("serial", ()), ("-n 2", ("-n", "2"))):
+    for label, extra in (("serial", ()), ("-n 2", ("-n", "2")), ("serial, ahead off", ("--minicontainer-ahead=0",)),
+                         ("-n 2, ahead off", ("-n", "2", "--minicontainer-ahead=0"))):
         run("test_with.py", *extra)  # warm the store
         pairs = [(run("test_with.py", *extra), run("test_without.py", *extra)) for _ in range(5)]  # interleaved
         with_c, without = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
         overhead = statistics.median(w - wo for w, wo in pairs) / 200
-        print(f"  {label:<7} with container: {with_c:8.0f} ms, without: {without:8.0f} ms, "
+        print(f"  {label:<17} with container: {with_c:8.0f} ms, without: {without:8.0f} ms, "
               f"overhead per test {overhead:6.2f} ms (target <= 5 ms)")
+
+
+AHEAD_SUITE = """
+import time
+
+import pytest
+
+from pytest_minicontainer import wait
+
+
+@pytest.mark.parametrize("n", range({count}))
+@pytest.mark.container("{image}", ready=wait.port(5432), timeout=60)
+def test_query(n, container):
+    time.sleep({work})  # the test's own work
+"""
+AHEAD_CONFTEST = """
+import json, os
+
+def pytest_runtest_logreport(report):
+    if report.when == "setup":
+        with open(os.environ["SETUP_TIMES"], "a") as f:
+            f.write(json.dumps(report.duration) + "\\n")
+"""
+
+
+@benchmark
+def bench_ahead(work: Path, n: int) -> None:
+    """How long a test waits for a ready seeded postgres (official-style image, Debian's
+    postgresql), with the next test's container started ahead and without."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    try:
+        from tests.debian import debian_rootfs
+        from tests.integration.test_official_images import DATA, MMDEBSTRAP
+    except Exception as exc:  # a benchmark says why it cannot run
+        print(f"  skipped: the test helpers are not importable ({exc})")
+        return
+    try:
+        tar = debian_rootfs("official", MMDEBSTRAP, "MINICONTAINER_TEST_OFFICIAL_ROOTFS")
+    except BaseException as exc:  # pytest.skip when mmdebstrap is missing
+        print(f"  skipped: no Debian rootfs with postgresql ({exc})")
+        return
+    store = work / "store"
+    ctx = work / "pg"
+    shutil.copytree(DATA / "postgres", ctx)
+    with Engine(store=store) as engine:
+        image = engine.build(context=ctx, build_args={"BASE": f"rootfs:{tar}"}, network="none")
+        with engine.run(image, env={"POSTGRES_PASSWORD": "bench"}) as db:
+            db.wait_for_port(5432, timeout=60)
+            db.stop(timeout=30)
+            db.commit("bench/postgres:seeded")
+    (work / "conftest.py").write_text(AHEAD_CONFTEST)
+    for work_s in (0.15, 0.0):
+        (work / "test_ahead.py").write_text(AHEAD_SUITE.format(count=20, image="bench/postgres:seeded", work=work_s))
+        for label, extra in (("ahead", ()), ("not ahead", ("--minicontainer-ahead=0",))):
+            times = work / "times.jsonl"
+            times.unlink(missing_ok=True)
+            argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--minicontainer-store={store}",
+                    "test_ahead.py", *extra]
+            start = time.perf_counter()
+            subprocess.run(argv, cwd=work, check=True, capture_output=True,
+                           env={**os.environ, "SETUP_TIMES": str(times)})
+            total = time.perf_counter() - start
+            waits = [float(x) * 1000 for x in times.read_text().split()][1:]  # the first test has no previous one
+            print(f"  tests doing {work_s * 1000:3.0f} ms of work, {label:<9}: a test waits "
+                  f"{statistics.median(waits):6.1f} ms for its ready postgres (median of {len(waits)}), "
+                  f"suite {total:5.1f} s")
+    print("  docker run of the same committed image: no daemon answers here, no baseline")
+    with Engine(store=store) as engine:
+        engine.prune(all=True)  # rootless, layers hold files of subordinate ids: leave none behind
 
 
 @benchmark

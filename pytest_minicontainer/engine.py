@@ -83,6 +83,7 @@ class Engine:
         self._pinned: set[str] = set()
         self._networks: dict[str, Network] = {}  # engine.network(): by name
         self._network_count = 0
+        self._reserved: set[str] = set()  # ids of containers started ahead (see reserve)
         self._init: dict[str, tuple[str, ...]] = {}  # image digest: what the init layer gives its containers
         if self._idmap.kind != "root":  # files only the user namespace may read, owners only it maps
             self.store.trees = _NamespaceTrees(self)
@@ -151,8 +152,19 @@ class Engine:
 
     @property
     def containers(self) -> list[Container]:
+        """The containers of this engine that are in use (not those a session started ahead)."""
         with self._lock:
-            return list(self._containers.values())
+            return [c for c in self._containers.values() if c.id not in self._reserved]
+
+    def reserve(self, container: Container) -> None:
+        """Keep ``container`` out of :attr:`containers` until :meth:`release`: it was started
+        for a test that has not begun (``pytest_minicontainer.ahead``) and belongs to nobody yet."""
+        with self._lock:
+            self._reserved.add(container.id)
+
+    def release(self, container: Container) -> None:
+        with self._lock:
+            self._reserved.discard(container.id)
 
     @staticmethod
     def probe(store: str | os.PathLike[str] | None = None) -> None:
@@ -605,6 +617,7 @@ class Engine:
     def _forget(self, container: Container) -> None:
         with self._lock:
             self._containers.pop(container.id, None)
+            self._reserved.discard(container.id)
         for net in container._nets:
             net.leave(container.id)
             self._refresh_hosts(net)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
+from .ahead import Ahead
 from .markers import MARKER_KEYS, ContainerSpec, MarkerError, MountSpec, check_options, spec_from_markers
 from .paths import default_store_path
 
@@ -78,6 +79,7 @@ class Tracked:
     kept: Path | None = None
     shell: str = ""
     service: str = ""  # the compose service it runs, for the report's section title
+    ahead_ms: float | None = None  # started this long before the test (--minicontainer-ahead)
 
     def keep(self) -> None:
         if self.kept is None:
@@ -109,6 +111,8 @@ class State:
     _engine: Engine | None = field(default=None, init=False)
     _refused: RuntimeUnavailable | None = field(default=None, init=False)
     _stacks: dict[tuple[Any, ...], Stack] = field(default_factory=dict, init=False)
+    ahead: Ahead = field(default_factory=lambda: Ahead(0), init=False)  # set from the option at configure
+    next_item: pytest.Item | None = field(default=None, init=False)  # the test after the running one
 
     def _announce(self, line: str) -> None:
         """An image the session pulled or built, as a line of pytest's terminal (none with -q).
@@ -192,9 +196,26 @@ class State:
         )
 
     def close(self) -> None:
+        self.ahead.drop()
         if self._engine is not None:
             engine, self._engine = self._engine, None
             engine.close()
+
+    def start_ahead(self, item: pytest.Item) -> None:
+        """Start ``item``'s declared container now, if it has one and an engine runs already."""
+        if self.ahead.depth <= 0 or self._engine is None or "container" not in getattr(item, "fixturenames", ()):
+            return
+        from .ahead import declared
+
+        spec = spec_from_markers(item.iter_markers("container"))
+        image = declared(item, spec, self.settings.image)
+        if image is None:
+            return
+        image = _declared(image, self.config)
+        engine = self._engine
+        options: dict[str, Any] = spec.run_options()
+        options["mounts"] = []
+        self.ahead.start(item.nodeid, engine, image, options, engine.run)
 
     def _resolve_image(self, reference: str) -> Image | str | None:
         hook = self.config.hook.pytest_minicontainer_resolve_image
@@ -297,25 +318,42 @@ class ContainerFactory:
             checked["image"] = self._default_image
         return self.start(ContainerSpec(**checked))
 
-    def start(self, spec: ContainerSpec) -> Container:
-        """Start one container from ``spec``, after the ``container_options`` hook had its say."""
-        __tracebackhide__ = True
+    def options(self, spec: ContainerSpec) -> dict[str, Any]:
+        """``Engine.run``'s keyword arguments for ``spec`` (the engine calls the options hook)."""
         options: dict[str, Any] = spec.run_options()
         options["mounts"] = [_mount(m) for m in options.get("mounts") or ()]
         options["network"] = self._network(options["network"])
-        image = spec.image or self._default_image  # the engine calls the container_options hook
+        return options
+
+    def start(self, spec: ContainerSpec, *, declared: bool = False) -> Container:
+        """Start one container from ``spec``, after the ``container_options`` hook had its say.
+
+        ``declared``: it is the test's ``container``, which may have been started ahead
+        (``pytest_minicontainer.ahead``): then that one is taken.
+        """
+        __tracebackhide__ = True
+        options = self.options(spec)
+        image = spec.image or self._default_image
+        from .ahead import spec_key
         from .errors import RuntimeUnavailable
 
+        item = self._request.node
+        prepared = self._state.ahead.take(item.nodeid, spec_key(image, options), self._engine) if declared \
+            else None
         refusal: RuntimeUnavailable | None = None
-        try:
-            container = self._engine.run(image, **options)
-        except RuntimeUnavailable as exc:  # e.g. overlayfs refused: known only at the first container
-            refusal = exc
+        if prepared is not None:
+            container = prepared.container
+        else:
+            try:
+                container = self._engine.run(image, **options)
+            except RuntimeUnavailable as exc:  # e.g. overlayfs refused: known only at the first container
+                refusal = exc
         if refusal is not None:  # outside the except block: no "during handling" chain
             self._state.refused(refusal)
         tracked = Tracked(container)
+        if prepared is not None:
+            tracked.ahead_ms = (time.monotonic() - prepared.started) * 1000
         self._tracked.append(tracked)
-        item = self._request.node
         item.stash.setdefault(CONTAINERS_KEY, []).append(tracked)
         if spec.ready is not None:
             wait_ready(container, spec.ready, spec.timeout)
@@ -411,7 +449,7 @@ def container(
     """A clean, started container from ``container_image`` with the ``container`` marker's options."""
     __tracebackhide__ = True
     spec = spec_from_markers(request.node.iter_markers("container"))
-    return container_factory.start(replace(spec, image=_declared(container_image, request.config)))
+    return container_factory.start(replace(spec, image=_declared(container_image, request.config)), declared=True)
 
 
 COMPOSE_SIGNATURE = "compose(path, *, services=None, env=None, profiles=())"

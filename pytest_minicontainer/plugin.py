@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from .ahead import Ahead
 from .fixtures import (
     COMPOSE_SIGNATURE,
     CONTAINERS_KEY,
@@ -66,6 +67,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("keep", "keep containers' writable layers after their tests, and print where", "never", KEEP)
     add("unavailable", "what tests that need containers do on a host that cannot run them",
         "error", UNAVAILABLE)
+    group.addoption("--minicontainer-ahead", dest="minicontainer_ahead", default=None, metavar="N",
+                    help="start the next test's declared container while the current test runs: 1 (the "
+                    "default) or 0 (off); ini minicontainer_ahead")
+    parser.addini("minicontainer_ahead", "start the next test's declared container ahead: 1 (default) or 0",
+                  default="1")
     parser.addini("minicontainer_image", "default image of the `container` fixture (default host)",
                   default="host")
     parser.addini("minicontainer_registry_mirror", "a Docker Hub mirror (host[:port]) tried first, falling "
@@ -143,9 +149,54 @@ def pytest_configure(config: pytest.Config) -> None:
         image=_default_image(config),
         unavailable=_setting(config, "minicontainer_unavailable", UNAVAILABLE) or "error",
     )
-    config.stash[STATE_KEY] = State(config, settings)
+    state = State(config, settings)
+    state.ahead = Ahead(_ahead(config))
+    config.stash[STATE_KEY] = state
     config.pluginmanager.register(KeptSummary(), "minicontainer-kept-summary")
     _registry_settings(config)
+
+
+def _ahead(config: pytest.Config) -> int:
+    """``--minicontainer-ahead`` / ini ``minicontainer_ahead``: how many tests ahead (0 or 1)."""
+    value = config.getoption("minicontainer_ahead") or config.getini("minicontainer_ahead") or "1"
+    try:
+        depth = int(str(value))
+    except ValueError:
+        depth = -1
+    if depth not in (0, 1):
+        raise pytest.UsageError(f"minicontainer_ahead = {value!r}: give 1 (start the next test's container ahead)"
+                                " or 0 (off); deeper look-ahead is not supported")
+    return depth
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    """Remember which test runs next in this process: its container may start ahead."""
+    state = item.config.stash[STATE_KEY]
+    state.next_item = nextitem
+    try:
+        return (yield)
+    finally:
+        state.next_item = None
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """While this test runs, the next one's declared container starts (``ahead``)."""
+    state = item.config.stash[STATE_KEY]
+    if state.next_item is not None:
+        state.start_ahead(state.next_item)
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    """A container started ahead for a test that did not take it (skipped, failed in setup,
+    asked for something else) goes with that test; the next test's stays."""
+    try:
+        return (yield)
+    finally:
+        item.config.stash[STATE_KEY].ahead.drop(keep=nextitem.nodeid if nextitem is not None else None)
 
 
 def _registry_settings(config: pytest.Config) -> None:
@@ -246,6 +297,9 @@ def _describe(tracked: Tracked) -> str:
             return f"<{what} unavailable: {type(exc).__name__}: {exc}>"
 
     lines = [f"image:   {c.image} ({c.image.digest.split(':', 1)[0]}:{c.image.short_id})"]
+    if tracked.ahead_ms is not None:
+        lines.append(f"started: {tracked.ahead_ms:.0f} ms before the test (--minicontainer-ahead: its clock and"
+                     " logs began then)")
     if c.ip is not None:
         names = ", ".join((c.hostname, *c.aliases))
         lines.append(f"network: {c.network}, address {c.ip}, names {names}")

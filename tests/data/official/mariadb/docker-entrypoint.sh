@@ -8,7 +8,7 @@ SOCKET=/run/mysqld/mysqld.sock
 
 if [ "$1" = 'mariadbd' ] && [ "$(id -u)" = '0' ]; then
 	mkdir -p /var/lib/mysql
-	chown -R mysql:mysql /var/lib/mysql
+	find /var/lib/mysql \! -user mysql -exec chown mysql:mysql '{}' +
 	exec gosu mysql "$BASH_SOURCE" "$@"
 fi
 

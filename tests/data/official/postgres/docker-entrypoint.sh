@@ -7,7 +7,8 @@ set -Eeo pipefail
 
 if [ "$1" = 'postgres' ] && [ "$(id -u)" = '0' ]; then
 	mkdir -p "$PGDATA"
-	chown -R postgres "$PGDATA"
+	# only what is not postgres's yet: a chown -R would copy every file of a clone up
+	find "$PGDATA" \! -user postgres -exec chown postgres '{}' +
 	chmod 700 "$PGDATA"
 	exec gosu postgres "$BASH_SOURCE" "$@"
 fi

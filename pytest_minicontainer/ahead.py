@@ -1,0 +1,119 @@
+"""Start the next test's container while the current test runs (``--minicontainer-ahead``).
+
+A seeded database cloned per test costs the container a few milliseconds and the service's
+own start-up (postgres: about 100 ms) much more.  pytest tells a plugin which test runs next
+(``nextitem``), and a test's ``container`` is declared before it runs (its marker, its
+parametrized ``container_image``), so that container can start while the previous test runs:
+when the next test begins, its service has been starting for as long as the previous test
+took.  The readiness wait still happens in the test's own setup, usually at once.
+
+Only what is the same whenever it is made is started ahead: the ``container`` fixture of a
+test whose ``container_image`` is the plugin's own (the marker's image, a parametrized one or
+the ini default), without bind mounts (their sources may change meanwhile) and not on a
+test's own named network.  ``container_factory`` calls are not predicted (their arguments are
+values computed in the test).  A container started ahead belongs to nobody until its test
+takes it: ``Engine.containers`` does not list it, and one not taken (the next test was
+skipped, failed in setup, or asked for something else) is removed at that test's teardown.
+Under xdist each worker knows its own next test; ``-k``, ``--lf`` and reordering plugins
+change which test that is, never what runs.  The image of a session fixture's commit is
+started ahead too, once the fixture ran (before that, the start fails quietly).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pytest
+
+    from .container import Container
+    from .engine import Engine
+    from .image import Image
+    from .markers import ContainerSpec
+
+__all__ = ["Ahead", "Prepared", "spec_key"]
+
+
+@dataclass
+class Prepared:
+    """A container started for a test that has not begun yet."""
+
+    key: str
+    container: Container
+    started: float  # time.monotonic() when it was started
+
+
+def spec_key(image: str | Image, options: dict[str, Any]) -> str:
+    """What two starts must agree on for one to stand for the other."""
+    name = image if isinstance(image, str) else image.digest
+    return json.dumps([name, options], sort_keys=True, default=str)
+
+
+class Ahead:
+    """The containers started ahead in this process (one pytest session or xdist worker)."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth  # 0: off; 1: the next test's container
+        self._prepared: dict[str, Prepared] = {}  # by the nodeid of the test it is for
+
+    def start(self, nodeid: str, engine: Engine, image: str | Image, options: dict[str, Any],
+              run: Callable[..., Container]) -> None:
+        """Start ``run(image, **options)`` for the test ``nodeid``; a failure leaves it to the test.
+
+        ``run`` is the engine's (through the factory's option handling), so hooks see the
+        same options as when the test starts it itself.
+        """
+        if self.depth <= 0 or nodeid in self._prepared:
+            return
+        from .errors import MiniContainerError
+
+        started = time.monotonic()
+        try:
+            container = run(image, **options)
+        except (MiniContainerError, OSError, ValueError):
+            return  # the test will start it itself and report what goes wrong
+        engine.reserve(container)
+        self._prepared[nodeid] = Prepared(spec_key(image, options), container, started)
+
+    def take(self, nodeid: str, key: str, engine: Engine) -> Prepared | None:
+        """The container started for ``nodeid`` if it was started from the same spec."""
+        prepared = self._prepared.get(nodeid)
+        if prepared is None or prepared.key != key:
+            return None
+        del self._prepared[nodeid]
+        engine.release(prepared.container)
+        return prepared
+
+    def drop(self, keep: str | None = None) -> None:
+        """Remove every container started ahead but the one for ``keep`` (a nodeid)."""
+        from .errors import MiniContainerError
+
+        for nodeid in [n for n in self._prepared if n != keep]:
+            prepared = self._prepared.pop(nodeid)
+            with contextlib.suppress(MiniContainerError, OSError):
+                prepared.container.remove()
+
+
+def declared(item: pytest.Item, spec: ContainerSpec, default: str | Image) -> str | Image | None:
+    """The image of the test's ``container`` if it can be started ahead (see the module's
+    docstring): its parametrized ``container_image``, else the marker's, else ``default``."""
+    from .markers import NETWORKS
+
+    if "container" not in getattr(item, "fixturenames", ()) or spec.mounts:
+        return None
+    if spec.network is not None and spec.network not in NETWORKS:
+        return None  # the test's own network, made when it starts
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    if "container_image" in params:
+        return params["container_image"]  # type: ignore[no-any-return]
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.get("container_image") if info is not None else None
+    if not defs or getattr(defs[-1].func, "__module__", "") != "pytest_minicontainer.fixtures":
+        return None  # a conftest's container_image: a value the test computes
+    return spec.image if spec.image is not None else default

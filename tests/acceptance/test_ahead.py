@@ -1,0 +1,122 @@
+"""``--minicontainer-ahead``: the next test's declared container starts while the current test runs.
+
+Each inner run uses the busybox rootfs; a container's main process writes the machine's
+uptime when it started into its log (``/proc/uptime``), and the tests compare it with when
+they began.  Leftovers are looked for with ``Engine.containers`` (containers in use) and the
+engine's own record of every container it started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+RunPytest = Callable[..., pytest.RunResult]
+
+SUITE = """
+import os
+import time
+
+import pytest
+
+STARTED = "cut -d' ' -f1 /proc/uptime; exec sleep 1000"
+
+
+def uptime():
+    with open("/proc/uptime") as f:
+        return float(f.read().split()[0])
+
+
+@pytest.mark.container("rootfs:{rootfs}", command=STARTED)
+def test_first(container):
+    time.sleep(0.4)  # the next test's container starts meanwhile
+
+
+@pytest.mark.container("rootfs:{rootfs}", command=STARTED)
+def test_second(container):
+    began = uptime()
+    container.wait_for_log(r"^\\d")
+    started = float(container.logs().split()[0])
+    early = began - started
+    with open(os.environ["AHEAD_LOG"], "a") as f:
+        f.write(f"{{early:.3f}}\\n")
+    if os.environ.get("FAIL_SECOND"):
+        assert False, "fails to show the report"
+"""
+
+
+def _suite(pytester: pytest.Pytester, rootfs: Path, extra: str = "") -> None:
+    pytester.makepyfile(test_suite=SUITE.format(rootfs=rootfs) + extra)
+
+
+def test_the_next_tests_container_is_started_ahead(crun: RunPytest, pytester: pytest.Pytester,
+                                                    busybox_rootfs: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    _suite(pytester, busybox_rootfs)
+    log = tmp_path / "ahead.log"
+    monkeypatch.setenv("AHEAD_LOG", str(log))
+    crun("-p", "no:randomly").assert_outcomes(passed=2)
+    assert float(log.read_text().split()[-1]) > 0.3  # started during test_first's 0.4 s
+    crun("--minicontainer-ahead=0").assert_outcomes(passed=2)
+    assert float(log.read_text().split()[-1]) < 0.3  # started by its own test
+
+
+def test_the_failure_report_says_when_it_started(crun: RunPytest, pytester: pytest.Pytester, busybox_rootfs: Path,
+                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _suite(pytester, busybox_rootfs)
+    monkeypatch.setenv("AHEAD_LOG", str(tmp_path / "ahead.log"))
+    monkeypatch.setenv("FAIL_SECOND", "1")
+    result = crun()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.re_match_lines([r"started: \d+ ms before the test \(--minicontainer-ahead: .*"])
+    result = crun("--minicontainer-ahead=0")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "ms before the test" not in result.stdout.str()
+
+
+LEFTOVERS = """
+
+@pytest.mark.container("rootfs:{rootfs}", command=STARTED)
+@pytest.mark.skip(reason="skipped: its container must not outlive it")
+def test_third_skipped(container):
+    pass
+
+
+@pytest.mark.container("rootfs:{rootfs}", command=STARTED)
+def test_fourth_deselected(container):
+    pass
+
+
+def test_last_sees_no_leftover(minicontainer):
+    assert minicontainer.containers == []
+    # nor one started ahead for the skipped test (those are not in the public list)
+    assert not minicontainer._containers, list(minicontainer._containers)
+"""
+
+
+def test_a_skipped_or_deselected_next_test_leaves_nothing(crun: RunPytest, pytester: pytest.Pytester,
+                                                          busybox_rootfs: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    _suite(pytester, busybox_rootfs, LEFTOVERS.format(rootfs=busybox_rootfs))
+    monkeypatch.setenv("AHEAD_LOG", str(tmp_path / "ahead.log"))
+    result = crun("-k", "not fourth", "-rs")
+    result.assert_outcomes(passed=3, skipped=1, deselected=1)
+
+
+def test_ahead_under_xdist_and_a_bad_setting(crun: RunPytest, run: RunPytest, pytester: pytest.Pytester,
+                                             busybox_rootfs: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = "".join(f"""
+
+@pytest.mark.container("rootfs:{busybox_rootfs}", command=STARTED)
+def test_more_{n}(container):
+    assert container.exec("true").returncode == 0
+""" for n in range(6))
+    _suite(pytester, busybox_rootfs, extra)
+    monkeypatch.setenv("AHEAD_LOG", str(tmp_path / "ahead.log"))
+    crun("-n", "2").assert_outcomes(passed=8)
+    bad = run("--minicontainer-ahead=3")
+    assert bad.ret != 0
+    assert "minicontainer_ahead = '3': give 1" in bad.stderr.str()
