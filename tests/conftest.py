@@ -75,6 +75,30 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     r.stop()
 
 
+@pytest.fixture(scope="module")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """docker-registry on 127.0.0.1 with htpasswd auth (user and password in ``.credentials``)."""
+    from tests.registry_tools import Registry, need_tools
+
+    need_tools()
+    r = Registry(tmp_path_factory.mktemp("auth-registry"), htpasswd=True)
+    yield r
+    r.stop()
+
+
+def count_runs(engine: Any, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every container ``engine`` starts from now on (a build step that runs starts one)."""
+    started: list[Any] = []
+    real = engine.run
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        started.append(args[0] if args else kwargs.get("image"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "run", counting)
+    return started
+
+
 @pytest.fixture(scope="session")
 def engine(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from pytest_minicontainer import Engine, RuntimeUnavailable

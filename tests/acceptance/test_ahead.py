@@ -120,3 +120,40 @@ def test_more_{n}(container):
     bad = run("--minicontainer-ahead=3")
     assert bad.ret != 0
     assert "minicontainer_ahead = '3': give 1" in bad.stderr.str()
+
+
+PREPARED = """
+import os
+import time
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def seeded(minicontainer):
+    with minicontainer.run("rootfs:{rootfs}", command=()) as c:
+        c.write_text("/seed", "from the session fixture\\n")
+        return c.commit("ahead/seeded:1")
+
+
+@pytest.mark.container("ahead/seeded:1", command="cut -d' ' -f1 /proc/uptime; exec sleep 1000")
+@pytest.mark.parametrize("n", range(3))
+def test_clone(seeded, container, n):
+    assert container.read_text("/seed") == "from the session fixture\\n"
+    with open(os.environ["AHEAD_LOG"], "a") as f:
+        f.write(f"{{n}} {{container.logs().split()[0]}} {{open('/proc/uptime').read().split()[0]}}\\n")
+    time.sleep(0.3)
+"""
+
+
+def test_clones_of_a_session_fixtures_commit_are_started_ahead(crun: RunPytest, pytester: pytest.Pytester,
+                                                               busybox_rootfs: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile(test_prepared=PREPARED.format(rootfs=busybox_rootfs))
+    log = tmp_path / "ahead.log"
+    monkeypatch.setenv("AHEAD_LOG", str(log))
+    crun().assert_outcomes(passed=3)
+    rows = [line.split() for line in log.read_text().splitlines()]
+    early = {int(n): float(now) - float(started) for n, started, now in rows}
+    assert early[0] < 0.25  # the first clone: the commit did not exist before its test
+    assert early[1] > 0.25 and early[2] > 0.25  # the others started during the test before them

@@ -28,6 +28,7 @@ import pytest
 
 from pytest_minicontainer import BuildError, Engine
 from pytest_minicontainer.cli import main as cli_main
+from tests.conftest import count_runs
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "containerfile"
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,15 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def runs(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Every container the engine starts during the test (a build step that runs starts one)."""
-    started: list[Any] = []
-    real = engine.run
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        started.append(args[0] if args else kwargs.get("image"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "run", counting)
-    return started
+    return count_runs(engine, monkeypatch)
 
 
 def unique() -> str:

@@ -14,7 +14,6 @@ a password, redis's protocol from the host).
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 
 from pytest_minicontainer import Container, Engine, Image, Mount
 from tests.debian import debian_rootfs
+from tests.integration.test_services import redis_call
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "official"
 # What the official images download, from Debian's packages; what they leave out, left out
@@ -132,18 +132,6 @@ def test_postgres_seeded_once_then_cloned_per_test(engine: Engine, postgres: Ima
 
 
 # -- redis ------------------------------------------------------------------------------------
-def _redis(sock: socket.socket, *args: str) -> bytes:
-    sock.sendall(f"*{len(args)}\r\n".encode() + b"".join(f"${len(a)}\r\n{a}\r\n".encode() for a in args))
-    data = b""
-    while not data.endswith(b"\r\n") or (data.startswith(b"$") and data.count(b"\r\n") < 2
-                                         and not data.startswith(b"$-1")):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def test_redis_dockerfile_seeded_then_cloned(engine: Engine, base: str, tmp_path: Path) -> None:
     image = engine.build(context=_context("redis", tmp_path), build_args={"BASE": base}, network="none")
     try:
@@ -151,8 +139,8 @@ def test_redis_dockerfile_seeded_then_cloned(engine: Engine, base: str, tmp_path
         with engine.run(image) as server:
             server.wait_for_port(6379, timeout=30)
             with server.connect(6379) as s:
-                assert _redis(s, "SET", "seeded", "yes") == b"+OK\r\n"
-                assert _redis(s, "SAVE") == b"+OK\r\n"
+                assert redis_call(s, "SET", "seeded", "yes") == b"+OK\r\n"
+                assert redis_call(s, "SAVE") == b"+OK\r\n"
             # written by redis-server as redis (gosu), private to it (the entrypoint's umask 0077)
             assert server.exec(["stat", "-c", "%U %a", "/data/dump.rdb"]).stdout == "redis 600\n"
             assert server.stop(timeout=30) == 0
@@ -161,10 +149,10 @@ def test_redis_dockerfile_seeded_then_cloned(engine: Engine, base: str, tmp_path
             a.wait_for_port(6379, timeout=30)
             b.wait_for_port(6379, timeout=30)
             with a.connect(6379) as sa, b.connect(6379) as sb:
-                assert _redis(sa, "GET", "seeded") == b"$3\r\nyes\r\n"
-                assert _redis(sa, "SET", "only", "a") == b"+OK\r\n"
-                assert _redis(sb, "GET", "only") == b"$-1\r\n"
-                assert _redis(sb, "GET", "seeded") == b"$3\r\nyes\r\n"
+                assert redis_call(sa, "GET", "seeded") == b"$3\r\nyes\r\n"
+                assert redis_call(sa, "SET", "only", "a") == b"+OK\r\n"
+                assert redis_call(sb, "GET", "only") == b"$-1\r\n"
+                assert redis_call(sb, "GET", "seeded") == b"$3\r\nyes\r\n"
         engine.remove(seeded)
     finally:
         engine.remove(image)

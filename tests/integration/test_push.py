@@ -22,7 +22,8 @@ from pytest_minicontainer import Engine
 from pytest_minicontainer.cli import main
 from pytest_minicontainer.errors import BuildError, ImageError, RegistryError
 from pytest_minicontainer.images.registry import RegistryOptions, push_image
-from tests.registry_tools import Proxy, Registry, need_tools
+from tests.conftest import count_runs
+from tests.registry_tools import Proxy, Registry
 
 FAST = RegistryOptions(retries=2, backoff=0.05, timeout=10)
 
@@ -39,14 +40,6 @@ def elsewhere(engine: Engine, tmp_path: Path) -> Iterator[Engine]:
 def proxy(registry: Registry) -> Iterator[Proxy]:
     with Proxy(upstream=registry.address) as p:
         yield p
-
-
-@pytest.fixture(scope="module")
-def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    need_tools()
-    r = Registry(tmp_path_factory.mktemp("auth-registry"), htpasswd=True)
-    yield r
-    r.stop()
 
 
 def name() -> str:
@@ -278,18 +271,6 @@ def _context(tmp_path: Path, base: str) -> Path:
     return ctx
 
 
-def _runs(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    started: list[Any] = []
-    real = engine.run
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        started.append(args[0] if args else kwargs.get("image"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "run", counting)
-    return started
-
-
 def test_a_build_elsewhere_takes_every_step_from_the_registry_cache(
         engine: Engine, elsewhere: Engine, base: str, registry: Registry, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -303,7 +284,7 @@ def test_a_build_elsewhere_takes_every_step_from_the_registry_cache(
     assert manifest["config"]["mediaType"] == "application/vnd.minicontainer.buildcache.config.v1+json"
     assert len(manifest["layers"]) == 3
 
-    started = _runs(elsewhere, monkeypatch)
+    started = count_runs(elsewhere, monkeypatch)
     lines: list[str] = []
     again = elsewhere.build(context=ctx, cache_from=[cache], network="none", progress=lines.append)
     assert started == []  # no RUN step ran: no container started
@@ -339,7 +320,7 @@ def test_caches_of_two_containerfiles_share_one_reference(engine: Engine, elsewh
     cache = f"{registry.address}/{name()}/cache:shared"
     one = engine.build(f"FROM {base}\nRUN echo one > /one\n", tmp_path, cache_to=cache, network="none")
     two = engine.build(f"FROM {base}\nRUN echo two > /two\n", tmp_path, cache_to=cache, network="none")
-    started = _runs(elsewhere, monkeypatch)
+    started = count_runs(elsewhere, monkeypatch)
     assert elsewhere.build(f"FROM {base}\nRUN echo one > /one\n", tmp_path, cache_from=cache,
                            network="none").digest == one.digest
     assert elsewhere.build(f"FROM {base}\nRUN echo two > /two\n", tmp_path, cache_from=cache,

@@ -30,7 +30,6 @@ from tests.registry_tools import (
     Registry,
     free_port,
     gz_layer,
-    need_tools,
     push,
     wait_for,
     write_layout,
@@ -39,14 +38,6 @@ from tests.registry_tools import (
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = RegistryOptions(retries=2, backoff=0.05, timeout=5)
-
-
-@pytest.fixture(scope="module")
-def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    need_tools()
-    r = Registry(tmp_path_factory.mktemp("auth-registry"), htpasswd=True)
-    yield r
-    r.stop()
 
 
 @pytest.fixture
