@@ -17,6 +17,10 @@ skipped, failed in setup, or asked for something else) is removed at that test's
 Under xdist each worker knows its own next test; ``-k``, ``--lf`` and reordering plugins
 change which test that is, never what runs.  The image of a session fixture's commit is
 started ahead too, once the fixture ran (before that, the start fails quietly).
+
+Memory: nothing is started ahead while the machine has less than ``MIN_AVAILABLE`` bytes
+available (``MemAvailable``), so a suite near the memory limit never holds one container
+more than it would without look-ahead.
 """
 
 from __future__ import annotations
@@ -36,7 +40,21 @@ if TYPE_CHECKING:
     from .image import Image
     from .markers import ContainerSpec
 
-__all__ = ["Ahead", "Prepared", "spec_key"]
+__all__ = ["MIN_AVAILABLE", "Ahead", "Prepared", "memory_available", "spec_key"]
+
+MIN_AVAILABLE = 512 << 20
+
+
+def memory_available() -> int | None:
+    """``MemAvailable`` of /proc/meminfo in bytes (None where there is none)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 @dataclass
@@ -70,6 +88,9 @@ class Ahead:
         """
         if self.depth <= 0 or nodeid in self._prepared:
             return
+        available = memory_available()
+        if available is not None and available < MIN_AVAILABLE:
+            return  # memory is short: the test starts its container itself, as without look-ahead
         from .errors import MiniContainerError
 
         started = time.monotonic()

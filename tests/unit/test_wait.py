@@ -300,3 +300,4 @@ def test_a_stopped_container_is_named_in_the_message(closed_port: int) -> None:
     c._rt.alive = False
     with pytest.raises(WaitTimeout, match="the container is stopped"):
         wait_for(wait.port(closed_port), c, timeout=60)
+
