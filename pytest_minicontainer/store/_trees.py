@@ -53,4 +53,7 @@ class TreeAccess:
         Here: in this process.  For work that reads whole trees (a layer written back as a
         tar for a push) where this process may lack the permission or see subordinate ids.
         """
+        from .._namespace_calls import check
+
+        check(f"pytest_minicontainer.{module}", function)  # the same functions as in the namespace
         return getattr(importlib.import_module(f"pytest_minicontainer.{module}"), function)(*args)

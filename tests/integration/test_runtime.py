@@ -822,3 +822,20 @@ def test_host_network_over_a_rootfs_of_unmapped_ids(busybox_rootfs: Path, tmp_pa
             e.run(f"rootfs:{root}", network="host") as c:
         assert c.exec(["cat", "/etc/passwd"]).returncode == 0
         assert c.exec(["ls", "/etc/resolv.conf"]).returncode != 0
+
+
+def test_the_namespace_runs_only_the_listed_functions(engine: Engine, tmp_path: Path) -> None:
+    """``Runtime.call`` names a function: only those of ``_namespace_calls.ALLOWED`` run (issue 15)."""
+    from pytest_minicontainer.errors import ContainerError
+    from pytest_minicontainer.store import TreeAccess
+
+    (tmp_path / "t").mkdir()
+    assert str(engine.runtime.call("pytest_minicontainer.store._treehash", "tree_digest",
+                                   str(tmp_path / "t"))).startswith("sha256:")
+    for module, function in (("pytest_minicontainer.store._fs", "atomic_write_json"),
+                             ("pytest_minicontainer.runtime.client", "Runtime"), ("os", "system")):
+        with pytest.raises(ContainerError, match="is not a function the user namespace runs"):
+            engine.runtime.call(module, function, str(tmp_path / "x"))
+    with pytest.raises(ValueError, match="is not a function the user namespace runs"):
+        TreeAccess().call("store._fs", "atomic_write_json", str(tmp_path / "x"), {})
+    assert not (tmp_path / "x").exists()

@@ -119,3 +119,12 @@ def test_diff_does_not_list_a_host_directory_swapped_in_mid_walk(tmp_path: Path,
     monkeypatch.undo()
     assert all("host-secret-name" not in path for _kind, path in found), found
     assert ("A", "/victim") in found and len(swapped) == 2
+
+
+def test_every_function_the_namespace_may_run_exists() -> None:
+    import importlib
+
+    from pytest_minicontainer._namespace_calls import ALLOWED
+
+    for module, function in ALLOWED:
+        assert callable(getattr(importlib.import_module(module), function)), (module, function)
