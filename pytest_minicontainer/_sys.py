@@ -104,8 +104,22 @@ _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 _libc.syscall.restype = ctypes.c_long
 _MACHINE = os.uname().machine
-_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}.get(_MACHINE, 155)
-_SYS_CLONE = {"x86_64": 56, "aarch64": 220, "riscv64": 220, "ppc64le": 120, "s390x": 120}.get(_MACHINE, 56)
+# Numbers of the two calls libc has no wrapper for.  An architecture not listed gets none:
+# guessing x86_64's would call some other system call with these arguments.
+_SYSCALL_NUMBERS = {
+    "pivot_root": {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217},
+    "clone": {"x86_64": 56, "aarch64": 220, "riscv64": 220, "ppc64le": 120, "s390x": 120},
+}
+_SYS_PIVOT_ROOT = _SYSCALL_NUMBERS["pivot_root"].get(_MACHINE)
+_SYS_CLONE = _SYSCALL_NUMBERS["clone"].get(_MACHINE)
+
+
+def _number(call: str, number: int | None) -> int:
+    """The system call's number on this machine, or a SysError (ENOSYS) naming the architecture."""
+    if number is None:
+        known = ", ".join(sorted(_SYSCALL_NUMBERS[call]))
+        raise SysError(_errno.ENOSYS, call, f"its number on {_MACHINE} is not known to this library (known: {known})")
+    return number
 # clone(2) through a PyDLL: the interpreter lock stays held across the call, so the child
 # resumes exactly where the parent was, as after os.fork().
 _pylibc = ctypes.PyDLL(None, use_errno=True)
@@ -146,7 +160,7 @@ def clone(flags: int) -> int:
     args: list[object] = [ctypes.c_ulong(flags | signal.SIGCHLD), None, None, None, None]
     if _MACHINE == "s390x":  # the only architecture that takes the stack first
         args[0], args[1] = None, args[0]
-    pid = int(_pylibc.syscall(_SYS_CLONE, *args))
+    pid = int(_pylibc.syscall(_number("clone", _SYS_CLONE), *args))
     if pid < 0:
         raise SysError(ctypes.get_errno() or _errno.EIO, "clone", hex(flags))
     return pid
@@ -179,7 +193,8 @@ def umount(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     """``pivot_root(2)``; glibc has no wrapper, hence the raw syscall."""
-    _check(_libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old)), "pivot_root", new_root, put_old)
+    _check(_libc.syscall(_number("pivot_root", _SYS_PIVOT_ROOT), _b(new_root), _b(put_old)), "pivot_root", new_root,
+           put_old)
 
 
 OVERLAYFS_MAGIC = 0x794C7630

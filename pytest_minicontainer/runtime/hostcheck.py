@@ -1,8 +1,10 @@
 """Why a host refuses containers, and what to change: shared by errors and ``minicontainer check``.
 
-Each known refusal (RUNTIME-NOTES "Hosts that refuse") is recognised from the failing step,
-its errno and the sysctls that cause it, and turned into a :class:`RuntimeUnavailable` whose
-``fix`` is the exact command to run, as bubblewrap and podman do.
+Each known refusal (Ubuntu's AppArmor restriction of unprivileged user namespaces, a
+``max_user_namespaces`` of 0, Debian's ``unprivileged_userns_clone``, seccomp inside Docker,
+overlayfs refusing the store's filesystem) is recognised from the failing step, its errno and
+the sysctls that cause it, and turned into a :class:`RuntimeUnavailable` whose ``fix`` is the
+exact command to run, as bubblewrap and podman do.
 """
 
 from __future__ import annotations

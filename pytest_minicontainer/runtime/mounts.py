@@ -53,7 +53,8 @@ HOSTS = "/etc/hosts"
 # slirp4netns's DNS forwarder, as Docker would write it for that network
 SLIRP_RESOLV = "nameserver 10.0.2.3\n"
 
-# /dev nodes bound from the host: all that a process reasonably expects (see RUNTIME-NOTES).
+# /dev nodes bound from the host: all that a process reasonably expects (what runc and
+# bubblewrap give too); the rest of /dev (disks, consoles, kmsg) stays out of a container.
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 # runc's masked and read-only /proc paths: kernel internals a test has no business with.
 PROC_MASKED = ("kcore", "keys", "timer_list", "sched_debug", "latency_stats", "timer_stats", "sysrq-trigger")
