@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -79,13 +78,9 @@ class Ahead:
         self.depth = depth  # 0: off; 1: the next test's container
         self._prepared: dict[str, Prepared] = {}  # by the nodeid of the test it is for
 
-    def start(self, nodeid: str, engine: Engine, image: str | Image, options: dict[str, Any],
-              run: Callable[..., Container]) -> None:
-        """Start ``run(image, **options)`` for the test ``nodeid``; a failure leaves it to the test.
-
-        ``run`` is the engine's (through the factory's option handling), so hooks see the
-        same options as when the test starts it itself.
-        """
+    def start(self, nodeid: str, engine: Engine, image: str | Image, options: dict[str, Any]) -> None:
+        """``engine.run(image, **options)`` for the test ``nodeid``; a failure leaves it to the test
+        (hooks see the same options as when the test starts it itself)."""
         if self.depth <= 0 or nodeid in self._prepared:
             return
         available = memory_available()
@@ -95,7 +90,7 @@ class Ahead:
 
         started = time.monotonic()
         try:
-            container = run(image, **options)
+            container = engine.run(image, **options)
         except (MiniContainerError, OSError, ValueError):
             return  # the test will start it itself and report what goes wrong
         engine.reserve(container)

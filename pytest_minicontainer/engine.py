@@ -84,7 +84,7 @@ class Engine:
         self._networks: dict[str, Network] = {}  # engine.network(): by name
         self._network_count = 0
         self._reserved: set[str] = set()  # ids of containers started ahead (see reserve)
-        self._init: dict[str, tuple[str, ...]] = {}  # image digest: what the init layer gives its containers
+        self._init: dict[str, str | None] = {}  # image digest: its containers' init layer (images._init_layer)
         if self._idmap.kind != "root":  # files only the user namespace may read, owners only it maps
             self.store.trees = _NamespaceTrees(self)
 
@@ -581,11 +581,12 @@ class Engine:
         if network == "host" and os.path.isfile(RESOLV_CONF):
             binds.append({"source": RESOLV_CONF, "target": RESOLV_CONF, "readonly": True, "optional": True})
         lowers = list(img.layer_dirs) or [self._empty_layer()]
-        files = self._init.get(img.digest)
-        if files is None:
-            files = self._init[img.digest] = init_files(img)
-        if files:  # Docker's /etc/mtab and /etc/hosts, in a layer of their own that no commit saves
-            lowers.append(init_layer(self.store.root, files))
+        if img.digest not in self._init:  # once per image: a container's start only looks it up
+            files = init_files(img)
+            self._init[img.digest] = init_layer(self.store.root, files) if files else None
+        init = self._init[img.digest]
+        if init is not None:  # Docker's /etc/mtab and /etc/hosts, in a layer of their own that no commit saves
+            lowers.append(init)
         return {
             "lowers": lowers,
             "overlays": overlays,

@@ -212,10 +212,7 @@ class State:
         if image is None:
             return
         image = _declared(image, self.config)
-        engine = self._engine
-        options: dict[str, Any] = spec.run_options()
-        options["mounts"] = []
-        self.ahead.start(item.nodeid, engine, image, options, engine.run)
+        self.ahead.start(item.nodeid, self._engine, image, spec.run_options())
 
     def _resolve_image(self, reference: str) -> Image | str | None:
         hook = self.config.hook.pytest_minicontainer_resolve_image
@@ -318,13 +315,6 @@ class ContainerFactory:
             checked["image"] = self._default_image
         return self.start(ContainerSpec(**checked))
 
-    def options(self, spec: ContainerSpec) -> dict[str, Any]:
-        """``Engine.run``'s keyword arguments for ``spec`` (the engine calls the options hook)."""
-        options: dict[str, Any] = spec.run_options()
-        options["mounts"] = [_mount(m) for m in options.get("mounts") or ()]
-        options["network"] = self._network(options["network"])
-        return options
-
     def start(self, spec: ContainerSpec, *, declared: bool = False) -> Container:
         """Start one container from ``spec``, after the ``container_options`` hook had its say.
 
@@ -332,8 +322,10 @@ class ContainerFactory:
         (``pytest_minicontainer.ahead``): then that one is taken.
         """
         __tracebackhide__ = True
-        options = self.options(spec)
-        image = spec.image or self._default_image
+        options: dict[str, Any] = spec.run_options()
+        options["mounts"] = [_mount(m) for m in options.get("mounts") or ()]
+        options["network"] = self._network(options["network"])
+        image = spec.image or self._default_image  # the engine calls the container_options hook
         from .ahead import spec_key
         from .errors import RuntimeUnavailable
 

@@ -125,7 +125,8 @@ class Executor:
         return self._source_image(step, ref, what="RUN --mount=type=bind,from")
 
     def _source_image(self, step: Step, ref: str | None = None, what: str = "") -> Image:
-        ref = step.from_ref or "" if ref is None else ref
+        if ref is None:
+            ref = step.from_ref or ""
         what = what or f"{step.kind} --from"
         for index, image in enumerate(self.stage_images):
             if ref in (str(index), self._stage_names.get(index)):

@@ -25,7 +25,9 @@ from typing import Any
 from ..container import Mount
 from ..errors import BuildError
 from ..image import Image
+from ..images._view import ImageView
 from ..store import Store
+from ._copy import copy_from_image
 
 __all__ = ["RunMounts"]
 
@@ -123,9 +125,6 @@ class RunMounts:
     def _from_image(self, spec: dict[str, str]) -> Mount:
         """``from=STAGE|IMAGE``: ``source`` of that image, merged from its layers into a
         throw-away directory (``rw`` writes go there too, and are gone after the step)."""
-        from ..images._view import ImageView
-        from ._copy import copy_from_image
-
         if self.image is None:
             raise self._fail(f"from={spec['from']}: no stage or image to read here")
         image = self.image(spec["from"])

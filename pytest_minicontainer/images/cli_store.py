@@ -8,8 +8,10 @@ them on the CLI's subparsers (``set_defaults(store_command=cmd_xxx)``), and ``cl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import ImageError, StoreError
@@ -71,23 +73,28 @@ def cmd_import(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _blob_progress(verb: str) -> Iterator[BlobBar | BlobLines]:
+    """On a terminal a bar per blob, redrawn; otherwise (a CI log) a few plain lines per blob."""
+    bar = BlobBar(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        yield bar or BlobLines(lambda line: print(line, file=sys.stderr, flush=True), verb=verb)
+    finally:
+        if bar is not None:
+            bar.finish()
+
+
 def cmd_pull(args: argparse.Namespace, store: Store) -> int:
     """Pull REF from its registry (always asks the registry; downloads only missing blobs)."""
     from .registry import pull_image
 
-    # On a terminal a bar per layer, redrawn; otherwise (a CI log) a few plain lines per layer.
-    bar = BlobBar(sys.stderr) if sys.stderr.isatty() else None
-    progress = bar or BlobLines(lambda line: print(line, file=sys.stderr, flush=True))
     start = time.monotonic()
     try:
-        image = pull_image(store, args.reference, policy="always", platform=args.platform, progress=progress)
+        with _blob_progress("downloading") as progress:
+            image = pull_image(store, args.reference, policy="always", platform=args.platform, progress=progress)
     except (ImageError, StoreError) as exc:
-        if bar is not None:
-            bar.finish()
         print(f"minicontainer pull: {exc}", file=sys.stderr)
         return 1
-    if bar is not None:
-        bar.finish()
     tags = ", ".join(store.load_image(image.digest).tags) or "untagged"
     print(f"{image.digest} ({tags}; {len(image.layer_dirs)} layers, {time.monotonic() - start:.2f}s)")
     return 0
@@ -97,20 +104,14 @@ def cmd_push(args: argparse.Namespace, store: Store) -> int:
     """Push SRC (a tag or digest of the store) to DEST on its registry; prints the manifest digest."""
     from .registry import push_image
 
-    bar = BlobBar(sys.stderr) if sys.stderr.isatty() else None
-    progress = bar or BlobLines(lambda line: print(line, file=sys.stderr, flush=True), verb="uploading")
     start = time.monotonic()
     try:
         image = store.load_image(args.source)
-        with store.in_use():
+        with store.in_use(), _blob_progress("uploading") as progress:
             result = push_image(store, image, args.destination, progress=progress)
     except (ImageError, StoreError) as exc:
-        if bar is not None:
-            bar.finish()
         print(f"minicontainer push: {exc}", file=sys.stderr)
         return 1
-    if bar is not None:
-        bar.finish()
     print(f"{result.reference}: digest: {result.digest} ({result.uploaded} of {result.layers} layers sent,"
           f" {human_size(result.bytes_sent)}, {time.monotonic() - start:.2f}s)")
     return 0

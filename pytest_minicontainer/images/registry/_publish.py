@@ -117,9 +117,9 @@ def _original(store: Store, image: Image) -> tuple[bytes, dict[str, Any]] | None
     return data, doc
 
 
-def _as_pulled(store: Store, image: Image, publisher: LayerPublisher, reference: str) -> str | None:
-    """Push the image's own manifest when the repository has (or can mount) every blob of it."""
-    found = _original(store, image)
+def _as_pulled(store: Store, image: Image, publisher: LayerPublisher, reference: str,
+               found: tuple[bytes, dict[str, Any]] | None) -> str | None:
+    """Push the image's own manifest (``found``) when the repository has (or can mount) every blob of it."""
     if found is None:
         return None
     data, doc = found
@@ -142,11 +142,11 @@ def _as_pulled(store: Store, image: Image, publisher: LayerPublisher, reference:
     return publisher.up.put_manifest(reference, data, media_type)
 
 
-def image_config(store: Store, image: Image, diff_ids: Sequence[str]) -> dict[str, Any]:
-    """An OCI image configuration for ``image`` with these layers (its platform: the one it was
-    pulled for when known, else this host's)."""
+def image_config(store: Store, image: Image, diff_ids: Sequence[str],
+                 found: tuple[bytes, dict[str, Any]] | None) -> dict[str, Any]:
+    """An OCI image configuration for ``image`` with these layers (its platform: the one of the
+    manifest it was pulled with, ``found``, else this host's)."""
     os_, arch, variant = host_platform()
-    found = _original(store, image)
     if found is not None:
         with_platform = found[1]["config"]
         try:
@@ -181,14 +181,15 @@ def push_image(store: Store, image: Image, text: str, *, options: RegistryOption
     reference = ref.tag or "latest"
     up = connect(ref, options, progress, chunk_size)
     publisher = LayerPublisher(store, up, ref)
-    digest = _as_pulled(store, image, publisher, reference)
+    original = _original(store, image)
+    digest = _as_pulled(store, image, publisher, reference, original)
     if digest is None:
         layers, diff_ids = [], []
         for layer_dir in image.layer_dirs:
             descriptor, diff_id = publisher.descriptor(layer_dir)
             layers.append(descriptor)
             diff_ids.append(diff_id)
-        config_bytes = canonical_json(image_config(store, image, diff_ids))
+        config_bytes = canonical_json(image_config(store, image, diff_ids, original))
         config_digest = up.push_bytes(config_bytes)
         digest = up.put_manifest(reference, manifest(config_bytes, config_digest, layers), mt.OCI_MANIFEST)
     return PushResult(digest=digest, reference=f"{ref.registry}/{ref.repository}:{reference}",
