@@ -18,7 +18,7 @@ import stat
 
 from ._descriptors import many_descriptors
 from .image import Image
-from .images._view import ImageView, is_opaque, is_whiteout
+from .images import ImageView, is_opaque, is_whiteout
 
 __all__ = ["changes"]
 

@@ -40,10 +40,10 @@ def lookup(store: Store, key: str, parent: Image) -> Image | None:
     if digest == parent.digest:
         return parent  # a step that changed nothing
     try:
-        image = store.load_image(digest)
-    except MiniContainerError:
+        image = store.complete_image(digest)
+    except MiniContainerError:  # an unreadable record: a miss, the step runs again
         return None
-    if not store.image_complete(image):
+    if image is None:
         return None
     return replace(image, reference="", host_dirs=image.host_dirs or parent.host_dirs)
 

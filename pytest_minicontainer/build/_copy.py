@@ -40,8 +40,7 @@ from typing import IO, Any, cast
 
 from ..errors import BuildError, ImageError
 from ..image import Image, ImageConfig
-from ..images import unpack_layer
-from ..images._view import ImageView
+from ..images import ImageView, unpack_layer
 from ._context import Source, walk
 from ._ignore import IgnoreRules
 from ._plan import Step

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from ..container import Mount
 from ..errors import BuildError, MiniContainerError
 from ..image import Image
-from ..images._view import ImageView
+from ..images import ImageView
 from . import _cache
 from ._copy import inline_sources, make_dirs, parse_chown, stage_files
 from ._ignore import IgnoreRules

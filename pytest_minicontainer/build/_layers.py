@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..container import Container
 from ..image import Image, ImageConfig
-from ..images._stubs import drop_mount_stubs
+from ..images import drop_mount_stubs
 from ..store import Store
 
 __all__ = ["commit_upper", "config_image", "layer_image", "scratch_image"]

@@ -9,7 +9,7 @@ empty directory for the step, ``secret`` a file the caller gave ``engine.build(s
 path})``, ``ssh`` the SSH agent socket given as ``engine.build(ssh={id: socket})``.
 
 The empty files and directories the runtime makes to mount on are taken out of the layer
-afterwards (``images._stubs``), as BuildKit removes its mount stubs.
+afterwards (``images.drop_mount_stubs``), as BuildKit removes its mount stubs.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 from ..container import Mount
 from ..errors import BuildError
 from ..image import Image
-from ..images._view import ImageView
+from ..images import ImageView
 from ..store import Store
 from ._copy import copy_from_image
 

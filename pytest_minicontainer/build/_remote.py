@@ -31,13 +31,18 @@ from typing import Any
 
 from ..errors import ImageError, MiniContainerError
 from ..image import Image, ImageConfig
-from ..images._import import chain_id, import_layer
-from ..images._plan import LayerPlan
-from ..images.registry._client import RegistryClient
-from ..images.registry._options import RegistryOptions
-from ..images.registry._publish import LayerPublisher, canonical_json, connect, manifest
-from ..images.registry._reference import RegistryRef, parse_registry_ref
-from ..images.registry._source import RegistrySource
+from ..images import LayerPlan, chain_id, import_layer
+from ..images.registry import (
+    LayerPublisher,
+    RegistryClient,
+    RegistryOptions,
+    RegistryRef,
+    RegistrySource,
+    canonical_json,
+    connect,
+    manifest,
+    parse_registry_ref,
+)
 from ..store import Store
 from . import _cache
 
@@ -119,9 +124,9 @@ class RemoteCache:
         if entry.result == parent.digest:
             return parent
         if self.store.has_image(entry.result):  # imported before, or built here alike
-            with contextlib.suppress(MiniContainerError):
-                image = self.store.load_image(entry.result)
-                if self.store.image_complete(image):
+            with contextlib.suppress(MiniContainerError):  # an unreadable record: imported again below
+                image = self.store.complete_image(entry.result)
+                if image is not None:
                     return replace(image, reference="")
         try:
             config = ImageConfig.from_oci(entry.config, what="build cache entry")

@@ -18,8 +18,7 @@ from typing import IO
 
 from ..errors import ImageError, StoreError
 from ..image import Image, ImageConfig
-from ..store import Store, normalise_tag
-from ..store._fs import disk_full
+from ..store import Store, disk_full, normalise_tag
 from ._mediatypes import LAYER_TYPES
 from ._plan import ImagePlan, LayerPlan
 from ._unpack import UnpackResult, unpack_layer

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ImageError
-from ..store._names import NAME_RE, is_digest
+from ..store import NAME_RE, is_digest
 
 __all__ = ["ACCEPTED_FORMS", "Reference", "parse_reference"]
 

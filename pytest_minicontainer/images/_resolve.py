@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ImageError, ImageNotFound, RegistryError
 from ..image import Image
-from ..store import Store
-from ..store._names import is_digest
+from ..store import Store, is_digest
 from ._docker_archive import docker_archive_plan
 from ._import import materialise
 from ._oci import layout_plan
@@ -69,9 +68,7 @@ def resolve(store: Store, reference: str, *, pull: str | None = None, platform: 
 def _named(store: Store, ref: Reference, reference: str, pull: str, platform: str | None,
            progress: Progress | None) -> Image:
     """A name: the store's image (tags, digests, id prefixes) unless the policy says pull."""
-    from .registry import PULL_POLICIES, pull_image
-    from .registry._pull import stored_image
-    from .registry._reference import parse_registry_ref
+    from .registry import PULL_POLICIES, parse_registry_ref, pull_image, stored_image
 
     if pull not in PULL_POLICIES:
         raise ImageError(f"pull policy {pull!r} is not one of {', '.join(PULL_POLICIES)}")
@@ -123,13 +120,8 @@ def _cached(store: Store, key: str, reference: str) -> Image | None:
     digest = store.lookup_source(key)
     if digest is None:
         return None
-    try:
-        image = store.load_image(digest)
-    except ImageNotFound:
-        return None
-    if not store.image_complete(image):
-        return None
-    return replace(image, reference=reference)
+    image = store.complete_image(digest)
+    return None if image is None else replace(image, reference=reference)
 
 
 def _import(store: Store, ref: Reference) -> Image:

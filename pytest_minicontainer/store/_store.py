@@ -371,6 +371,20 @@ class Store:
         """True when every layer directory of ``image`` is still on disk."""
         return all(os.path.isdir(d) for d in image.layer_dirs)
 
+    def complete_image(self, ref_or_digest: str) -> Image | None:
+        """The image ``ref_or_digest`` names if the store holds it with all its layers, else None.
+
+        A record can outlive a layer (a prune after an ``rmi`` while another session still
+        pointed at the image, a layer deleted by hand): such an image is as good as missing,
+        and the caller imports, pulls or builds it again.  An unreadable record still raises
+        StoreError, which says which file to delete.
+        """
+        try:
+            image = self.load_image(ref_or_digest)
+        except ImageNotFound:
+            return None
+        return image if self.image_complete(image) else None
+
     def list_images(self) -> list[Image]:
         tags = self._read_tags()
         out = []

@@ -29,7 +29,7 @@ from ._push import CHUNK_SIZE, Uploader
 from ._reference import RegistryRef, parse_registry_ref
 from ._source import Progress
 
-__all__ = ["LayerPublisher", "PushResult", "connect", "push_image"]
+__all__ = ["LayerPublisher", "PushResult", "canonical_json", "connect", "manifest", "push_image"]
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 

@@ -57,11 +57,8 @@ def stored_image(store: Store, ref: RegistryRef, reference: str, platform: str |
     for key in keys:
         if key is None:
             continue
-        try:
-            image = store.load_image(key)
-        except ImageNotFound:
-            continue
-        if store.image_complete(image):
+        image = store.complete_image(key)
+        if image is not None:
             return replace(image, reference=reference)
     return None
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from ...errors import ImageError
-from ...store._names import is_digest, normalise_tag
+from ...store import is_digest, normalise_tag
 
 __all__ = ["DOCKER_HUB", "DOCKER_HUB_ENDPOINT", "RegistryRef", "is_loopback", "parse_registry_ref"]
 
