@@ -1,6 +1,7 @@
 """Shared set-up for the examples: a tiny busybox image built from the host's /bin/busybox.
 
-Nothing here downloads anything, so the examples run offline.  Two ways to use the image are
+Nothing here downloads anything, so the examples run offline (the rootfs is laid out by
+``pytest_minicontainer.testing.make_busybox_rootfs``).  Two ways to use the image are
 shown: the ``busybox_rootfs`` fixture hands tests a directory to start with ``rootfs:DIR``,
 and the ``pytest_minicontainer_resolve_image`` hook below lets any test simply say
 ``"busybox"`` where an image reference goes (a marker, ``container_factory``, a parametrize).
@@ -8,37 +9,16 @@ and the ``pytest_minicontainer_resolve_image`` hook below lets any test simply s
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+from pytest_minicontainer.testing import make_busybox_rootfs
+
 _ROOTFS = pytest.StashKey[Path]()
-
-
-def make_busybox_rootfs(root: Path) -> Path:
-    """Lay out a minimal root filesystem: busybox, one link per applet, /etc/passwd."""
-    if not os.access(BUSYBOX, os.X_OK):
-        pytest.skip(f"these examples need a static busybox at {BUSYBOX}: apt-get install busybox-static")
-    for d in ("bin", "etc", "tmp", "root", "proc", "dev", "sys"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
-    for applet in applets:
-        link = root / "bin" / applet
-        if applet != "busybox" and not link.exists():
-            link.symlink_to("busybox")
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    (root / "etc" / "group").write_text("root:x:0:\n")
-    # Files only this image has: examples change them, and the names exist nowhere on the host.
-    (root / "etc" / "example-motd").write_text("built by examples/conftest.py\n")
-    (root / "etc" / "example.conf").write_text("colour = blue\n")
-    return root
 
 
 def _busybox_dir(config: pytest.Config) -> Path:
@@ -46,7 +26,11 @@ def _busybox_dir(config: pytest.Config) -> Path:
     if _ROOTFS not in config.stash:
         tmp = Path(tempfile.mkdtemp(prefix="minicontainer-example-"))
         config.add_cleanup(lambda: shutil.rmtree(tmp, ignore_errors=True))
-        config.stash[_ROOTFS] = make_busybox_rootfs(tmp / "rootfs")
+        # Files only this image has: examples change them, and the names exist nowhere on the host.
+        config.stash[_ROOTFS] = make_busybox_rootfs(tmp / "rootfs", dirs=("proc", "dev", "sys"), files={
+            "etc/example-motd": "built by examples/conftest.py\n",
+            "etc/example.conf": "colour = blue\n",
+        })
     return config.stash[_ROOTFS]
 
 

@@ -20,27 +20,13 @@ from typing import Any
 
 import pytest
 
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+from pytest_minicontainer.testing import make_busybox_rootfs
 
 
 def make_rootfs(root: Path) -> Path:
     """A minimal busybox root filesystem with a root and an ``app`` (uid 1000) user."""
-    if not os.access(BUSYBOX, os.X_OK):
-        pytest.skip(f"needs a static busybox at {BUSYBOX}: apt-get install busybox-static")
-    for d in ("bin", "etc", "tmp", "root", "home/app", "data"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    os.chmod(root / "tmp", 0o1777)
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
-    for applet in applets:
-        link = root / "bin" / applet
-        if applet != "busybox" and not link.exists():
-            link.symlink_to("busybox")
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n")
-    (root / "etc" / "group").write_text("root:x:0:\napp:x:1000:\n")
-    (root / "data" / "keep.txt").write_text("original\n")
-    (root / "data" / "gone.txt").write_text("delete me\n")
-    return root
+    return make_busybox_rootfs(root, users={"app": 1000},
+                               files={"data/keep.txt": "original\n", "data/gone.txt": "delete me\n"})
 
 
 @pytest.fixture(scope="session")
