@@ -23,6 +23,10 @@ leaves at worst a ``tmp/`` entry whose owner lock is free, which :meth:`Store.gc
 ``minicontainer prune``) removes.  :meth:`Store.gc` takes an exclusive flock on
 ``locks/gc.lock``; imports hold it shared (:meth:`Store.in_use`) from their first layer to
 ``save_image``, so a prune never deletes a layer that an image is about to reference.
+
+One module per job: ``_layout`` (the paths, made and checked), ``_tags`` (tags and what a
+reference names), ``_exports`` (layers as registries have them), ``_gc`` (collection and
+pins); :class:`Store` composes them, and its methods are the package's API.
 """
 
 from __future__ import annotations
@@ -43,29 +47,15 @@ from filelock import FileLock
 
 from ..errors import ImageNotFound, StoreError
 from ..image import Image, ImageConfig
-from . import _owner, _trust
+from . import _gc, _owner
+from ._exports import Exports
 from ._fs import atomic_write_json, disk_full, read_json, tree_size, write_errors
-from ._names import digest_hex, is_digest, normalise_tag
+from ._layout import Layout
+from ._names import digest_hex, is_digest
+from ._tags import Tags
 from ._trees import TreeAccess
 
 __all__ = ["Store"]
-
-_GC_WAIT = 30.0
-PINS = "pins"  # in a session's run directory: layers its containers use
-
-
-def _private(path: Path) -> None:
-    """Make one of the store's directories the owner's alone (0700).
-
-    Layers and containers' writable layers hold what images and tests put there, set-user-ID
-    programs included, on a filesystem mounted without ``nosuid``: reachable by other users
-    of the machine, root's would let any of them run a program as root.  Docker keeps its
-    directory closed the same way.  A directory of someone else's is left as it is.
-    """
-    st = path.stat()
-    if st.st_uid == os.geteuid() and st.st_mode & 0o077:
-        with contextlib.suppress(OSError):
-            path.chmod(0o700)
 
 
 class Store:
@@ -73,38 +63,14 @@ class Store:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).absolute()
-        self.run_dir = self.root / "run"
-        self._blobs = self.root / "blobs" / "sha256"
-        self._layers = self.root / "layers"
-        self._images = self.root / "images"
-        self._exports = self.root / "exports"
-        self._sources = self.root / "sources"
-        self._locks = self.root / "locks"
-        self._tmp = self.root / "tmp"
-        self._tags = self.root / "tags.json"
+        self._paths = Layout(self.root)
+        self.run_dir = self._paths.run
         self._owners: dict[Path, _owner.OwnerLock] = {}
+        self._tags = Tags(self._paths, lambda: self.lock("tags", "all"))
+        self._exports = Exports(self._paths, lambda key: self.lock("export", key))
         # how owners are set in, and trees hashed and removed (the engine may replace it)
         self.trees = TreeAccess()
-        # Nothing is read or made before the path is known to be the caller's alone (_trust).
-        _trust.check_ancestors(self.root)
-        try:
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            real = Path(os.path.realpath(self.root))
-            _trust.check_own_dir(real, "root")
-            _private(real)
-            for d in (self._blobs.parent, self._blobs, self._layers, self._images, self._exports, self._sources,
-                      self._locks, self._tmp, self.run_dir):
-                d.mkdir(exist_ok=True)
-                _trust.check_own_dir(d)
-                _private(d)
-            _trust.check_own_dir(self._tags, "tag file")
-        except StoreError:
-            raise
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise disk_full(self.root) from exc
-            raise StoreError(f"cannot create the image store at {self.root}: {exc.strerror}"
-                             " (choose another location or fix its permissions)") from exc
+        self._paths.make()
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -113,12 +79,12 @@ class Store:
     @property
     def cache_mounts(self) -> Path:
         """Where builds keep their ``RUN --mount=type=cache`` directories (``prune --all`` empties it)."""
-        return self.root / "build-cache"
+        return self._paths.cache_mounts
 
     def lock(self, kind: str, key: str, timeout: float = -1) -> FileLock:
         """A cross-process lock named ``kind``/``key`` (``key`` may be any string)."""
         name = key if key.isalnum() and len(key) <= 80 else hashlib.sha256(key.encode()).hexdigest()
-        return FileLock(str(self._locks / f"{kind}-{name}.lock"), timeout=timeout)
+        return FileLock(str(self._paths.locks / f"{kind}-{name}.lock"), timeout=timeout)
 
     def layer_lock(self, layer_id: str) -> FileLock:
         return self.lock("layer", digest_hex(layer_id))
@@ -126,7 +92,7 @@ class Store:
     @contextlib.contextmanager
     def in_use(self) -> Iterator[None]:
         """Hold off :meth:`gc` (shared lock) while layers are being added or referenced."""
-        fd = os.open(self._locks / "gc.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self._paths.locks / "gc.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
             yield
@@ -136,7 +102,7 @@ class Store:
     # -- layers ------------------------------------------------------------------------------
     def layer_dir(self, layer_id: str) -> Path:
         try:
-            return self._layers / digest_hex(layer_id)
+            return self._paths.layers / digest_hex(layer_id)
         except ValueError:
             raise StoreError(f"invalid layer id {layer_id!r} (expected sha256:<64 hex>)") from None
 
@@ -145,8 +111,8 @@ class Store:
 
     def new_tmp_dir(self, prefix: str) -> Path:
         """A fresh directory on the layers' filesystem, owned (flock) by this process."""
-        with write_errors(self._tmp):
-            path = Path(tempfile.mkdtemp(prefix=prefix, dir=self._tmp))
+        with write_errors(self._paths.tmp):
+            path = Path(tempfile.mkdtemp(prefix=prefix, dir=self._paths.tmp))
             self._owners[path] = _owner.OwnerLock(path)
         return path
 
@@ -176,30 +142,16 @@ class Store:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise disk_full(target) from exc
             raise StoreError(f"cannot add layer {layer_id} to the store {self.root}: {exc.strerror or exc}"
-                             f"\n  fix: make {self._layers} writable by this user, or use another store") from exc
+                             f"\n  fix: make {self._paths.layers} writable by this user, or use another store") from exc
         owner = self._owners.pop(tmp, None)
         if owner is not None:
             owner.release()
         return layer_id, target
 
     # -- layers as registries have them --------------------------------------------------------
-    def _export_file(self, layer_dir: str | os.PathLike[str]) -> Path | None:
-        path = Path(layer_dir)
-        if path.parent != self._layers:
-            return None  # not one of the store's layers (the host image's directories)
-        return self._exports / f"{path.name}.json"
-
     def layer_export(self, layer_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
         """What :meth:`record_layer_export` remembered of the layer in ``layer_dir``, or None."""
-        path = self._export_file(layer_dir)
-        if path is None:
-            return None
-        try:
-            record = read_json(path)
-        except (OSError, ValueError):
-            return None
-        ok = isinstance(record, dict) and all(is_digest(str(record.get(k, ""))) for k in ("diff_id", "digest"))
-        return record if ok else None
+        return self._exports.get(layer_dir)
 
     def record_layer_export(self, layer_dir: str | os.PathLike[str], record: dict[str, Any]) -> None:
         """Remember the blob the layer in ``layer_dir`` is as a tar: ``diff_id``, ``digest``,
@@ -207,19 +159,11 @@ class Store:
 
         Repositories add up for the same blob; another blob replaces the record.
         """
-        path = self._export_file(layer_dir)
-        if path is None:
-            return
-        with self.lock("export", path.stem):
-            old = self.layer_export(layer_dir)
-            repos = list(record.get("repositories", ()))
-            if old is not None and old["digest"] == record["digest"]:
-                repos = sorted(set(repos) | set(old.get("repositories", ())))
-            atomic_write_json(path, {**record, "repositories": repos})
+        self._exports.record(layer_dir, record)
 
     # -- blobs -------------------------------------------------------------------------------
     def blob_path(self, digest: str) -> Path:
-        return self._blobs / digest_hex(digest)
+        return self._paths.blobs / digest_hex(digest)
 
     def put_blob(self, data: bytes, digest: str | None = None) -> str:
         """Store ``data`` by its sha256; ``digest`` (if given) must match it."""
@@ -241,9 +185,6 @@ class Store:
             raise ImageNotFound(digest, f"blob {digest} is not in the store {self.root}") from None
 
     # -- images and tags ---------------------------------------------------------------------
-    def _image_file(self, digest: str) -> Path:
-        return self._images / f"{digest_hex(digest)}.json"
-
     def _rel(self, path: str) -> str:
         p = Path(path)
         try:
@@ -272,7 +213,7 @@ class Store:
         }
         if session is not None:
             record["session"] = session
-        path = self._image_file(image.digest)
+        path = self._paths.image_file(image.digest)
         if path.exists():
             with contextlib.suppress(OSError, ValueError):
                 old = read_json(path)
@@ -284,72 +225,26 @@ class Store:
         for name in image.tags:
             self.tag(name, image.digest)
 
-    def _read_tags(self) -> dict[str, str]:
-        try:
-            data = read_json(self._tags)
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"{self._tags} is unreadable ({exc}); delete it to drop all tags") from exc
-        return {str(k): str(v) for k, v in data.items()}
-
-    def _update_tags(self, change: Callable[[dict[str, str]], None]) -> None:
-        with self.lock("tags", "all"):
-            tags = self._read_tags()
-            change(tags)
-            atomic_write_json(self._tags, tags)
-
     def tag(self, name: str, digest: str) -> None:
-        try:
-            norm = normalise_tag(name)
-        except ValueError as exc:
-            raise StoreError(str(exc)) from None
-        if not self._image_file(digest).exists():
-            raise ImageNotFound(digest, f"cannot tag {norm}: image {digest} is not in the store")
-        self._update_tags(lambda t: t.__setitem__(norm, digest))
+        self._tags.tag(name, digest)
 
     def untag(self, name: str) -> str | None:
         """Remove a tag; returns the digest it pointed at."""
-        norm = normalise_tag(name)
-        old: list[str] = []
-        self._update_tags(lambda t: old.append(t.pop(norm, "")))
-        return old[0] or None
+        return self._tags.untag(name)
 
     def resolve_digest(self, ref: str) -> str:
         """The image digest ``ref`` names (tag, ``sha256:...``, ``name@sha256:...``, id prefix)."""
-        ref = ref.strip()
-        if "@" in ref:
-            ref = ref.rsplit("@", 1)[1]
-        if is_digest(ref):
-            if self._image_file(ref).exists():
-                return ref
-            raise ImageNotFound(ref, f"image {ref} is not in the store {self.root}")
-        tags = self._read_tags()
-        try:
-            norm = normalise_tag(ref)
-        except ValueError:
-            norm = None
-        if norm is not None and norm in tags:
-            return tags[norm]
-        hexpart = ref[7:] if ref.startswith("sha256:") else ref
-        if 12 <= len(hexpart) < 64 and all(c in "0123456789abcdef" for c in hexpart):
-            found = [p.stem for p in self._images.glob(f"{hexpart}*.json")]
-            if len(found) == 1:
-                return "sha256:" + found[0]
-            if len(found) > 1:
-                raise ImageNotFound(ref, f"image id prefix {ref!r} is ambiguous ({len(found)} images)")
-        raise ImageNotFound(ref, f"image {ref!r} is not in the store {self.root}"
-                                 " (import it with `minicontainer import`, or build it first)")
+        return self._tags.resolve_digest(ref)
 
     def load_image(self, ref_or_digest: str) -> Image:
         digest = self.resolve_digest(ref_or_digest)
         try:
-            record = read_json(self._image_file(digest))
+            record = read_json(self._paths.image_file(digest))
         except FileNotFoundError:
             raise ImageNotFound(ref_or_digest, f"image {digest} is not in the store {self.root}") from None
         except (OSError, ValueError) as exc:
-            raise StoreError(f"image record {self._image_file(digest)} is unreadable: {exc}") from exc
-        return self._image(record, self._read_tags(), reference=ref_or_digest)
+            raise StoreError(f"image record {self._paths.image_file(digest)} is unreadable: {exc}") from exc
+        return self._image(record, self._tags.read(), reference=ref_or_digest)
 
     def _image(self, record: dict[str, Any], tags: dict[str, str], reference: str = "") -> Image:
         digest = record["digest"]
@@ -365,7 +260,7 @@ class Store:
         )
 
     def has_image(self, digest: str) -> bool:
-        return self._image_file(digest).exists()
+        return self._paths.image_file(digest).exists()
 
     def image_complete(self, image: Image) -> bool:
         """True when every layer directory of ``image`` is still on disk."""
@@ -386,9 +281,9 @@ class Store:
         return image if self.image_complete(image) else None
 
     def list_images(self) -> list[Image]:
-        tags = self._read_tags()
+        tags = self._tags.read()
         out = []
-        for path in sorted(self._images.glob("*.json")):
+        for path in sorted(self._paths.images.glob("*.json")):
             with contextlib.suppress(OSError, ValueError, KeyError):
                 out.append(self._image(read_json(path), tags))
         return out
@@ -398,26 +293,7 @@ class Store:
 
         Returns what was done, one line each.  Layers stay until :meth:`gc`.
         """
-        digest = self.resolve_digest(ref)
-        done: list[str] = []
-        tags = self._read_tags()
-        try:
-            norm: str | None = normalise_tag(ref)
-        except ValueError:
-            norm = None
-        if norm is not None and norm in tags:
-            self.untag(norm)
-            done.append(f"Untagged: {norm}")
-            if any(d == digest for n, d in tags.items() if n != norm):
-                return done
-        else:
-            for name in [n for n, d in tags.items() if d == digest]:
-                self.untag(name)
-                done.append(f"Untagged: {name}")
-        with contextlib.suppress(FileNotFoundError):
-            self._image_file(digest).unlink()
-        done.append(f"Deleted: {digest}")
-        return done
+        return self._tags.remove_image(ref)
 
     # -- source identity cache ---------------------------------------------------------------
     @staticmethod
@@ -428,7 +304,7 @@ class Store:
         return f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_dev}\0{extra}"
 
     def _source_file(self, key: str) -> Path:
-        return self._sources / hashlib.sha256(key.encode()).hexdigest()
+        return self._paths.sources / hashlib.sha256(key.encode()).hexdigest()
 
     def lookup_source(self, key: str) -> str | None:
         try:
@@ -445,7 +321,7 @@ class Store:
             os.replace(tmp, path)
 
     # -- garbage collection ------------------------------------------------------------------
-    def gc(self, run_cleaner: Callable[[Path], int] | None = None, *, wait: float = _GC_WAIT,
+    def gc(self, run_cleaner: Callable[[Path], int] | None = None, *, wait: float = _gc.GC_WAIT,
            everything: bool = False) -> int:
         """Remove unreferenced layers and blobs, and tmp dirs whose owner died; bytes freed.
 
@@ -456,79 +332,8 @@ class Store:
         returns the bytes it freed.  Raises StoreError when imports keep the store busy for
         longer than ``wait`` seconds.
         """
-        fd = os.open(self._locks / "gc.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            deadline = time.monotonic() + wait
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise StoreError(f"the store {self.root} is busy (another process is importing"
-                                         " an image); try `minicontainer prune` again later") from None
-                    time.sleep(0.05)
-            freed = self._gc_tmp()
-            if run_cleaner is not None:  # first: what dead sessions pinned is then gone too
-                freed += run_cleaner(self.run_dir)
-            if everything:
-                self._update_tags(lambda tags: tags.clear())
-            tagged = set(self._read_tags().values())
-            # what is left in run/ after the cleaner: sessions still running
-            live_sessions = {p.name for p in self.run_dir.iterdir()} if self.run_dir.is_dir() else set()
-            images = []
-            for path in self._images.glob("*.json"):
-                try:
-                    rec = read_json(path)
-                except (OSError, ValueError):
-                    continue
-                ended = rec.get("session") is not None and rec["session"] not in live_sessions
-                if rec.get("digest") not in tagged and (everything or ended):
-                    freed += path.lstat().st_blocks * 512
-                    path.unlink()
-                    continue
-                images.append(rec)
-            layers: set[str] = set()
-            blobs: set[str] = set()
-            for rec in images:
-                for d in rec.get("layer_dirs", ()):
-                    p = Path(d)
-                    if not p.is_absolute() and p.parts[:1] == ("layers",):
-                        layers.add(p.parts[1])
-                blobs.update(b[7:] for b in rec.get("blobs", ()))
-            layers |= self.pinned_layers()
-            seen: set[tuple[int, int]] = set()
-            for entry in list(self._layers.iterdir()):
-                if entry.name not in layers:
-                    freed += tree_size(entry, seen) + 4096
-                    self.trees.remove(entry)
-            for entry in list(self._blobs.iterdir()):
-                if entry.name not in blobs:
-                    freed += entry.lstat().st_blocks * 512
-                    entry.unlink()
-            for entry in list(self._exports.glob("*.json")):
-                if entry.stem not in layers:
-                    with contextlib.suppress(OSError):
-                        entry.unlink()
-            live = {rec["digest"] for rec in images}
-            for entry in list(self._sources.iterdir()):
-                with contextlib.suppress(OSError):
-                    if entry.read_text().strip() not in live:
-                        entry.unlink()
-
-            if everything and self.cache_mounts.is_dir():  # RUN --mount=type=cache directories
-                for entry in list(self.cache_mounts.iterdir()):
-                    freed += tree_size(entry, seen) + 4096
-                    self.trees.remove(entry)
-
-            def drop_dangling(tags: dict[str, str]) -> None:
-                for name in [k for k, v in tags.items() if v not in live]:
-                    del tags[name]
-
-            self._update_tags(drop_dangling)
-            return freed
-        finally:
-            os.close(fd)
+        return _gc.collect(self._paths, self._tags, self.trees, self._owners, run_cleaner, wait=wait,
+                           everything=everything)
 
     def pin(self, session_dir: Path, layer_dirs: Iterable[str]) -> None:
         """Keep ``layer_dirs`` from :meth:`gc` while ``session_dir`` (in ``run_dir``) exists.
@@ -537,74 +342,33 @@ class Store:
         ``prune`` must not delete them under it.  Dead sessions' directories are removed by the
         runtime's cleaner, which :meth:`gc` runs first.
         """
-        names = [Path(d).name for d in layer_dirs if Path(d).parent == self._layers]
-        if names:
-            with open(Path(session_dir) / PINS, "a", encoding="utf-8") as f:
-                f.write("".join(n + "\n" for n in names))
+        _gc.pin(self._paths, session_dir, layer_dirs)
 
     def pinned_layers(self) -> set[str]:
         """Layer names pinned by the sessions that have a directory in ``run_dir``."""
-        found: set[str] = set()
-        for pins in self.run_dir.glob(f"*/{PINS}"):
-            with contextlib.suppress(OSError):
-                found.update(line for line in pins.read_text(encoding="utf-8").split() if line)
-        return found
-
-    def _gc_tmp(self) -> int:
-        freed = 0
-        # ".NAME.PID.tmp" files of atomic writes whose writer was killed between write and rename
-        for d in (self.root, self._images, self._exports, self._sources, self._blobs):
-            for entry in d.glob(".*.tmp"):
-                with contextlib.suppress(OSError, ValueError):
-                    pid = int(entry.name.rsplit(".", 2)[-2])
-                    if not _pid_alive(pid):
-                        freed += entry.lstat().st_blocks * 512
-                        entry.unlink()
-        for entry in list(self._tmp.iterdir()):
-            if entry.name.endswith(_owner.SUFFIX):
-                if not entry.with_name(entry.name[: -len(_owner.SUFFIX)]).exists() \
-                        and not _owner.owner_alive(entry.with_name(entry.name[: -len(_owner.SUFFIX)])):
-                    with contextlib.suppress(OSError):
-                        entry.unlink()
-                continue
-            if entry in self._owners or _owner.owner_alive(entry):
-                continue
-            freed += tree_size(entry)
-            self.trees.remove(entry)
-            with contextlib.suppress(OSError):
-                entry.with_name(entry.name + _owner.SUFFIX).unlink()
-        return freed
+        return _gc.pinned_layers(self.run_dir)
 
     def clean_stale_tmp(self) -> None:
         """Remove dead owners' tmp dirs without a full GC (cheap; called before an import)."""
-        self._gc_tmp()
+        _gc.collect_tmp(self._paths, self.trees, self._owners)
 
     # -- disk usage --------------------------------------------------------------------------
     def disk_usage(self) -> dict[str, int]:
         """Bytes used by ``blobs``, ``layers``, ``run``, ``tmp`` and ``total``."""
         seen: set[tuple[int, int]] = set()
         out = {
-            "layers": tree_size(self._layers, seen),
-            "blobs": tree_size(self._blobs.parent, seen),
+            "layers": tree_size(self._paths.layers, seen),
+            "blobs": tree_size(self._paths.blobs.parent, seen),
             "run": tree_size(self.run_dir, seen),
-            "tmp": tree_size(self._tmp, seen),
+            "tmp": tree_size(self._paths.tmp, seen),
         }
-        out["total"] = sum(out.values()) + tree_size(self._images, seen) + tree_size(self._sources, seen)
+        out["total"] = sum(out.values()) + tree_size(self._paths.images, seen) + tree_size(self._paths.sources, seen)
         return out
 
     def image_size(self, image: Image) -> int:
         seen: set[tuple[int, int]] = set()
         return sum(tree_size(d, seen) for d in image.layer_dirs if str(d).startswith(str(self.root)))
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _rename_dir(tmp: Path, target: Path) -> None:
