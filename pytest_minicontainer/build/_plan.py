@@ -13,57 +13,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import posixpath
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from ..errors import BuildError, MiniContainerError
-from ..image import DEFAULT_PATH, HealthCheck, Image, ImageConfig
-from ._context import Source, content_digest, resolve_sources
+from ..image import DEFAULT_PATH, Image, ImageConfig
+from ._context import content_digest, resolve_sources
 from ._ignore import IgnoreRules
-from ._parser import Instruction, exec_form, heredoc_bodies, parse_trigger
-from ._subst import expand, process_words, split_words, words
+from ._operands import DEFAULT_SHELL, abs_path, command, expose, healthcheck, pairs, run_mount
+from ._parser import Instruction, heredoc_bodies, parse_trigger
+from ._steps import Stage, Step
+from ._subst import expand, split_words, words
 
-__all__ = ["Stage", "Step", "make_plan"]
-
-DEFAULT_SHELL = ("/bin/sh", "-c")
-
-
-@dataclass
-class Step:
-    """One step: ``kind`` is RUN, COPY, ADD, WORKDIR, VOLUME (may create a layer) or META (config only)."""
-
-    line: int
-    kind: str
-    text: str  # the substituted instruction, part of the cache key
-    config: ImageConfig  # the image config after this step
-    argv: tuple[str, ...] = ()
-    run_env: dict[str, str] = field(default_factory=dict)
-    sources: list[Source] = field(default_factory=list)
-    from_ref: str | None = None  # COPY --from: an earlier stage's name/index, or an image
-    from_paths: tuple[str, ...] = ()
-    dest: str = ""
-    dest_is_dir: bool = False
-    chown: str | None = None
-    chmod: int | None = None
-    content: str = ""  # digest of the context sources
-    display: str = ""  # the instruction as written, for progress lines
-    network: str = "default"  # RUN --network: default (the build's), none or host
-    mounts: tuple[tuple[tuple[str, str], ...], ...] = ()  # RUN --mount: each as sorted (key, value) pairs
-    inline: tuple[tuple[str, str], ...] = ()  # COPY/ADD heredocs: (file name, content), after the sources
-
-
-@dataclass
-class Stage:
-    index: int
-    name: str | None
-    line: int
-    base: str  # the FROM reference, substituted
-    base_stage: int | None
-    base_image: Image | None
-    steps: list[Step] = field(default_factory=list)
-    config: ImageConfig = field(default_factory=ImageConfig)
+__all__ = ["Stage", "Step", "context_root", "make_plan"]
 
 
 @dataclass
@@ -74,181 +37,6 @@ class _State:
 
     def subst_env(self) -> dict[str, str]:
         return {**self.args, **self.config.env_dict}
-
-
-def _pairs(text: str, line: int, name: str, env: Mapping[str, str], escape: str) -> list[tuple[str, str]]:
-    """``K=V K2="v 2"`` or the legacy ``K value with spaces`` (ENV/LABEL)."""
-    try:
-        raw = split_words(text, escape)
-    except ValueError as exc:
-        raise BuildError(f"{name}: {exc}", line=line, command=f"{name} {text}") from None
-    if raw and "=" not in raw[0]:
-        # the legacy form, one key and the rest of the line as its value (BuildKit takes it for
-        # LABEL too: ``LABEL maintainer foo@bar.com``, MAINTAINER's usual replacement)
-        if len(raw) < 2:
-            raise BuildError(f"{name} needs KEY=VALUE pairs", line=line, command=f"{name} {text}")
-        key, rest = re.split(r"\s+", text.strip(), maxsplit=1)  # raw has two words: there is a blank
-        return [(key, expand(rest.strip(), env, line=line, escape=escape))]
-    out = []
-    for word in raw:
-        key, sep, value = word.partition("=")
-        if not sep or not key:
-            raise BuildError(f"{name}: {word!r} is not KEY=VALUE", line=line, command=f"{name} {text}")
-        out.append((expand(key, env, line=line, escape=escape), expand(value, env, line=line, escape=escape)))
-    return out
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def _duration(value: str, line: int, flag: str) -> float:
-    pos, total = 0, 0.0
-    while pos < len(value):
-        m = _DURATION.match(value, pos)
-        if not m:
-            raise BuildError(f"HEALTHCHECK --{flag}={value}: not a duration like 30s or 1m30s", line=line)
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if not value:
-        raise BuildError(f"HEALTHCHECK --{flag} needs a value", line=line)
-    return total
-
-
-def _command(ins: Instruction, shell: tuple[str, ...]) -> tuple[str, ...]:
-    if ins.exec_form is not None:
-        return ins.exec_form
-    if ins.heredoc:
-        return _heredoc_command(ins, shell)
-    return (*shell, ins.args)
-
-
-_MOUNT_KEYS = {
-    "cache": {"type", "target", "id", "sharing", "mode", "ro", "readonly"},
-    "bind": {"type", "target", "source", "rw", "readwrite", "from"},
-    "tmpfs": {"type", "target", "size"},
-    "secret": {"type", "target", "id", "required", "mode"},
-    "ssh": {"type", "target", "id", "required", "mode"},
-}
-
-
-def _run_mount(spec: str, env: Mapping[str, str], escape: str, workdir: str, line: int,
-               command: str, stages: Sequence[Stage] = ()) -> tuple[tuple[str, str], ...]:
-    """One ``RUN --mount=`` as sorted (key, value) pairs, checked and completed with defaults.
-
-    BuildKit's types: ``cache`` (a directory kept in the store across builds, by ``id``,
-    default the target), ``bind`` (a path of the build context, or with ``from=`` of an
-    earlier stage or an image, read-only unless ``rw``, whose writes are then thrown away),
-    ``tmpfs`` (an empty directory for the step), ``secret`` (a file given to the build, at
-    ``/run/secrets/<id>`` by default; never in a layer or the cache key), ``ssh`` (an SSH
-    agent's socket given to the build, at ``/run/buildkit/ssh_agent.0`` with ``SSH_AUTH_SOCK``
-    pointing at it).
-    """
-    fields: dict[str, str] = {}
-    for item in expand(spec, env, line=line, escape=escape).split(","):
-        key, sep, value = item.partition("=")
-        key = key.strip().lower()
-        fields[key] = value.strip() if sep else "true"
-    kind = fields.get("type", "bind")
-    fields["type"] = kind
-    if kind not in _MOUNT_KEYS:
-        raise BuildError(f"RUN --mount=type={kind} is not supported (cache, bind, tmpfs, secret, ssh)", line=line,
-                         command=command)
-    unknown = sorted(set(fields) - _MOUNT_KEYS[kind])
-    if unknown:
-        raise BuildError(f"RUN --mount=type={kind}: unknown option(s) {', '.join(unknown)}", line=line,
-                         command=command)
-    if kind == "ssh":
-        fields.setdefault("id", "default")
-        fields.setdefault("target", "/run/buildkit/ssh_agent.0")
-    if kind == "secret":
-        if not fields.get("id") and not fields.get("target"):
-            raise BuildError("RUN --mount=type=secret needs id= (or target=)", line=line, command=command)
-        fields.setdefault("id", posixpath.basename(fields.get("target", "")))
-        fields.setdefault("target", f"/run/secrets/{fields['id']}")
-    if not fields.get("target"):
-        raise BuildError(f"RUN --mount=type={kind} needs target=", line=line, command=command)
-    fields["target"] = _abs_path(fields["target"], workdir)
-    if kind == "cache":
-        fields.setdefault("id", fields["target"])
-        fields.setdefault("sharing", "shared")
-        if fields["sharing"] not in ("shared", "private", "locked"):
-            raise BuildError(f"RUN --mount=type=cache,sharing={fields['sharing']}: not shared, private or locked",
-                             line=line, command=command)
-    if kind == "bind":
-        fields.setdefault("source", ".")
-        if "from" in fields:
-            known = {st.name for st in stages if st.name} | {str(st.index) for st in stages}
-            ref = fields["from"]
-            if ref.lower() in known:
-                if stages and ref.lower() == (stages[-1].name or str(stages[-1].index)):
-                    raise BuildError(f"RUN --mount=type=bind,from={ref} names the stage it is in", line=line,
-                                     command=command)
-                fields["from"] = ref.lower()
-    return tuple(sorted(fields.items()))
-
-
-def _heredoc_command(ins: Instruction, shell: tuple[str, ...]) -> tuple[str, ...]:
-    """A RUN with heredocs, as BuildKit runs it.
-
-    ``RUN <<EOF`` alone: the heredoc is the script (its ``#!`` line, if any, chooses the
-    interpreter: it is written to a file and run).  Anything else (``RUN cat <<EOF > /f``,
-    ``RUN python3 <<EOF``): the line and the heredocs go to the shell as one script, and the
-    shell reads the heredocs as shells do (quoted delimiters, ``<<-``).
-    """
-    words = ins.args.split()
-    if len(words) == 1 and words[0].lstrip("0123456789").startswith("<<"):
-        body = ins.heredoc.split("\n")[:-1]  # without its delimiter line
-        if words[0].lstrip("0123456789").startswith("<<-"):
-            body = [line.lstrip("\t") for line in body]
-        script = "\n".join(body) + "\n"
-        if not script.startswith("#!"):
-            return (*shell, script)
-        runner = ('f=$(mktemp) && cat > "$f" <<\'MINICONTAINER_SCRIPT_END\'\n' + script + "MINICONTAINER_SCRIPT_END\n"
-                  'chmod +x "$f" && "$f"; s=$?; rm -f "$f"; exit $s')
-        return (*shell, runner)
-    return (*shell, f"{ins.args}\n{ins.heredoc}")
-
-
-def _healthcheck(ins: Instruction) -> HealthCheck:
-    head, *more = re.split(r"\s+", ins.args, maxsplit=1)
-    rest = more[0] if more else ""
-    if head.upper() == "NONE":
-        return HealthCheck(test=("NONE",))
-    if head.upper() != "CMD" or not rest.strip():
-        raise BuildError("HEALTHCHECK needs NONE or CMD <command>", line=ins.line, command=ins.text)
-    rest = rest.strip()
-    form = exec_form(rest, ins.line, "HEALTHCHECK")
-    test = ("CMD", *form) if form is not None else ("CMD-SHELL", rest)
-    f = ins.flags
-    retries = f.get("retries", "3")
-    if not retries.isdigit():
-        raise BuildError(f"HEALTHCHECK --retries={retries}: not a number", line=ins.line)
-    return HealthCheck(test=test,
-                       interval=_duration(f["interval"], ins.line, "interval") if "interval" in f else 30.0,
-                       timeout=_duration(f["timeout"], ins.line, "timeout") if "timeout" in f else 30.0,
-                       start_period=_duration(f["start-period"], ins.line, "start-period")
-                       if "start-period" in f else 0.0,
-                       retries=int(retries))
-
-
-def _expose(ins: Instruction, env: Mapping[str, str], escape: str) -> tuple[str, ...]:
-    ports = []
-    # split again after expansion: BuildKit takes EXPOSE $PORTS with PORTS="80 443" as two ports
-    for word in process_words(ins.args, env, line=ins.line, escape=escape):
-        port, _, proto = word.partition("/")
-        proto = proto.lower() or "tcp"
-        lo, _, hi = port.partition("-")
-        if not lo.isdigit() or (hi and not hi.isdigit()) or proto not in ("tcp", "udp", "sctp"):
-            raise BuildError(f"EXPOSE {word!r}: not PORT[/tcp|udp|sctp]", line=ins.line, command=ins.text)
-        ports.append(f"{port}/{proto}")
-    return tuple(ports)
-
-
-def _abs_path(path: str, workdir: str) -> str:
-    joined = path if path.startswith("/") else posixpath.join(workdir or "/", path)
-    norm = posixpath.normpath(joined)
-    return "/" + norm.lstrip("/") if norm != "/" else "/"
 
 
 def make_plan(instructions: list[Instruction], escape: str, *, build_args: Mapping[str, str],
@@ -349,7 +137,7 @@ def _step(ins: Instruction, escape: str, state: _State, context: str, ignore: Ig
     name, line = ins.name, ins.line
     shell = cfg.shell or DEFAULT_SHELL
     if name == "RUN":
-        argv = _command(ins, shell)
+        argv = command(ins, shell)
         run_env = {k: v for k, v in state.args.items() if k not in cfg.env_dict}
         network = ins.flags.get("network")
         if network is not None and network not in ("default", "none", "host"):
@@ -357,7 +145,7 @@ def _step(ins: Instruction, escape: str, state: _State, context: str, ignore: Ig
         text = "RUN " + repr(list(argv)) + " " + repr(sorted(run_env.items()))
         if network not in (None, "default"):
             text += f" --network={network}"  # what a step may reach is part of what it made
-        mounts = tuple(_run_mount(spec, env, escape, cfg.workdir, line, ins.text, stages)
+        mounts = tuple(run_mount(spec, env, escape, cfg.workdir, line, ins.text, stages)
                        for spec in ins.flags.get("mount", "").split("\n") if spec)
         content = ""
         ssh = [dict(m)["target"] for m in mounts if dict(m)["type"] == "ssh"]
@@ -376,7 +164,7 @@ def _step(ins: Instruction, escape: str, state: _State, context: str, ignore: Ig
     if name in ("COPY", "ADD"):
         return _copy_step(ins, escape, state, context, ignore, stages)
     if name == "WORKDIR":
-        path = _abs_path(expand(ins.args, env, line=line, escape=escape), cfg.workdir)
+        path = abs_path(expand(ins.args, env, line=line, escape=escape), cfg.workdir)
         state.config = cfg.with_changes(workdir=path)
         return Step(line, "WORKDIR", f"WORKDIR {path}", state.config, dest=path)
     if name == "VOLUME":
@@ -384,7 +172,7 @@ def _step(ins: Instruction, escape: str, state: _State, context: str, ignore: Ig
         # mounted at run time: what a container writes there stays in its writable layer, so
         # commit() keeps a seeded database (Docker's anonymous volume would lose it).
         raw = ins.exec_form if ins.exec_form is not None else tuple(words(ins.args, env, line=line, escape=escape))
-        paths = tuple(_abs_path(expand(p, env, line=line, escape=escape) if ins.exec_form is not None else p,
+        paths = tuple(abs_path(expand(p, env, line=line, escape=escape) if ins.exec_form is not None else p,
                                 cfg.workdir) for p in raw)
         if not paths or any(not p.strip() for p in raw):
             raise BuildError("VOLUME needs one or more paths", line=line, command=ins.text)
@@ -392,33 +180,33 @@ def _step(ins: Instruction, escape: str, state: _State, context: str, ignore: Ig
         return Step(line, "VOLUME", f"VOLUME {list(paths)!r}", state.config, from_paths=paths)
     if name == "ENV":
         current = dict(cfg.env)
-        for key, value in _pairs(ins.args, line, "ENV", env, escape):
+        for key, value in pairs(ins.args, line, "ENV", env, escape):
             current[key] = value  # pairs of one line all see the values from before the line (Docker)
         state.config = cfg.with_changes(env=tuple(current.items()))
     elif name == "LABEL":
         labels = dict(cfg.labels)
-        labels.update(_pairs(ins.args, line, "LABEL", env, escape))
+        labels.update(pairs(ins.args, line, "LABEL", env, escape))
         state.config = cfg.with_changes(labels=tuple(sorted(labels.items())))
     elif name == "USER":
         user = expand(ins.args, env, line=line, escape=escape)
         state.config = cfg.with_changes(user=user)
     elif name == "CMD":
-        state.config = cfg.with_changes(cmd=_command(ins, shell) if ins.args else None)
+        state.config = cfg.with_changes(cmd=command(ins, shell) if ins.args else None)
         state.cmd_set = True
     elif name == "ENTRYPOINT":
-        changes: dict[str, object] = {"entrypoint": _command(ins, shell) if ins.args else None}
+        changes: dict[str, object] = {"entrypoint": command(ins, shell) if ins.args else None}
         if not state.cmd_set:
             changes["cmd"] = None  # Docker: a new ENTRYPOINT drops the base image's CMD
         state.config = cfg.with_changes(**changes)
     elif name == "EXPOSE":
         state.config = cfg.with_changes(exposed_ports=tuple(sorted(set(cfg.exposed_ports) | set(
-            _expose(ins, env, escape)))))
+            expose(ins, env, escape)))))
     elif name == "SHELL":
         if not ins.exec_form:
             raise BuildError("SHELL needs a non-empty JSON array", line=line, command=ins.text)
         state.config = cfg.with_changes(shell=ins.exec_form)
     elif name == "HEALTHCHECK":
-        state.config = cfg.with_changes(healthcheck=_healthcheck(ins))
+        state.config = cfg.with_changes(healthcheck=healthcheck(ins))
     elif name == "ONBUILD":
         trigger = ins.args.strip()
         parse_trigger(trigger, line)  # refused now, not in the child's build
@@ -454,7 +242,7 @@ def _copy_step(ins: Instruction, escape: str, state: _State, context: str, ignor
                 content = expand(content, env, line=line, escape=escape, quotes=False)
             inline.append((name, content))
             srcs.remove(src)
-    dest = _abs_path(dest_raw, cfg.workdir)
+    dest = abs_path(dest_raw, cfg.workdir)
     chown = expand(ins.flags["chown"], env, line=line, escape=escape) if "chown" in ins.flags else None
     chmod = None
     if "chmod" in ins.flags:
