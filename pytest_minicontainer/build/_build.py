@@ -26,6 +26,7 @@ from ._remote import CacheExport, RemoteCache
 
 if TYPE_CHECKING:
     from ..engine import Engine
+    from ..images.registry import RegistryOptions
 
 __all__ = ["build", "read_containerfile"]
 
@@ -83,8 +84,13 @@ def build(engine: Engine, containerfile: str | os.PathLike[str] | None = None,
           no_cache: bool = False, progress: Callable[[str], None] | None = None,
           secrets: Mapping[str, str | os.PathLike[str]] | None = None, cache_to: str | None = None,
           cache_from: str | Sequence[str] | None = None,
-          ssh: Mapping[str, str | os.PathLike[str]] | None = None) -> Image:
-    """Build an image (see ``Engine.build``); ``progress`` receives one line per step."""
+          ssh: Mapping[str, str | os.PathLike[str]] | None = None,
+          registry_options: RegistryOptions | None = None) -> Image:
+    """Build an image (see ``Engine.build``); ``progress`` receives one line per step.
+
+    ``registry_options`` are those of the registry caches (``cache_from``, ``cache_to``);
+    default: the environment's (``RegistryOptions.from_env``).
+    """
     if cache_from is None:
         cache_from = os.environ.get(CACHE_FROM_ENV, "").replace(",", " ").split()
     elif isinstance(cache_from, str):
@@ -107,7 +113,8 @@ def build(engine: Engine, containerfile: str | os.PathLike[str] | None = None,
     stages = make_plan(instructions, escape, build_args=dict(build_args or {}), target=target, resolve=resolve,
                        context=root, ignore=ignore)
     say = progress or (lambda line: print(f"minicontainer build: {line}", file=sys.stderr, flush=True))
-    remote = RemoteCache(engine.store, list(cache_from), say) if cache_from and not no_cache else None
+    remote = (RemoteCache(engine.store, list(cache_from), say, options=registry_options)
+              if cache_from and not no_cache else None)
     export = CacheExport(engine.store, cache_to) if cache_to else None
     executor = Executor(engine, ignore=ignore, network=network, no_cache=no_cache, progress=progress,
                         context=root, secrets={k: os.fspath(v) for k, v in (secrets or {}).items()},
@@ -117,7 +124,7 @@ def build(engine: Engine, containerfile: str | os.PathLike[str] | None = None,
     if export is not None:
         try:
             with engine.store.in_use():
-                digest = export.push()
+                digest = export.push(registry_options)
         except MiniContainerError as exc:
             raise BuildError(f"the build finished ({image.digest}) but its cache could not be written to"
                              f" {cache_to}: {exc}") from exc

@@ -28,22 +28,23 @@ from ._rootfs import rootfs_dir_image, rootfs_tar_image
 from ._source import DirSource, TarSource, open_source
 
 if TYPE_CHECKING:
-    from .registry import Progress
+    from .registry import Progress, RegistryOptions
 
 __all__ = ["resolve"]
 
 
 def resolve(store: Store, reference: str, *, pull: str | None = None, platform: str | None = None,
-            progress: Progress | None = None) -> Image:
+            progress: Progress | None = None, registry_options: RegistryOptions | None = None) -> Image:
     """The image ``reference`` names, imported into ``store`` if needed.
 
     ``pull`` (``missing`` by default, ``always``, ``never``) and ``platform`` (``linux/arm64``;
     default: this host's) apply to names that a registry can serve; ``progress`` gets the
-    byte counts of what a pull downloads.
+    byte counts of what a pull downloads.  ``registry_options`` (mirror, insecure registries,
+    timeout) default to the environment's (``RegistryOptions.from_env``).
     """
     ref = parse_reference(reference)
     if ref.transport in ("store", "docker"):
-        return _named(store, ref, reference, pull or "missing", platform, progress)
+        return _named(store, ref, reference, pull or "missing", platform, progress, registry_options)
     if ref.transport == "rootfs" and os.path.isdir(ref.path):
         return rootfs_dir_image(store, ref.path, reference)
     ident = _identity_file(ref)
@@ -66,7 +67,7 @@ def resolve(store: Store, reference: str, *, pull: str | None = None, platform: 
 
 
 def _named(store: Store, ref: Reference, reference: str, pull: str, platform: str | None,
-           progress: Progress | None) -> Image:
+           progress: Progress | None, registry_options: RegistryOptions | None) -> Image:
     """A name: the store's image (tags, digests, id prefixes) unless the policy says pull."""
     from .registry import PULL_POLICIES, parse_registry_ref, pull_image, stored_image
 
@@ -95,7 +96,8 @@ def _named(store: Store, ref: Reference, reference: str, pull: str, platform: st
                        if is_digest(ref.path) else "the pull policy is 'never', so registry pulls are off")
                 raise ImageNotFound(reference, f"{exc}; {why}; {ACCEPTED_FORMS}") from None
     try:
-        return pull_image(store, ref.path, policy=pull, platform=platform, progress=progress)
+        return pull_image(store, ref.path, policy=pull, platform=platform, progress=progress,
+                          options=registry_options)
     except ImageError as exc:
         if ref.transport != "store":
             raise
