@@ -3,7 +3,7 @@
 The writable layer is an overlayfs upper directory: a file there is added or changed, a
 whiteout (a 0:0 character device) deletes, and a directory overlayfs marked opaque (removed
 and made again: ``rm -rf /d && mkdir /d``) hides everything the image had below it.  What
-the image had is read through :class:`~.images._view.ImageView`, which looks through the
+the image had is read through :class:`~.images.ImageView`, which looks through the
 layers the way overlayfs does and never follows a layer's symlink on the host.
 
 Module-level and plain-typed so that it can also run in the runtime's user namespace

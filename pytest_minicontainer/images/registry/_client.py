@@ -31,7 +31,7 @@ from ._auth import Credentials, basic_header, find_credentials_in, parse_challen
 from ._options import TIMEOUT_ENV, RegistryOptions
 from ._reference import is_loopback
 
-__all__ = ["Body", "RegistryClient", "Response"]
+__all__ = ["RETRYABLE_ERRORS", "Body", "RegistryClient", "Response", "timeout_hint"]
 
 # What a request sends: bytes, or a callable opening the body afresh for every attempt (a
 # blob from a file: the first attempt may have consumed part of it before a reset).
@@ -46,8 +46,8 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 _MAX_REDIRECTS = 10
 # Errors of a connection that did answer, then broke: worth another attempt (a blob download
 # resumes with Range after any of them, a stalled body included).
-_RETRYABLE_ERRORS = (TimeoutError, socket.timeout, ConnectionResetError, http.client.RemoteDisconnected,
-                     http.client.IncompleteRead, BrokenPipeError)
+RETRYABLE_ERRORS = (TimeoutError, socket.timeout, ConnectionResetError, http.client.RemoteDisconnected,
+                    http.client.IncompleteRead, BrokenPipeError)
 # Before an answer: these pass (a keep-alive race, a restarting proxy); a timeout does not.
 _RESET_ERRORS = (ConnectionResetError, http.client.RemoteDisconnected, http.client.IncompleteRead,
                  BrokenPipeError)
@@ -84,7 +84,7 @@ class Response:
         """
         try:
             return self._resp.read(limit)
-        except _RETRYABLE_ERRORS as exc:
+        except RETRYABLE_ERRORS as exc:
             host = urllib.parse.urlsplit(self.url).netloc
             timeout = self._conn.timeout if isinstance(self._conn.timeout, (int, float)) else 0.0
             hint = f"; {timeout_hint(timeout)}" if isinstance(exc, TimeoutError) else ""

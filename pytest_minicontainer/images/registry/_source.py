@@ -28,7 +28,7 @@ from typing import IO, Any
 from ...errors import ImageError, ImageNotFound, RegistryError
 from ...store import Store
 from .. import _mediatypes as mt
-from ._client import _RETRYABLE_ERRORS, RegistryClient, Response, timeout_hint
+from ._client import RETRYABLE_ERRORS, RegistryClient, Response, timeout_hint
 from ._reference import RegistryRef
 
 __all__ = ["ACCEPT", "Progress", "RegistrySource"]
@@ -187,7 +187,7 @@ class RegistrySource:
                                                                      " download was stopped")
                             if self.progress is not None:
                                 self.progress(digest, done, size if size is not None else total)
-                    except _RETRYABLE_ERRORS as exc:
+                    except RETRYABLE_ERRORS as exc:
                         # A stall is resumed only while it makes progress: an attempt that timed out
                         # without a byte is a registry that stopped answering (see _client).
                         stuck = isinstance(exc, TimeoutError) and done == before
