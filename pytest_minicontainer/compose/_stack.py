@@ -9,7 +9,7 @@ for with the project's readiness waits (``service_healthy``: the service's healt
 the file overrides the image's; ``service_completed_successfully``: its main process exits 0).
 Only the public API of the package is used here, imported as a user would import it (the
 package's exports, ``errors``, ``wait``): the ``compose-public-api`` contract in
-``.importlinter`` and ``tests/unit/test_layers.py`` keep it so.
+``.importlinter`` and ``tests/unit/test_import_contracts.py`` keep it so.
 """
 
 from __future__ import annotations

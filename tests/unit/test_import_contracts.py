@@ -25,11 +25,12 @@ CONFIG = ROOT / ".importlinter"
 
 
 def lint_imports(where: Path) -> subprocess.CompletedProcess[str]:
-    """``lint-imports`` over the package found first in ``where`` (no cache written)."""
+    """``lint-imports`` over the package in ``where`` with the ``.importlinter`` found there (no
+    cache written), as CI runs it from the checkout."""
     env = {**os.environ, "PYTHONPATH": str(where), "COLUMNS": "250"}  # a report line per line
     return subprocess.run(
         [sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()",
-         "--config", str(CONFIG), "--no-cache"],
+         "--no-cache"],
         cwd=where, env=env, capture_output=True, text=True, timeout=120,
     )
 
@@ -43,6 +44,7 @@ def test_the_tree_keeps_every_contract() -> None:
 def test_a_back_import_from_the_runtime_into_the_store_breaks_the_contracts(tmp_path: Path) -> None:
     copy = tmp_path / PACKAGE
     shutil.copytree(ROOT / PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(CONFIG, tmp_path)
     (copy / "runtime" / "_back_import.py").write_text(
         '"""A deliberate layer violation."""\n\nfrom ..store import Store\n\n__all__ = ["Store"]\n'
     )
