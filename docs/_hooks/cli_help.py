@@ -38,5 +38,5 @@ def on_page_markdown(markdown: str, page: Any, **_kwargs: Any) -> str:
     commands = found.group(1).split(",") if found else []
     parts = [_block(top)]
     for command in commands:
-        parts.append(f"## `minicontainer {command}`\n\n" + _block(_help(command)))
+        parts.append(f"### `minicontainer {command}`\n\n" + _block(_help(command)))
     return markdown.replace(MARKER, "\n".join(parts))
