@@ -70,3 +70,22 @@ def test_compose_imports_only_what_a_user_imports() -> None:
         if not (imported == compose or imported.startswith(compose + "."))
     }
     assert used <= allowed, f"compose imports {sorted(used - allowed)}: use the package's exports instead"
+
+
+def test_annotations_keep_the_runtime_and_the_store_apart() -> None:
+    """``.importlinter`` leaves out imports under ``TYPE_CHECKING`` (annotations import nothing
+    at run time); the separation of runtime, store and images holds for annotations too."""
+    graph = grimp.build_graph(PACKAGE, include_external_packages=True)  # TYPE_CHECKING imports included
+    forbidden = {
+        f"{PACKAGE}.store": (f"{PACKAGE}.runtime",),
+        f"{PACKAGE}.images": (f"{PACKAGE}.runtime",),
+        f"{PACKAGE}.runtime": (*(f"{PACKAGE}.{n}" for n in ("images", "store", "build", "compose")), "pytest"),
+    }
+    found = [
+        f"{module} -> {imported}"
+        for source, banned in forbidden.items()
+        for module in graph.find_descendants(source) | {source}
+        for imported in graph.find_modules_directly_imported_by(module)
+        if any(imported == b or imported.startswith(b + ".") for b in banned)
+    ]
+    assert not found, found
