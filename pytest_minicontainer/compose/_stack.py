@@ -7,7 +7,9 @@ scratch space), its own containers.  So a test can have a fresh stack, and paral
 never share one.  Services start in dependency order; a ``depends_on`` condition is waited
 for with the project's readiness waits (``service_healthy``: the service's healthcheck, as
 the file overrides the image's; ``service_completed_successfully``: its main process exits 0).
-Only the public API of the package is used here.
+Only the public API of the package is used here, imported as a user would import it (the
+package's exports, ``errors``, ``wait``): the ``compose-public-api`` contract in
+``.importlinter`` and ``tests/unit/test_import_contracts.py`` keep it so.
 """
 
 from __future__ import annotations
@@ -20,16 +22,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..container import Mount
+from .. import Mount
 from ..errors import ComposeError, ExecTimeout, MiniContainerError
 from ..wait import healthcheck
 from ._model import Project, Service
 
 if TYPE_CHECKING:
-    from ..container import Container
-    from ..engine import Engine
-    from ..image import Image
-    from ..networks import Network
+    from .. import Container, Engine, Image, Network
 
 __all__ = ["RunningStack", "Stack"]
 
