@@ -23,8 +23,8 @@ from .errors import MiniContainerError, RuntimeUnavailable
 from .paths import default_store_path
 
 if TYPE_CHECKING:
-    from .container import Mount
     from .image import ImageConfig
+    from .options import Mount
     from .runtime.client import RuntimeContainer
 
 __all__ = ["main"]
@@ -132,18 +132,19 @@ def _parse_volume(spec: str) -> Mount:
     Checked here rather than left to the engine, so that the message quotes the option as
     typed and shows the form (Docker's anonymous ``-v /path`` volumes do not exist here).
     """
-    from .container import Mount
+    from .options import parse_mount
 
-    parts = spec.split(":")
     form = "HOST_PATH:CONTAINER_PATH[:ro|rw] (e.g. -v /tmp/data:/data:ro)"
-    if len(parts) == 1:
+    if ":" not in spec:
         raise UsageError(f"-v {spec!r} names one path: use {form}; there are no anonymous volumes, a host "
                          "directory or file must be named")
-    if len(parts) > 3 or not parts[0] or not parts[1] or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
-        raise UsageError(f"-v {spec!r} is not {form}")
-    if not parts[1].startswith("/"):
-        raise UsageError(f"-v {spec!r}: the container path {parts[1]!r} must be absolute: use {form}")
-    return Mount(parts[0], parts[1], readonly=len(parts) == 3 and parts[2] == "ro")
+    try:
+        mount = parse_mount(spec)
+    except ValueError:
+        raise UsageError(f"-v {spec!r} is not {form}") from None
+    if not mount.target.startswith("/"):
+        raise UsageError(f"-v {spec!r}: the container path {mount.target!r} must be absolute: use {form}")
+    return mount
 
 
 def _run_argv(config: ImageConfig, entrypoint: str | None, args: Sequence[str]) -> list[str]:

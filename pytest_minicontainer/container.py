@@ -33,6 +33,7 @@ from ._env import checked_env
 from ._tarcopy import merge, owned_by_root, safe_extract
 from .errors import ContainerError, ExecError, ExecTimeout
 from .image import Image
+from .options import Mount, command_argv
 from .runtime.client import ExitWatch, RuntimeContainer
 
 if TYPE_CHECKING:
@@ -44,15 +45,6 @@ __all__ = ["Change", "Container", "ExecResult", "Mount", "Process"]
 Command = str | Sequence[str]
 #: Where a container's own servers are looked for when no address is given: IPv4, then IPv6.
 LOOPBACKS = ("127.0.0.1", "::1")
-
-
-@dataclass(frozen=True)
-class Mount:
-    """A host path made visible in the container (``readonly`` by choice)."""
-
-    source: str | os.PathLike[str]
-    target: str
-    readonly: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,9 +78,7 @@ class Change:
 
 
 def _argv(cmd: Command) -> list[str]:
-    if isinstance(cmd, str):
-        return ["/bin/sh", "-c", cmd]
-    argv = [str(a) for a in cmd]
+    argv = command_argv(cmd)
     if not argv:
         raise ValueError("empty command")
     return argv

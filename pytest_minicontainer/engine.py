@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._env import checked_env
-from .container import Container, Mount
+from .container import Container
 from .errors import (
     ContainerError,
     ImageError,
@@ -35,6 +35,7 @@ from .image import DEFAULT_PATH, Image
 from .images._init_layer import init_files, init_layer
 from .images._stubs import drop_mount_stubs
 from .networks import Network, check_alias, write_hosts
+from .options import NETWORKS, Mount, RunOptions, as_mount, command_argv
 from .paths import default_store_path
 from .progress import BlobLines, Lines, human_size, lines_for
 from .runtime import idmap as _idmap
@@ -47,8 +48,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Engine", "default_store_path"]
 
-NETWORKS = ("none", "host", "slirp")
-
 ImageResolver = Callable[[str], "Image | str | None"]
 
 
@@ -59,7 +58,7 @@ class Engine:
                  image_resolver: ImageResolver | None = None,
                  on_start: Callable[[Container], None] | None = None,
                  on_finish: Callable[[Container, int | None], None] | None = None,
-                 on_options: Callable[[dict[str, Any]], None] | None = None,
+                 on_options: Callable[[RunOptions], object] | None = None,
                  pull: str | None = None, idmap: str | None = None,
                  announce: Callable[[str], None] | None = None) -> None:
         self.store = Store(Path(store) if store is not None else default_store_path())
@@ -446,8 +445,9 @@ class Engine:
     # -- containers -----------------------------------------------------------------------------
     def run(self, image: Image | str, command: str | Sequence[str] | None = None, *,
             env: Mapping[str, str] | None = None, workdir: str | None = None, user: str | None = None,
-            mounts: Sequence[Mount] | None = None, network: str | Network = "none", hostname: str | None = None,
-            ports: Sequence[int] | None = None, aliases: Sequence[str] | None = None, **options: Any) -> Container:
+            mounts: Sequence[Mount | str | tuple[Any, ...]] | None = None, network: str | Network = "none",
+            hostname: str | None = None, ports: Sequence[int] | None = None,
+            aliases: Sequence[str] | None = None) -> Container:
         """Start a container from ``image`` and return it (a context manager that removes it).
 
         ``command=None`` runs the image's Entrypoint + Cmd as the main process, ``()`` none,
@@ -455,22 +455,28 @@ class Engine:
         start (``container.ports[port]`` gives the address).  ``network``: "none" (default,
         loopback only), "host", "slirp" (outbound), or a :class:`Network` (or the name of
         one, made on first use) whose members find this one by hostname, id and ``aliases``.
+        The same as :meth:`start_container` with these as a :class:`RunOptions`.
         """
-        if options:
-            raise TypeError(f"unknown run option(s): {', '.join(sorted(options))}")
+        return self.start_container(RunOptions(
+            image=image, command=command, env=dict(env or {}), workdir=workdir, user=user,
+            mounts=list(mounts or ()), network=network, hostname=hostname, ports=list(ports or ()),
+            aliases=list(aliases or ())))
+
+    def start_container(self, options: RunOptions) -> Container:
+        """Start a container as ``options`` say (see :meth:`run`); ``options.image`` is required.
+
+        ``on_options`` (the pytest hook ``pytest_minicontainer_container_options``) has the last
+        word first: it may change a copy of ``options`` in place (the caller's stays as it was).
+        """
+        options = options.copy()
         if self.on_options is not None:
-            # Last word before the start (the pytest hook pytest_minicontainer_container_options):
-            # the callback may change any of these in place.
-            opts: dict[str, Any] = {
-                "image": image, "command": command, "env": dict(env or {}), "workdir": workdir, "user": user,
-                "mounts": list(mounts or ()), "network": network, "hostname": hostname, "ports": list(ports or ()),
-                "aliases": list(aliases or ()),
-            }
-            self.on_options(opts)
-            image, command, env, workdir, user = (opts["image"], opts["command"], opts["env"], opts["workdir"],
-                                                  opts["user"])
-            mounts, network, hostname, ports = opts["mounts"], opts["network"], opts["hostname"], opts["ports"]
-            aliases = opts["aliases"]
+            self.on_options(options)
+        if options.image is None:
+            raise ValueError("RunOptions.image is required: the image to start a container from")
+        image, command, env, workdir, user = (options.image, options.command, options.env, options.workdir,
+                                              options.user)
+        mounts, network, hostname, ports, aliases = (options.mounts, options.network, options.hostname,
+                                                     options.ports, options.aliases)
         img = self.image(image)
         net: Network | None = None
         if isinstance(network, Network):
@@ -488,8 +494,8 @@ class Engine:
             check_alias(hostname)
         mode = ("slirp" if net.outbound else "none") if net is not None else str(network)
         slirp = _slirp4netns() if mode == "slirp" else None
-        mounts = [_as_mount(m) for m in (mounts or ())]
-        for m in mounts:
+        mount_list = [as_mount(m) for m in (mounts or ())]
+        for m in mount_list:
             if not os.path.exists(m.source):
                 raise ContainerError(f"mount source {m.source} does not exist on the host")
             if not str(m.target).startswith("/"):
@@ -504,7 +510,7 @@ class Engine:
         run_user = user if user is not None else (cfg.user or None)
         rt = self.runtime
         self._pin(img, rt)
-        spec = self._spec(img, mounts, mode, hostname)
+        spec = self._spec(img, mount_list, mode, hostname)
         if slirp is not None:
             spec["slirp4netns"] = slirp
         ip = None
@@ -531,7 +537,7 @@ class Engine:
         full_env.setdefault("HOSTNAME", name)
         container = Container(self, handle, img, command=main, env=full_env, workdir=workdir or cfg.workdir or "/",
                               user=run_user, hostname=name, network=net.name if net is not None else mode,
-                              mounts=mounts)
+                              mounts=mount_list)
         container.ip, container.aliases, container._mode = ip, tuple(names), mode
         if net is not None and ip is not None:
             container._nets, container.ips, container._hosts = [net], {net.name: ip}, hosts
@@ -736,21 +742,8 @@ def _slirp4netns() -> str:
     return found
 
 
-def _as_mount(m: Mount | tuple[Any, ...] | str) -> Mount:
-    if isinstance(m, Mount):
-        return m
-    if isinstance(m, str):  # "SRC:DST[:ro]"
-        parts = m.split(":")
-        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
-            raise ValueError(f"mount {m!r} is not SRC:DST[:ro]")
-        return Mount(parts[0], parts[1], readonly=len(parts) == 3 and parts[2] == "ro")
-    return Mount(*m)
-
-
 def _main_command(command: str | Sequence[str] | None, default: list[str] | None) -> list[str] | None:
+    """The main process's argv: the image's default for None, none for an empty one."""
     if command is None:
         return default
-    if isinstance(command, str):
-        return ["/bin/sh", "-c", command]
-    argv = [str(a) for a in command]
-    return argv or None
+    return command_argv(command) or None

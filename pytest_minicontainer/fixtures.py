@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from .ahead import Ahead
-from .markers import MARKER_KEYS, ContainerSpec, MarkerError, MountSpec, check_options, spec_from_markers
+from .markers import MARKER_KEYS, ContainerSpec, MarkerError, check_options, spec_from_markers
+from .options import NETWORKS, RunOptions
 from .paths import default_store_path
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ class State:
         result: Image | str | None = hook(config=self.config, engine=self._engine, reference=reference)
         return result
 
-    def _options(self, options: dict[str, Any]) -> None:
+    def _options(self, options: RunOptions) -> None:
         self.config.hook.pytest_minicontainer_container_options(config=self.config, options=options)
 
     def _started(self, container: Container) -> None:
@@ -232,17 +233,6 @@ class State:
 
 
 STATE_KEY = pytest.StashKey[State]()
-
-
-def _mount(value: Any) -> Any:
-    """Turn what the marker or a hook put in ``mounts`` into the engine's ``Mount``."""
-    from . import Mount
-
-    if isinstance(value, str):
-        (value,) = check_options({"mounts": [value]})["mounts"]
-    if isinstance(value, MountSpec):
-        return Mount(value.source, value.target, readonly=value.readonly)
-    return value
 
 
 def wait_ready(container: Container, ready: Any, timeout: float | None) -> None:
@@ -322,10 +312,9 @@ class ContainerFactory:
         (``pytest_minicontainer.ahead``): then that one is taken.
         """
         __tracebackhide__ = True
-        options: dict[str, Any] = spec.run_options()
-        options["mounts"] = [_mount(m) for m in options.get("mounts") or ()]
-        options["network"] = self._network(options["network"])
-        image = spec.image or self._default_image  # the engine calls the container_options hook
+        options = spec.run_options()
+        options.network = self._network(options.network)
+        options.image = image = spec.image or self._default_image  # the engine calls the container_options hook
         from .ahead import spec_key
         from .errors import RuntimeUnavailable
 
@@ -337,7 +326,7 @@ class ContainerFactory:
             container = prepared.container
         else:
             try:
-                container = self._engine.run(image, **options)
+                container = self._engine.start_container(options)
             except RuntimeUnavailable as exc:  # e.g. overlayfs refused: known only at the first container
                 refusal = exc
         if refusal is not None:  # outside the except block: no "during handling" chain
@@ -357,8 +346,6 @@ class ContainerFactory:
         So parallel tests (and xdist workers) that each say ``network="backend"`` never see
         each other's services; a Network object (e.g. a session fixture's) is used as it is.
         """
-        from .markers import NETWORKS
-
         if not isinstance(value, str) or value in NETWORKS:
             return value
         net = self._networks.get(value)
