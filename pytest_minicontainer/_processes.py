@@ -59,11 +59,12 @@ class Process:
 
     def __init__(self, container: Processes, argv: list[str], watch: ExitWatch,
                  stdout: int | None, stderr: int | None, stdin: int | None, *,
-                 kill: Callable[[int, int], None]) -> None:
+                 kill: Callable[[int, int, bool], None]) -> None:
         self.container = container
         self.argv = argv
         self._watch = watch
-        self._kill = kill  # (pid, signal): signals the process's group in the container
+        self._pid: int | None = None
+        self._kill = kill  # (pid, signal, group): signals the process (and its group) in the container
         self._out = bytearray()
         self._err = bytearray()
         self.stdin = os.fdopen(stdin, "wb", buffering=0) if stdin is not None else None
@@ -85,7 +86,9 @@ class Process:
     @property
     def pid(self) -> int:
         """The process's pid inside the container."""
-        return self._watch.pid
+        if self._pid is None:  # kept: a signal handler may ask while wait() holds the watch
+            self._pid = self._watch.pid
+        return self._pid
 
     @property
     def returncode(self) -> int | None:
@@ -100,9 +103,18 @@ class Process:
             t.join(5)
         return status
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal the process and everything it started."""
-        self._kill(self.pid, sig)
+    def kill(self, sig: int = signal.SIGKILL, *, group: bool = True) -> None:
+        """Signal the process and everything it started (``group=False``: the process alone)."""
+        self._kill(self.pid, sig, group)
+
+    @property
+    def terminal(self) -> int:
+        """The master of the terminal of a process spawned with ``tty``; the caller closes it."""
+        return self._watch.terminal
+
+    def exit_fileno(self) -> int:
+        """A descriptor that becomes readable once the process has exited (for ``select``)."""
+        return self._watch.sock.fileno()
 
     @property
     def stdout(self) -> str:
@@ -269,14 +281,30 @@ class Processes(ContainerState):
         return result
 
     def spawn(self, cmd: Command, *, env: Mapping[str, str] | None = None, workdir: str | None = None,
-              user: str | None = None, stdin: bool = False) -> Process:
-        """Start ``cmd`` in the background; see :class:`Process`."""
+              user: str | None = None, stdin: bool = False, stdio: Sequence[int] | None = None,
+              tty: tuple[int, int] | None = None) -> Process:
+        """Start ``cmd`` in the background; see :class:`Process`.
+
+        Its output is collected from pipes (``Process.stdout``), unless ``stdio`` (three host
+        descriptors) are to be its stdin, stdout and stderr instead, as ``minicontainer run``
+        hands it its own, or ``tty`` (rows, columns) runs it on a new terminal of the
+        container's, whose master is ``Process.terminal``.
+        """
         argv = _argv(cmd)
+        if stdio is not None or tty is not None:
+            fds = tuple(stdio) if stdio is not None and tty is None else (-1, -1, -1)
+            if len(fds) != 3:
+                raise ValueError(f"stdio takes three descriptors (stdin, stdout, stderr), not {stdio!r}")
+            watch = self._start(argv, env, workdir, user, *fds, tty=tty)
+            return Process(self, argv, watch, None, None, None, kill=self._signal)
         watch, out_r, err_r, in_w = self._launch(argv, env, workdir, user, stdin)
-        return Process(self, argv, watch, out_r, err_r, in_w if in_w >= 0 else None, kill=self._kill_tree)
+        return Process(self, argv, watch, out_r, err_r, in_w if in_w >= 0 else None, kill=self._signal)
+
+    def _signal(self, pid: int, sig: int, group: bool) -> None:
+        self._rt.kill(pid, sig, group=group)
 
     def _kill_tree(self, pid: int, sig: int) -> None:
-        self._rt.kill(pid, sig, group=True)
+        self._signal(pid, sig, True)
 
 
 
