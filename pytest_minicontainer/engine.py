@@ -91,7 +91,8 @@ class Engine(ImageVerbs):
                  on_finish: Callable[[Container, int | None], None] | None = None,
                  on_options: Callable[[RunOptions], object] | None = None,
                  pull: str | None = None, idmap: str | None = None,
-                 announce: Callable[[str], None] | None = None) -> None:
+                 announce: Callable[[str], None] | None = None,
+                 cache_from: Sequence[str] | None = None, cache_to: str | None = None) -> None:
         self.store = Store(Path(store) if store is not None else default_store_path())
         self.image_resolver = image_resolver
         # One line per image this engine downloads or builds ("pulled ...", "built ..."); the
@@ -101,6 +102,10 @@ class Engine(ImageVerbs):
         self.on_finish = on_finish
         self.on_options = on_options
         self.pull = pull  # the default pull policy of image() (None: "missing")
+        # build()'s defaults of cache_from and cache_to (None: $MINICONTAINER_CACHE_FROM/_TO);
+        # the plugin passes its options and ini keys here
+        self.cache_from = None if cache_from is None else tuple(cache_from)
+        self.cache_to = cache_to
         self._idmap_mode = idmap
         self._runtime: Runtime | None = None
         self._lock = threading.RLock()
@@ -233,13 +238,15 @@ class Engine(ImageVerbs):
         ``cache_to`` (a registry name, ``host/name:tag``) receives every step of the build as a
         cache; a build elsewhere with that name in ``cache_from`` takes each step it finds there
         (its layer pulled, a RUN not run again) instead of running it.  Unset, they default to
-        ``$MINICONTAINER_CACHE_TO`` and ``$MINICONTAINER_CACHE_FROM`` (the pytest options set them).
+        the Engine's ``cache_to`` and ``cache_from`` (the pytest options and ini keys give them),
+        else ``$MINICONTAINER_CACHE_TO`` and ``$MINICONTAINER_CACHE_FROM``.
         """
         from .build import build
 
         return build(self, containerfile, context, tag=tag, build_args=build_args, target=target,
                      network=network, no_cache=no_cache, progress=lines_for(progress), secrets=secrets,
-                     cache_to=cache_to, cache_from=cache_from, ssh=ssh)
+                     cache_to=cache_to if cache_to is not None else self.cache_to,
+                     cache_from=cache_from if cache_from is not None else self.cache_from, ssh=ssh)
 
     # -- compose --------------------------------------------------------------------------------
     def compose(self, path: str | os.PathLike[str], *, project: str | None = None,
