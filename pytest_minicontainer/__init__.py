@@ -15,7 +15,7 @@ _EXPORTS = {
     "ImageConfig": "image", "BuildError": "errors", "ComposeError": "errors", "ContainerError": "errors",
     "ExecError": "errors", "ExecTimeout": "errors", "ImageError": "errors", "ImageNotFound": "errors",
     "MiniContainerError": "errors", "RegistryError": "errors", "RuntimeUnavailable": "errors", "StoreError": "errors",
-    "WaitTimeout": "errors", "Network": "networks",
+    "WaitTimeout": "errors", "Network": "networks", "RunOptions": "options",
 }
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     )
     from .image import HealthCheck, Image, ImageConfig
     from .networks import Network
+    from .options import RunOptions
 
 
 def __getattr__(name: str) -> object:
@@ -72,6 +73,7 @@ __all__ = [
     "Network",
     "Process",
     "RegistryError",
+    "RunOptions",
     "RuntimeUnavailable",
     "StoreError",
     "WaitTimeout",

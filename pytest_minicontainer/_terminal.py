@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
-from . import _sys
+from ._sys import set_window_size, terminal_peer, unread_input
+from ._sys import window_size as host_window_size
 
 __all__ = ["EOF", "relay", "window_size", "window_size_follows"]
 
@@ -42,7 +43,7 @@ _QUIET = 0.2
 def window_size(*fds: int) -> tuple[int, int]:
     """The size of the first terminal among ``fds``; 24x80 (a console's) when none is one."""
     for fd in fds:
-        size = _sys.window_size(fd)
+        size = host_window_size(fd)
         if size is not None and size[0] > 0 and size[1] > 0:
             return size
     return 24, 80
@@ -54,7 +55,7 @@ def window_size_follows(master: int, *fds: int) -> Iterator[None]:
 
     def resized(_signum: int, _frame: FrameType | None) -> None:
         with contextlib.suppress(OSError):
-            _sys.set_window_size(master, *window_size(*fds))
+            set_window_size(master, *window_size(*fds))
 
     previous: Any = signal.signal(signal.SIGWINCH, resized)
     try:
@@ -79,13 +80,13 @@ class _EndOfInput:
         self.text = _end(last)
         self.peer: int | None = None
         with contextlib.suppress(OSError):
-            self.peer = _sys.terminal_peer(master)
+            self.peer = terminal_peer(master)
 
     def due(self, still_since: float) -> bool:
         if self.peer is None:
             return True
         try:
-            unread = _sys.unread_input(self.peer)
+            unread = unread_input(self.peer)
         except OSError:
             return True
         return unread == 0 and time.monotonic() - still_since >= self._STILL

@@ -28,8 +28,11 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
+
+from .options import NETWORKS, RunOptions
 
 if TYPE_CHECKING:
     import pytest
@@ -65,10 +68,12 @@ class Prepared:
     started: float  # time.monotonic() when it was started
 
 
-def spec_key(image: str | Image, options: dict[str, Any]) -> str:
-    """What two starts must agree on for one to stand for the other."""
+def spec_key(image: str | Image, options: RunOptions | Mapping[str, Any]) -> str:
+    """What two starts must agree on for one to stand for the other (``options``: the run's
+    keywords; a RunOptions' image is ``image``)."""
     name = image if isinstance(image, str) else image.digest
-    return json.dumps([name, options], sort_keys=True, default=str)
+    keywords = options.keywords() if isinstance(options, RunOptions) else dict(options)
+    return json.dumps([name, keywords], sort_keys=True, default=str)
 
 
 class Ahead:
@@ -78,9 +83,10 @@ class Ahead:
         self.depth = depth  # 0: off; 1: the next test's container
         self._prepared: dict[str, Prepared] = {}  # by the nodeid of the test it is for
 
-    def start(self, nodeid: str, engine: Engine, image: str | Image, options: dict[str, Any]) -> None:
-        """``engine.run(image, **options)`` for the test ``nodeid``; a failure leaves it to the test
-        (hooks see the same options as when the test starts it itself)."""
+    def start(self, nodeid: str, engine: Engine, image: str | Image, options: RunOptions | Mapping[str, Any]) -> None:
+        """Start ``image`` with ``options`` (a RunOptions, or ``Engine.run``'s keywords) for the
+        test ``nodeid``; a failure leaves it to the test (hooks see the same options as when the
+        test starts it itself)."""
         if self.depth <= 0 or nodeid in self._prepared:
             return
         available = memory_available()
@@ -90,7 +96,10 @@ class Ahead:
 
         started = time.monotonic()
         try:
-            container = engine.run(image, **options)
+            if isinstance(options, RunOptions):
+                container = engine.start_container(replace(options, image=image))
+            else:
+                container = engine.run(image, **options)
         except (MiniContainerError, OSError, ValueError):
             return  # the test will start it itself and report what goes wrong
         engine.reserve(container)
@@ -118,8 +127,6 @@ class Ahead:
 def declared(item: pytest.Item, spec: ContainerSpec, default: str | Image) -> str | Image | None:
     """The image of the test's ``container`` if it can be started ahead (see the module's
     docstring): its parametrized ``container_image``, else the marker's, else ``default``."""
-    from .markers import NETWORKS
-
     if "container" not in getattr(item, "fixturenames", ()) or spec.mounts:
         return None
     if spec.network is not None and spec.network not in NETWORKS:

@@ -23,9 +23,9 @@ from .errors import MiniContainerError, RuntimeUnavailable
 from .paths import default_store_path
 
 if TYPE_CHECKING:
-    from .container import Mount
+    from .container import Container, Process
     from .image import ImageConfig
-    from .runtime.client import RuntimeContainer
+    from .options import Mount
 
 __all__ = ["main"]
 
@@ -132,18 +132,19 @@ def _parse_volume(spec: str) -> Mount:
     Checked here rather than left to the engine, so that the message quotes the option as
     typed and shows the form (Docker's anonymous ``-v /path`` volumes do not exist here).
     """
-    from .container import Mount
+    from .options import parse_mount
 
-    parts = spec.split(":")
     form = "HOST_PATH:CONTAINER_PATH[:ro|rw] (e.g. -v /tmp/data:/data:ro)"
-    if len(parts) == 1:
+    if ":" not in spec:
         raise UsageError(f"-v {spec!r} names one path: use {form}; there are no anonymous volumes, a host "
                          "directory or file must be named")
-    if len(parts) > 3 or not parts[0] or not parts[1] or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
-        raise UsageError(f"-v {spec!r} is not {form}")
-    if not parts[1].startswith("/"):
-        raise UsageError(f"-v {spec!r}: the container path {parts[1]!r} must be absolute: use {form}")
-    return Mount(parts[0], parts[1], readonly=len(parts) == 3 and parts[2] == "ro")
+    try:
+        mount = parse_mount(spec)
+    except ValueError:
+        raise UsageError(f"-v {spec!r} is not {form}") from None
+    if not mount.target.startswith("/"):
+        raise UsageError(f"-v {spec!r}: the container path {mount.target!r} must be absolute: use {form}")
+    return mount
 
 
 def _run_argv(config: ImageConfig, entrypoint: str | None, args: Sequence[str]) -> list[str]:
@@ -176,9 +177,8 @@ class _SignalProxy:
     pid is known are held back, so none is lost (or kills the CLI) in between.
     """
 
-    def __init__(self, rt: RuntimeContainer) -> None:
-        self._rt = rt
-        self._pid: int | None = None
+    def __init__(self) -> None:
+        self._process: Process | None = None
         self._pending: list[int] = []
         self._interrupts = 0
         self._previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
@@ -192,20 +192,21 @@ class _SignalProxy:
             if handler is not None:  # None: not set from Python, nothing to put back
                 signal.signal(sig, handler)
 
-    def started(self, pid: int) -> None:
-        """The command runs as ``pid``: send what arrived before."""
-        self._pid = pid
+    def started(self, process: Process) -> None:
+        """The command runs as ``process``: send what arrived before."""
+        process.pid  # noqa: B018 - known from now on: a handler must not wait for it (wait() holds it)
+        self._process = process
         while self._pending:
             self._send(self._pending.pop(0))
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self._pid is None:
+        if self._process is None:
             self._pending.append(signum)
         else:
             self._send(signum)
 
     def _send(self, signum: int) -> None:
-        assert self._pid is not None
+        assert self._process is not None
         sig, group = signum, False
         if signum == signal.SIGINT:
             self._interrupts += 1
@@ -215,7 +216,7 @@ class _SignalProxy:
                     print("minicontainer: second interrupt: killing the command", file=sys.stderr)
         # it may have just exited (ESRCH) or the container may be going: nothing left to signal
         with contextlib.suppress(OSError, MiniContainerError):
-            self._rt.kill(self._pid, sig, group=group)
+            self._process.kill(sig, group=group)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -233,32 +234,31 @@ def cmd_run(args: argparse.Namespace) -> int:
                                    user=args.user, mounts=mounts, network=args.network, hostname=args.hostname)
         except (ValueError, TypeError) as exc:
             raise UsageError(str(exc)) from exc
-        with container as c, _SignalProxy(c._rt) as proxy:
+        with container as c, _SignalProxy() as proxy:
             if args.tty:
-                status = _run_on_terminal(c._rt, command, c._exec_env(None), c.workdir, c.user,
-                                          args.interactive, proxy)
+                status = _run_on_terminal(c, command, args.interactive, proxy)
             else:
-                watch = c._rt.exec(command, c._exec_env(None), c.workdir, c.user, [0, 1, 2])
-                proxy.started(watch.pid)
-                status = watch.wait()
+                process = c.spawn(command, stdio=(0, 1, 2))
+                proxy.started(process)
+                status = process.wait()
             return 128 - status if status is not None and status < 0 else (status or 0)
 
 
-def _run_on_terminal(rt: RuntimeContainer, command: list[str], env: dict[str, str], workdir: str,
-                     user: str | None, interactive: bool, proxy: _SignalProxy) -> int | None:
+def _run_on_terminal(container: Container, command: list[str], interactive: bool,
+                     proxy: _SignalProxy) -> int | None:
     """``run -t``: the command on a terminal of the container's, relayed to this one.
 
     Our terminal goes into raw mode, so every key (^C, ^Z, arrows) reaches the container's
     terminal, which does the line editing and sends the signals; its size follows ours.
     Without ``-i`` nothing is read from stdin, as with ``docker run -t``.
     """
-    from . import _sys
+    from ._sys import raw_terminal
     from ._terminal import relay, window_size, window_size_follows
 
-    watch = rt.exec(command, env, workdir, user, [], tty=window_size(0, 1))
-    proxy.started(watch.pid)
-    master = watch.terminal
-    raw = _sys.raw_terminal(0) if interactive and os.isatty(0) else contextlib.nullcontext()
+    process = container.spawn(command, tty=window_size(0, 1))
+    proxy.started(process)
+    master = process.terminal
+    raw = raw_terminal(0) if interactive and os.isatty(0) else contextlib.nullcontext()
 
     def show(data: bytes) -> None:
         view = memoryview(data)
@@ -267,10 +267,10 @@ def _run_on_terminal(rt: RuntimeContainer, command: list[str], env: dict[str, st
 
     try:
         with raw, window_size_follows(master, 0, 1):
-            relay(master, watch.sock.fileno(), 0 if interactive else None, show)
+            relay(master, process.exit_fileno(), 0 if interactive else None, show)
     finally:
         os.close(master)
-    return watch.wait()
+    return process.wait()
 
 
 def _stdout_closed() -> bool:

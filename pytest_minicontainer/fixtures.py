@@ -6,69 +6,43 @@
 * ``container_factory`` / ``container`` (function): hand each test clean containers and
   remove them afterwards, whatever the test did.
 
-:class:`State` is the per-process glue between these fixtures and the hooks in
-:mod:`pytest_minicontainer.plugin`: the settings read from options and ini keys, the lazily
-created engine, and which containers each test used (for failure reports and ``keep``).
+:class:`~pytest_minicontainer.session.Session` (the plugin object of this process) holds the
+settings and the lazily created engine; here is which containers each test used (for failure
+reports and ``keep``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .ahead import Ahead
-from .markers import MARKER_KEYS, ContainerSpec, MarkerError, MountSpec, check_options, spec_from_markers
-from .paths import default_store_path
+from .markers import MARKER_KEYS, ContainerSpec, MarkerError, check_options, spec_from_markers
+from .options import NETWORKS
+from .session import STATE_KEY, Session, Settings, anchored_reference, declared_image, ini_dir
 
 if TYPE_CHECKING:
-    from .compose import RunningStack, Stack
+    from .compose import RunningStack
     from .container import Container
     from .engine import Engine
     from .errors import RuntimeUnavailable
     from .image import Image
     from .networks import Network
 
-__all__ = ["State", "compose", "container", "container_factory", "container_image", "minicontainer"]
+__all__ = ["STATE_KEY", "Settings", "State", "anchored_reference", "compose", "container", "container_factory",
+           "container_image", "ini_dir", "minicontainer"]
+
+#: The plugin's per-process state (its former name here).
+State = Session
 
 #: How long ``ready=`` may take when the marker gives no ``timeout=``.
 DEFAULT_READY_TIMEOUT = 60.0
 FACTORY_KEYS = (*MARKER_KEYS[1:], "hostname")
-
-
-# References that name a file or directory on this machine (see ``images.resolve``).
-LOCAL_PREFIXES = ("rootfs:", "oci:", "oci-archive:", "docker-archive:")
-
-
-def ini_dir(config: pytest.Config) -> Path:
-    """Where relative paths of the configuration start: the ini file's directory, else rootdir."""
-    return config.inipath.parent if config.inipath else config.rootpath
-
-
-def anchored_reference(ref: str, base: Path) -> str:
-    """``ref`` with a relative local path (``rootfs:tests/rootfs``) made absolute from ``base``."""
-    for prefix in LOCAL_PREFIXES:
-        rest = ref[len(prefix):]
-        if ref.startswith(prefix) and rest and not rest.startswith(("/", "~")):
-            return prefix + str(base / rest)
-    return ref
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The plugin's options, each resolved from its command-line option or else its ini key."""
-
-    store: str | None = None
-    pull: str = "missing"
-    keep: str = "never"
-    image: str = "host"
-    unavailable: str = "error"
 
 
 @dataclass
@@ -102,147 +76,6 @@ def item_failed(item: pytest.Item) -> bool:
     return any(r.failed for r in reports.values())
 
 
-@dataclass
-class State:
-    """Per-process plugin state; one per ``pytest.Config`` (xdist workers each have their own)."""
-
-    config: pytest.Config
-    settings: Settings
-    _engine: Engine | None = field(default=None, init=False)
-    _refused: RuntimeUnavailable | None = field(default=None, init=False)
-    _stacks: dict[tuple[Any, ...], Stack] = field(default_factory=dict, init=False)
-    ahead: Ahead = field(default_factory=lambda: Ahead(0), init=False)  # set from the option at configure
-    next_item: pytest.Item | None = field(default=None, init=False)  # the test after the running one
-
-    def _announce(self, line: str) -> None:
-        """An image the session pulled or built, as a line of pytest's terminal (none with -q).
-
-        Written past the capture, as pytest's own header lines are: a first run that pulls
-        for minutes says why it takes long, in the test that made it wait.
-        """
-        # An xdist worker's terminal is not the user's: its lines would go nowhere useful.
-        if self.config.get_verbosity() < 0 or hasattr(self.config, "workerinput"):
-            return
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is None:  # -p no:terminal
-            return
-        capture = self.config.pluginmanager.get_plugin("capturemanager")
-        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
-            reporter.write_line(f"minicontainer: {line}")
-
-    def engine(self) -> Engine:
-        """The session's engine, created on first call; raises RuntimeUnavailable on a refusing host.
-
-        Starting the runtime here makes a host's refusal surface once, in the fixture.
-        """
-        if self._refused is not None:
-            raise self._refused
-        if self._engine is None:
-            from .engine import Engine  # heavy: only once a test needs a container
-            from .errors import RuntimeUnavailable
-
-            engine = Engine(
-                self.settings.store,
-                image_resolver=self._resolve_image,
-                on_start=self._started,
-                on_finish=self._finished,
-                on_options=self._options,
-                pull=self.settings.pull,
-                announce=self._announce,
-            )
-            try:
-                engine.start()
-            except RuntimeUnavailable as exc:
-                engine.close()
-                self._refused = exc
-                raise
-            self._engine = engine
-        return self._engine
-
-    def stack(self, path: str, env: dict[str, str] | None, profiles: tuple[str, ...]) -> Stack:
-        """The session's Stack of a compose file (and its env and profiles): loaded and its
-        images made once, started per test."""
-        key = (path, tuple(sorted((env or {}).items())), profiles)
-        found = self._stacks.get(key)
-        if found is None:
-            found = self._stacks[key] = self.engine().compose(path, env=env, profiles=profiles)
-        return found
-
-    def describe(self) -> str:
-        """The header line: runtime mode, id mapping and store, without starting anything.
-
-        Before the engine exists the facts come from the id-map choice the runtime will make
-        (a cheap read of /etc/subuid) and the store path rules, so a run that needs no
-        container still gets its header for free.
-        """
-        if self._engine is not None:
-            e = self._engine
-            return f"{e.mode}, id mapping {e.id_mapping}, store {e.store_path}"
-        from .runtime.idmap import choose
-
-        idmap = choose()
-        mode = "root" if os.geteuid() == 0 and idmap.kind == "root" else "rootless"
-        return f"{mode}, id mapping {idmap.describe()}, store {self.settings.store or default_store_path()}"
-
-    def refused(self, exc: RuntimeUnavailable) -> NoReturn:
-        """Skip or fail the current test, as ``minicontainer_unavailable`` says."""
-        __tracebackhide__ = True
-        if self.settings.unavailable == "skip":
-            pytest.skip(f"minicontainer: containers cannot run on this host: {exc.cause} (fix: {exc.fix})")
-        pytest.fail(
-            f"minicontainer: containers cannot run on this host: {exc.cause}\n  fix: {exc.fix}\n"
-            "  (or pass --minicontainer-unavailable=skip to skip the tests that need containers)",
-            pytrace=False,
-        )
-
-    def close(self) -> None:
-        self.ahead.drop()
-        if self._engine is not None:
-            engine, self._engine = self._engine, None
-            engine.close()
-
-    def start_ahead(self, item: pytest.Item) -> None:
-        """Start ``item``'s declared container now, if it has one and an engine runs already."""
-        if self.ahead.depth <= 0 or self._engine is None or "container" not in getattr(item, "fixturenames", ()):
-            return
-        from .ahead import declared
-
-        spec = spec_from_markers(item.iter_markers("container"))
-        image = declared(item, spec, self.settings.image)
-        if image is None:
-            return
-        image = _declared(image, self.config)
-        self.ahead.start(item.nodeid, self._engine, image, spec.run_options())
-
-    def _resolve_image(self, reference: str) -> Image | str | None:
-        hook = self.config.hook.pytest_minicontainer_resolve_image
-        result: Image | str | None = hook(config=self.config, engine=self._engine, reference=reference)
-        return result
-
-    def _options(self, options: dict[str, Any]) -> None:
-        self.config.hook.pytest_minicontainer_container_options(config=self.config, options=options)
-
-    def _started(self, container: Container) -> None:
-        self.config.hook.pytest_minicontainer_container_started(config=self.config, container=container)
-
-    def _finished(self, container: Container, exit_status: int | None) -> None:
-        self.config.hook.pytest_minicontainer_container_finished(
-            config=self.config, container=container, exit_status=exit_status
-        )
-
-
-STATE_KEY = pytest.StashKey[State]()
-
-
-def _mount(value: Any) -> Any:
-    """Turn what the marker or a hook put in ``mounts`` into the engine's ``Mount``."""
-    from . import Mount
-
-    if isinstance(value, str):
-        (value,) = check_options({"mounts": [value]})["mounts"]
-    if isinstance(value, MountSpec):
-        return Mount(value.source, value.target, readonly=value.readonly)
-    return value
 
 
 def wait_ready(container: Container, ready: Any, timeout: float | None) -> None:
@@ -322,10 +155,9 @@ class ContainerFactory:
         (``pytest_minicontainer.ahead``): then that one is taken.
         """
         __tracebackhide__ = True
-        options: dict[str, Any] = spec.run_options()
-        options["mounts"] = [_mount(m) for m in options.get("mounts") or ()]
-        options["network"] = self._network(options["network"])
-        image = spec.image or self._default_image  # the engine calls the container_options hook
+        options = spec.run_options()
+        options.network = self._network(options.network)
+        options.image = image = spec.image or self._default_image  # the engine calls the container_options hook
         from .ahead import spec_key
         from .errors import RuntimeUnavailable
 
@@ -337,7 +169,7 @@ class ContainerFactory:
             container = prepared.container
         else:
             try:
-                container = self._engine.run(image, **options)
+                container = self._engine.start_container(options)
             except RuntimeUnavailable as exc:  # e.g. overlayfs refused: known only at the first container
                 refusal = exc
         if refusal is not None:  # outside the except block: no "during handling" chain
@@ -357,8 +189,6 @@ class ContainerFactory:
         So parallel tests (and xdist workers) that each say ``network="backend"`` never see
         each other's services; a Network object (e.g. a session fixture's) is used as it is.
         """
-        from .markers import NETWORKS
-
         if not isinstance(value, str) or value in NETWORKS:
             return value
         net = self._networks.get(value)
@@ -429,7 +259,7 @@ def container_factory(
     request: pytest.FixtureRequest, minicontainer: Engine, container_image: str | Image
 ) -> Iterator[ContainerFactory]:
     """Start containers with ``container_factory(image=None, **options)``; all removed after the test."""
-    factory = ContainerFactory(request, minicontainer, _declared(container_image, request.config))
+    factory = ContainerFactory(request, minicontainer, declared_image(container_image, request.config))
     yield factory
     factory.close()
 
@@ -441,7 +271,7 @@ def container(
     """A clean, started container from ``container_image`` with the ``container`` marker's options."""
     __tracebackhide__ = True
     spec = spec_from_markers(request.node.iter_markers("container"))
-    return container_factory.start(replace(spec, image=_declared(container_image, request.config)), declared=True)
+    return container_factory.start(replace(spec, image=declared_image(container_image, request.config)), declared=True)
 
 
 COMPOSE_SIGNATURE = "compose(path, *, services=None, env=None, profiles=())"
@@ -484,14 +314,3 @@ def compose(request: pytest.FixtureRequest, minicontainer: Engine) -> Iterator[R
     tracked += [Tracked(c, service=name) for name, c in running.items()]
     yield running
     running.down()
-
-
-def _declared(image: str | Image, config: pytest.Config) -> str | Image:
-    """The image a test declares (marker, parametrized ``container_image``, ini key), a relative
-    local path in it taken from the ini file's directory.
-
-    So ``rootfs:tests/rootfs`` means one tree whether pytest runs from the project or from
-    ``tests/``.  A path passed to ``container_factory`` in code stays relative to the working
-    directory of that moment, as for ``open()``.
-    """
-    return anchored_reference(image, ini_dir(config)) if isinstance(image, str) else image

@@ -10,13 +10,16 @@ the conftest still loads when the plugin is not (``-p no:minicontainer``), for e
 
 Every container of the session's engine (``minicontainer``) goes through these hooks: those of
 the fixtures (``container``, ``container_factory``) and those a test or fixture starts with
-``minicontainer.run(...)``.  ``container_options`` gets a dict with the keys image, command,
-env, workdir, user, mounts, network, hostname and ports, to change in place.
+``minicontainer.run(...)``.  ``container_options`` gets the container's
+:class:`~pytest_minicontainer.options.RunOptions` (image, command, env, workdir, user, mounts,
+network, hostname, ports, aliases) to change in place: by attribute (``options.env["CI"] =
+"1"``) or, as when it was a dict, by key (``options["env"]["CI"] = "1"``); both change the
+same value.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -26,12 +29,13 @@ if TYPE_CHECKING:
     from .container import Container
     from .engine import Engine
     from .image import Image
+    from .options import RunOptions
 
 hookspec = pluggy.HookspecMarker("pytest")
 
 
 @hookspec
-def pytest_minicontainer_container_options(config: pytest.Config, options: dict[str, Any]) -> None:
+def pytest_minicontainer_container_options(config: pytest.Config, options: RunOptions) -> None:
     """Change a container's start options in place before it starts (e.g. add env to every one)."""
 
 

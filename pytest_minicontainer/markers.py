@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .image import Image
+from .options import NETWORKS, Mount, RunOptions, command_argv, parse_mount
 
 __all__ = [
     "MARKER_KEYS",
@@ -38,7 +39,6 @@ MARKER_SIGNATURE = (
 )
 MARKER_KEYS = ("image", "command", "env", "workdir", "user", "mounts", "network", "aliases", "ready", "timeout",
                "ports")
-NETWORKS = ("none", "host", "slirp")
 _NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$")
 
 
@@ -54,17 +54,9 @@ class _Marker(Protocol):
     def kwargs(self) -> Mapping[str, Any]: ...
 
 
-@dataclass(frozen=True)
-class MountSpec:
-    """A mount written as ``"SRC:DST[:ro|rw]"``; turned into an engine ``Mount`` at start.
-
-    Parsing happens here so a typo fails at collection, but the engine's ``Mount`` class is
-    only imported when a container actually starts (the engine is heavy).
-    """
-
-    source: str
-    target: str
-    readonly: bool = False
+#: A mount written as ``"SRC:DST[:ro|rw]"``, parsed at collection (so a typo fails there):
+#: the engine's own :class:`~pytest_minicontainer.options.Mount` (a leaf module, cheap to load).
+MountSpec = Mount
 
 
 @dataclass(frozen=True)
@@ -84,19 +76,20 @@ class ContainerSpec:
     ports: tuple[int, ...] = ()
     hostname: str | None = None
 
-    def run_options(self) -> dict[str, Any]:
-        """The keyword arguments of ``Engine.run`` (hooks may change them before the start)."""
-        return {
-            "command": None if self.command is None else list(self.command),
-            "env": dict(self.env),
-            "workdir": self.workdir,
-            "user": self.user,
-            "mounts": list(self.mounts),
-            "network": self.network,
-            "aliases": list(self.aliases),
-            "hostname": self.hostname,
-            "ports": list(self.ports),
-        }
+    def run_options(self) -> RunOptions:
+        """What ``Engine.start_container`` takes (hooks may change it before the start)."""
+        return RunOptions(
+            image=self.image,
+            command=None if self.command is None else list(self.command),
+            env=dict(self.env),
+            workdir=self.workdir,
+            user=self.user,
+            mounts=list(self.mounts),
+            network=self.network,
+            aliases=list(self.aliases),
+            hostname=self.hostname,
+            ports=list(self.ports),
+        )
 
 
 def _is_str_seq(value: object) -> bool:
@@ -107,10 +100,8 @@ def _check_command(value: object) -> tuple[str, ...] | None:
     # A string is a shell command line, as Docker's CMD string form; () starts no main process.
     if value is None:
         return None
-    if isinstance(value, str):
-        return ("/bin/sh", "-c", value)
-    if _is_str_seq(value):
-        return tuple(value)  # type: ignore[arg-type]
+    if isinstance(value, str) or _is_str_seq(value):
+        return tuple(command_argv(value))  # type: ignore[arg-type]
     raise MarkerError(f"command must be a string, a list of strings or None, not {value!r}")
 
 
@@ -131,14 +122,12 @@ def _check_env(value: object) -> dict[str, str]:
 
 def _check_mount(value: object) -> Any:
     if isinstance(value, str):
-        parts = value.split(":")
-        if len(parts) == 2 and all(parts):
-            return MountSpec(parts[0], parts[1])
-        if len(parts) == 3 and all(parts[:2]) and parts[2] in ("ro", "rw"):
-            return MountSpec(parts[0], parts[1], readonly=parts[2] == "ro")
-        raise MarkerError(f"a mount string must be 'SRC:DST' or 'SRC:DST:ro', not {value!r}")
-    if hasattr(value, "source") and hasattr(value, "target"):
-        return value  # an engine Mount (duck-typed: importing it here would load the engine)
+        try:
+            return parse_mount(value)
+        except ValueError:
+            raise MarkerError(f"a mount string must be 'SRC:DST' or 'SRC:DST:ro', not {value!r}") from None
+    if isinstance(value, Mount) or (hasattr(value, "source") and hasattr(value, "target")):
+        return value
     raise MarkerError(f"mounts must hold Mount objects or 'SRC:DST[:ro]' strings, not {value!r}")
 
 

@@ -25,15 +25,15 @@ import fcntl
 import os
 import socket
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
-from .container import LOOPBACKS
-from .errors import ContainerError
+from .errors import MiniContainerError
 
-if TYPE_CHECKING:
-    from .container import Container
+__all__ = ["LOOPBACKS", "Direct", "Forwarder", "publish"]
 
-__all__ = ["Forwarder", "publish"]
+#: Where a container's own servers are looked for when no address is given: IPv4, then IPv6.
+LOOPBACKS = ("127.0.0.1", "::1")
 
 _CHUNK = 1 << 20  # bytes per splice / recv: large moves keep the per-call overhead small
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -42,7 +42,7 @@ _SPLICE_MOVE = getattr(os, "SPLICE_F_MOVE", 1)
 _NO_SPLICE = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
 
 
-class _Direct:
+class Direct:
     """The "published" address of a container sharing the host's network: its own port."""
 
     def __init__(self, port: int) -> None:
@@ -53,10 +53,17 @@ class _Direct:
 
 
 class Forwarder:
-    """Accepts on ``address`` (127.0.0.1, a free port) and forwards to ``port`` in the container."""
+    """Accepts on ``address`` (127.0.0.1, a free port) and forwards to ``port`` in the container.
 
-    def __init__(self, container: Container, port: int, host: str = "127.0.0.1") -> None:
-        self.container = container
+    ``open_socket(family)`` makes a socket inside the container's network namespace (its
+    ``Container.socket``): all a forwarder needs of the container.  ``name`` (the container's
+    id) names it in messages and thread names.
+    """
+
+    def __init__(self, open_socket: Callable[[str], socket.socket], port: int, host: str = "127.0.0.1", *,
+                 name: str = "") -> None:
+        self.open_socket = open_socket
+        self.name = name
         self.port = port
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
@@ -71,11 +78,11 @@ class Forwarder:
         self._open: set[socket.socket] = set()  # every socket of a live connection, to cut on close
         self._closed = False
         self._acceptor = threading.Thread(target=self._accept_loop, daemon=True,
-                                          name=f"minicontainer-publish-{container.id}-{port}")
+                                          name=f"minicontainer-publish-{name}-{port}")
         self._acceptor.start()
 
     def __repr__(self) -> str:
-        return f"<Forwarder {self.address[0]}:{self.address[1]} -> container {self.container.id}:{self.port}>"
+        return f"<Forwarder {self.address[0]}:{self.address[1]} -> container {self.name}:{self.port}>"
 
     @property
     def connections(self) -> int:
@@ -100,8 +107,8 @@ class Forwarder:
         """A socket connected to the port inside the container (IPv4 first, then ::1)."""
         for host in LOOPBACKS:
             try:
-                sock = self.container._rt.socket("inet6" if ":" in host else "inet")
-            except (OSError, ContainerError):
+                sock = self.open_socket("inet6" if ":" in host else "inet")
+            except (OSError, MiniContainerError):
                 return None  # the container is gone
             try:
                 sock.connect((host, self.port))
@@ -214,21 +221,10 @@ def _buffer_copy(src: socket.socket, dst: socket.socket) -> None:
         dst.sendall(view[:n])
 
 
-def publish(container: Container, port: int) -> tuple[str, int]:
-    """Make ``port`` of ``container`` reachable on the host; returns the (host, port) to use.
+class _Publisher(Protocol):
+    def publish(self, port: int) -> tuple[str, int]: ...
 
-    Publishing the same port twice returns the same address.  A container on the host's
-    network needs no forwarder: its port already is the host's.
-    """
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-        raise ValueError(f"port must be an integer between 1 and 65535, not {port!r}")
-    with container._lock:
-        if not container._rt.alive:  # also for a port published before: its address is dead now
-            raise ContainerError(f"cannot publish port {port}: container {container.id} is stopped")
-        existing = container._forwarders.get(port)
-        if existing is not None:
-            address: tuple[str, int] = existing.address
-            return address
-        forwarder: Forwarder | _Direct = _Direct(port) if container.network == "host" else Forwarder(container, port)
-        container._forwarders[port] = forwarder
-        return forwarder.address
+
+def publish(container: _Publisher, port: int) -> tuple[str, int]:
+    """Make ``port`` of ``container`` reachable on the host (``container.publish(port)``)."""
+    return container.publish(port)

@@ -24,7 +24,7 @@ import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .container import Container
@@ -56,6 +56,14 @@ def write_hosts(path: Path, networks: Sequence[Network]) -> None:
         os.close(fd)
 
 
+class NetworkOwner(Protocol):
+    """What a Network needs from the Engine that made it (its network book)."""
+
+    def connect(self, net: Network, container: Container, aliases: Sequence[str]) -> str: ...
+
+    def remove(self, net: Network, closing: bool = False) -> None: ...
+
+
 def check_alias(alias: object) -> str:
     """An alias is a host name: letters, digits, ``-``, ``_`` and ``.``, as Docker accepts."""
     if not isinstance(alias, str) or not _HOSTNAME.match(alias):
@@ -71,8 +79,9 @@ class Network:
     each member's container id to its address and names.
     """
 
-    def __init__(self, engine: Engine, name: str, index: int, outbound: bool) -> None:
+    def __init__(self, engine: Engine, name: str, index: int, outbound: bool, *, owner: NetworkOwner) -> None:
         self.engine = engine
+        self._owner = owner
         self.name = name
         self.index = index
         self.id = f"net{index}"
@@ -102,11 +111,11 @@ class Network:
         """Make a running ``container`` a member too (``docker network connect``): it gets one
         more interface (``eth1``...) and address, found by its hostname, id and ``aliases``.
         Returns the address."""
-        return self.engine._connect(self, container, aliases)
+        return self._owner.connect(self, container, aliases)
 
     def remove(self) -> None:
         """Remove the network (idempotent); its members lose their ``eth0``."""
-        self.engine._remove_network(self)
+        self._owner.remove(self)
 
     # -- used by the Engine ---------------------------------------------------------------------
     def allocate(self) -> str:

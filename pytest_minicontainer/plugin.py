@@ -20,18 +20,7 @@ from typing import Any
 import pytest
 
 from .ahead import Ahead
-from .fixtures import (
-    COMPOSE_SIGNATURE,
-    CONTAINERS_KEY,
-    REPORTS_KEY,
-    STATE_KEY,
-    Settings,
-    State,
-    Tracked,
-    anchored_reference,
-    exit_status,
-    ini_dir,
-)
+from .fixtures import COMPOSE_SIGNATURE, CONTAINERS_KEY, REPORTS_KEY, Tracked, exit_status
 from .fixtures import compose as compose
 from .fixtures import container as container
 from .fixtures import container_factory as container_factory
@@ -40,6 +29,7 @@ from .fixtures import minicontainer as minicontainer
 from .image import Image
 from .markers import MARKER_SIGNATURE, iter_problems
 from .paths import CACHE_FROM_ENV, CACHE_TO_ENV
+from .session import PLUGIN_NAME, STATE_KEY, Session, Settings, anchored_reference, ini_dir
 
 PULL = ("missing", "always", "never")
 KEEP = ("never", "failed", "always")
@@ -148,10 +138,13 @@ def pytest_configure(config: pytest.Config) -> None:
         keep=_setting(config, "minicontainer_keep", KEEP) or "never",
         image=_default_image(config),
         unavailable=_setting(config, "minicontainer_unavailable", UNAVAILABLE) or "error",
+        cache_from=_cache_from(config),
+        cache_to=_cache_to(config),
     )
-    state = State(config, settings)
-    state.ahead = Ahead(_ahead(config))
-    config.stash[STATE_KEY] = state
+    session = Session(config, settings)
+    session.ahead = Ahead(_ahead(config))
+    config.stash[STATE_KEY] = session
+    config.pluginmanager.register(session, PLUGIN_NAME)
     config.pluginmanager.register(KeptSummary(), "minicontainer-kept-summary")
     _registry_settings(config)
 
@@ -169,50 +162,35 @@ def _ahead(config: pytest.Config) -> int:
     return depth
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
-    """Remember which test runs next in this process: its container may start ahead."""
-    state = item.config.stash[STATE_KEY]
-    state.next_item = nextitem
-    try:
-        return (yield)
-    finally:
-        state.next_item = None
+def _cache_from(config: pytest.Config) -> tuple[str, ...] | None:
+    """The registry build caches every build of the session takes steps from: the options, else
+    ``$MINICONTAINER_CACHE_FROM``, else the ini key; None for none of them (the engine's default).
+
+    Passed to the Engine (``Engine(cache_from=)``), not written to ``os.environ``: each xdist
+    worker reads the same options, ini file and inherited environment, so all agree.
+    """
+    option: list[str] = config.getoption("minicontainer_cache_from") or []
+    if option:
+        return tuple(option)
+    if os.environ.get(CACHE_FROM_ENV):
+        return tuple(os.environ[CACHE_FROM_ENV].replace(",", " ").split())
+    ini: list[str] = config.getini("minicontainer_cache_from")
+    return tuple(ini) if ini else None
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
-    """While this test runs, the next one's declared container starts (``ahead``)."""
-    state = item.config.stash[STATE_KEY]
-    if state.next_item is not None:
-        state.start_ahead(state.next_item)
-    return (yield)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
-    """A container started ahead for a test that did not take it (skipped, failed in setup,
-    asked for something else) goes with that test; the next test's stays."""
-    try:
-        return (yield)
-    finally:
-        item.config.stash[STATE_KEY].ahead.drop(keep=nextitem.nodeid if nextitem is not None else None)
+def _cache_to(config: pytest.Config) -> str | None:
+    """Where every build of the session writes its steps as a cache (as :func:`_cache_from`)."""
+    value = config.getoption("minicontainer_cache_to") or os.environ.get(CACHE_TO_ENV) or \
+        config.getini("minicontainer_cache_to")
+    return str(value) if value else None
 
 
 def _registry_settings(config: pytest.Config) -> None:
     """Hand the registry ini keys and the layer size cap to the image code through their environment variables.
 
-    The environment wins over an ini key, an option over both; xdist workers inherit what is set here.
+    The environment wins over an ini key; xdist workers inherit what is set here.  (Still the
+    environment: ``images.resolve`` takes no registry options to pass them to yet.)
     """
-    cache_from: list[str] = config.getoption("minicontainer_cache_from") or []
-    if cache_from:
-        os.environ[CACHE_FROM_ENV] = " ".join(cache_from)
-    elif config.getini("minicontainer_cache_from") and not os.environ.get(CACHE_FROM_ENV):
-        os.environ[CACHE_FROM_ENV] = " ".join(config.getini("minicontainer_cache_from"))
-    cache_to = config.getoption("minicontainer_cache_to") or (
-        None if os.environ.get(CACHE_TO_ENV) else config.getini("minicontainer_cache_to"))
-    if cache_to:
-        os.environ[CACHE_TO_ENV] = str(cache_to)
     layer_cap = config.getini("minicontainer_max_layer_size")
     if layer_cap and not os.environ.get("MINICONTAINER_MAX_LAYER_SIZE"):
         os.environ["MINICONTAINER_MAX_LAYER_SIZE"] = str(layer_cap)
@@ -229,25 +207,6 @@ def _registry_settings(config: pytest.Config) -> None:
         os.environ[INSECURE_ENV] = ",".join(insecure)
     if timeout and not os.environ.get(TIMEOUT_ENV):
         os.environ[TIMEOUT_ENV] = str(timeout)
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    state = config.stash.get(STATE_KEY, None)
-    if state is not None:
-        state.close()  # normally the session fixture did; this covers interrupted runs
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node: Any) -> None:
-    """xdist: every worker uses the store the controller resolved, so all share one."""
-    store = node.config.stash[STATE_KEY].settings.store
-    if store is not None:
-        node.workerinput["minicontainer_store"] = store
-
-
-def pytest_report_header(config: pytest.Config) -> str:
-    """``minicontainer: rootless, id mapping ..., store ...``; starts nothing (see State.describe)."""
-    return f"minicontainer: {config.stash[STATE_KEY].describe()}"
 
 
 def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:

@@ -25,16 +25,44 @@ import re
 import socket
 import time
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from .container import LOOPBACKS
 from .errors import ContainerError, ExecTimeout, WaitTimeout
+from .network import LOOPBACKS
 
 if TYPE_CHECKING:
-    from .container import Container
+    from ._processes import ExecResult
+    from .image import Image
 
-__all__ = ["AllOf", "Exec", "HealthCheckWait", "Http", "Log", "Port", "Strategy", "all_of", "exec",
+__all__ = ["AllOf", "Exec", "HealthCheckWait", "Http", "Log", "Port", "Strategy", "Target", "all_of", "exec",
            "health_now", "healthcheck", "http", "log", "port"]
+
+
+class Target(Protocol):
+    """What the strategies read from a container (a :class:`~pytest_minicontainer.Container` is
+    one): a socket factory in its network namespace, its liveness, its main process's status
+    and logs, ``exec`` and the image's HEALTHCHECK.  Nothing of its internals."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def image(self) -> Image: ...
+
+    @property
+    def command(self) -> list[str] | None: ...
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def exit_status(self) -> int | None: ...
+
+    def logs(self) -> str: ...
+
+    def socket(self, family: str = "inet") -> socket.socket: ...
+
+    def exec(self, cmd: str | Sequence[str], *, timeout: float | None = None) -> ExecResult: ...
 
 #: Pause between two attempts: short at first (most services are up within ~100 ms), then
 #: longer, so a slow service is not hammered with probes.
@@ -55,20 +83,27 @@ class Strategy:
     def __and__(self, other: Strategy) -> AllOf:
         return AllOf(self, other)
 
-    def check(self, container: Container, budget: float) -> str | None:
+    def check(self, container: Target, budget: float) -> str | None:
         """One attempt: None when ready, else why not.  ``budget`` bounds how long it may block."""
         raise NotImplementedError
 
-    def wait(self, container: Container, timeout: float) -> None:
+    def wait(self, container: Target, timeout: float) -> None:
         """Poll :meth:`check` until it passes; raise WaitTimeout when ``timeout`` passes first.
 
         The main process's state is read *before* each attempt, so a service that printed its
         "ready" line and exited still counts as ready, while one that died never makes the
         test wait out the whole timeout.
         """
-        self._poll(container, timeout, time.monotonic() + timeout)
+        self.poll(container, timeout, time.monotonic() + timeout)
 
-    def _poll(self, container: Container, timeout: float, deadline: float) -> None:
+    def reset(self) -> None:
+        """Forget what earlier attempts found (called as each wait begins): a strategy that
+        counts failures (``healthcheck``) starts counting again."""
+
+    def poll(self, container: Target, timeout: float, deadline: float) -> None:
+        """:meth:`wait` with a ``deadline`` (``time.monotonic()``) that :class:`AllOf` shares
+        among its strategies; ``timeout`` is the whole wait's, for the message."""
+        self.reset()
         start = time.monotonic()
         delay = _FIRST_DELAY
         while True:
@@ -80,7 +115,7 @@ class Strategy:
                 raise _timeout(container, self.describe(), str(exc), timeout, start) from None
             if reason is None:
                 return
-            if status is not None or not container._rt.alive:
+            if status is not None or not container.running:
                 raise _timeout(container, self.describe(), reason, timeout, start)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -109,7 +144,7 @@ class Port(Strategy):
     def describe(self) -> str:
         return f"port {self.number}"
 
-    def check(self, container: Container, budget: float) -> str | None:
+    def check(self, container: Target, budget: float) -> str | None:
         found = _connect(container, self.host, self.number, min(budget, 2.0))
         if isinstance(found, str):
             return found
@@ -128,8 +163,8 @@ class Log(Strategy):
         extra = f" x{self.times}" if self.times != 1 else ""
         return f"log /{self.pattern.pattern}/{extra}"
 
-    def check(self, container: Container, budget: float) -> str | None:
-        if container._main is None and not container.logs():
+    def check(self, container: Target, budget: float) -> str | None:
+        if not container.command and not container.logs():
             raise _Unready("the container has no main process, so nothing is logged (start it with command=...)")
         found = sum(1 for _ in itertools.islice(self.pattern.finditer(container.logs()), self.times))
         if found >= self.times:
@@ -148,7 +183,7 @@ class Exec(Strategy):
         shown = self.argv if isinstance(self.argv, str) else " ".join(self.argv)
         return f"exec {shown!r}"
 
-    def check(self, container: Container, budget: float) -> str | None:
+    def check(self, container: Target, budget: float) -> str | None:
         return _run_check(container, self.argv, min(budget, self.attempt_timeout))
 
 
@@ -170,12 +205,11 @@ class HealthCheckWait(Strategy):
     def describe(self) -> str:
         return "healthcheck"
 
-    def wait(self, container: Container, timeout: float) -> None:
+    def reset(self) -> None:
         self._failures = 0
         self._started = time.monotonic()
-        super().wait(container, timeout)
 
-    def check(self, container: Container, budget: float) -> str | None:
+    def check(self, container: Target, budget: float) -> str | None:
         hc = container.image.config.healthcheck
         argv = hc.argv() if hc is not None else None
         if hc is None or argv is None:
@@ -210,7 +244,7 @@ class Http(Strategy):
         want = "/".join(str(s) for s in sorted(self.status))
         return f"http GET :{self.port}{self.path} -> {want}"
 
-    def check(self, container: Container, budget: float) -> str | None:
+    def check(self, container: Target, budget: float) -> str | None:
         limit = min(budget, 5.0)
         found = _connect(container, self.host, self.port, limit)
         if isinstance(found, str):
@@ -247,21 +281,19 @@ class AllOf(Strategy):
     def describe(self) -> str:
         return "all of (" + ", ".join(s.describe() for s in self.strategies) + ")"
 
-    def check(self, container: Container, budget: float) -> str | None:
+    def check(self, container: Target, budget: float) -> str | None:
         for s in self.strategies:
             reason = s.check(container, budget)
             if reason is not None:
                 return f"{s.describe()}: {reason}"
         return None
 
-    def wait(self, container: Container, timeout: float) -> None:
+    def wait(self, container: Target, timeout: float) -> None:
         """Wait for each in turn; a failure names the strategy that did not pass."""
         deadline = time.monotonic() + timeout
         for s in self.strategies:
             try:
-                if isinstance(s, HealthCheckWait):
-                    s._failures, s._started = 0, time.monotonic()
-                s._poll(container, timeout, deadline)
+                s.poll(container, timeout, deadline)
             except WaitTimeout as exc:
                 raise WaitTimeout(exc.container_id, f"{s.describe()} (in {self.describe()})", exc.reason,
                                   timeout, exc.exit_status, exc.has_main, container.logs(), exc.elapsed) from None
@@ -312,7 +344,7 @@ def all_of(*strategies: Strategy) -> AllOf:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def _connect(container: Container, host: str | None, port: int, timeout: float) -> tuple[socket.socket, str] | str:
+def _connect(container: Target, host: str | None, port: int, timeout: float) -> tuple[socket.socket, str] | str:
     """(a socket connected to ``port`` inside the container, the address it reached), or why not.
 
     Without ``host``: 127.0.0.1, then ::1, as ``Container.connect`` and ``publish`` look.
@@ -320,7 +352,7 @@ def _connect(container: Container, host: str | None, port: int, timeout: float) 
     why = ""
     for h in (host,) if host else LOOPBACKS:
         try:
-            sock = container._rt.socket("inet6" if ":" in h else "inet")
+            sock = container.socket("inet6" if ":" in h else "inet")
         except ContainerError as exc:
             return str(exc)
         sock.settimeout(timeout)
@@ -334,12 +366,11 @@ def _connect(container: Container, host: str | None, port: int, timeout: float) 
     return why
 
 
-def _exit_status(container: Container) -> int | None:
-    main = container._main
-    return None if main is None else main.wait(0)
+def _exit_status(container: Target) -> int | None:
+    return container.exit_status
 
 
-def health_now(container: Container, timeout: float = 5.0) -> str:
+def health_now(container: Target, timeout: float = 5.0) -> str:
     """The image's healthcheck, run once now: "passing" or "failing: why"; "" for an image
     without one or a container that no longer runs (failure reports show it)."""
     hc = container.image.config.healthcheck
@@ -350,7 +381,7 @@ def health_now(container: Container, timeout: float = 5.0) -> str:
     return "passing" if reason is None else f"failing: {reason}"
 
 
-def _run_check(container: Container, argv: str | list[str], timeout: float) -> str | None:
+def _run_check(container: Target, argv: str | list[str], timeout: float) -> str | None:
     try:
         result = container.exec(argv, timeout=max(0.05, timeout))
     except ExecTimeout:
@@ -363,10 +394,10 @@ def _run_check(container: Container, argv: str | list[str], timeout: float) -> s
     return f"exited with status {result.returncode}" + (f": {' | '.join(out)}" if out else "")
 
 
-def _timeout(container: Container, what: str, reason: str, timeout: float, start: float | None) -> WaitTimeout:
+def _timeout(container: Target, what: str, reason: str, timeout: float, start: float | None) -> WaitTimeout:
     status = _exit_status(container)
     elapsed = None if start is None else time.monotonic() - start
-    if status is None and not container._rt.alive:
+    if status is None and not container.running:
         reason += " (the container is stopped)"
-    return WaitTimeout(container.id, what, reason, timeout, status, container._main is not None,
+    return WaitTimeout(container.id, what, reason, timeout, status, bool(container.command),
                        container.logs(), elapsed)

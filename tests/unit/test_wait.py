@@ -61,6 +61,22 @@ class FakeContainer:
         self.exec_results: list[Any] = []
         self.exec_calls: list[tuple[Any, float | None]] = []
 
+    # the narrow interface the strategies use (wait.Target), scripted through _main and _rt
+    @property
+    def command(self) -> list[str] | None:
+        return ["main"] if self._main is not None else None
+
+    @property
+    def exit_status(self) -> int | None:
+        return None if self._main is None else self._main.status
+
+    @property
+    def running(self) -> bool:
+        return self._rt.alive and self.exit_status is None
+
+    def socket(self, family: str = "inet") -> socket.socket:
+        return self._rt.socket(family)
+
     def logs(self) -> str:
         return self.log_text
 
