@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 
 from ._container_state import ContainerState
 from .image import Image
-from .images._stubs import drop_mount_stubs
+from .images import drop_mount_stubs
 from .runtime.client import Runtime
 from .store import Store
 

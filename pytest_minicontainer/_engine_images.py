@@ -73,7 +73,7 @@ class ImageVerbs:
             image = host_image(self.store)
         else:
             from .images import resolve
-            from .images._reference import parse_reference
+            from .images import parse_reference
 
             if parse_reference(ref).transport in ("store", "docker"):
                 image = self._named(ref, pull or "missing", platform, lines_for(progress))

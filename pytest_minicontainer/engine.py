@@ -27,7 +27,7 @@ from ._namespace_trees import NamespaceTrees
 from .container import Container
 from .errors import ContainerError, MiniContainerError, RegistryError
 from .image import DEFAULT_PATH, Image
-from .images._init_layer import init_files, init_layer
+from .images import init_files, init_layer
 from .networks import Network, check_alias
 from .options import Mount, RunOptions, as_mount, command_argv
 from .paths import default_store_path
