@@ -25,11 +25,27 @@ import socket
 import stat
 import sys
 import time
-from typing import Any, NoReturn
+from typing import NoReturn, cast
 
 from .. import _sys
 from . import mounts, protocol, users
-from .server import Server
+from .messages import (
+    ContainerSpec,
+    ExecRequest,
+    ExitStatus,
+    FreezeRequest,
+    Handover,
+    KillRequest,
+    NetnsRequest,
+    OpenRequest,
+    PidReply,
+    ShutdownRequest,
+    SocketRequest,
+    StartedReply,
+    UserReply,
+    UserRequest,
+)
+from .server import OK, Exchange, Server, children
 
 __all__ = ["REMOVE_SCRATCH", "container_main", "spare_main"]
 
@@ -38,6 +54,9 @@ REMOVE_SCRATCH = 77
 
 
 class _Init(Server):
+    expected = (OSError, ValueError, TypeError, LookupError)  # a malformed request among them
+    strerror = True
+
     def __init__(self, ctl: socket.socket) -> None:
         super().__init__(ctl)
         self.waiters: dict[int, socket.socket] = {}  # pid -> reply socket awaiting its status
@@ -45,99 +64,82 @@ class _Init(Server):
         # No handler for SIGTERM and friends: the kernel never delivers a signal without a
         # handler to a pid namespace's init, and children must not inherit an "ignore".
 
-    def _exited(self, pid: int, status: int) -> None:
+    def exited(self, pid: int, status: int) -> None:
         reply = self.waiters.pop(pid, None)
         if reply is not None:
+            answer: ExitStatus = {"status": _returncode(status)}
             with contextlib.suppress(OSError):
-                protocol.send(reply, {"status": _returncode(status)})
+                protocol.send(reply, answer)
             reply.close()
 
-    def reap(self) -> None:
-        while True:
+    # -- one method per op (see ``ops``) -----------------------------------------------------
+    def op_exec(self, message: ExecRequest, ex: Exchange) -> bool:
+        if message.get("tty"):
+            pid, master = self.exec_terminal(message)
+            self.waiters[pid] = ex.keep()
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            self._exited(pid, status)
-
-    def handle(self, message: dict[str, Any], fds: list[int]) -> bool:
-        reply = socket.socket(fileno=fds[0])
-        extra = fds[1:]
-        op = message.get("op")
-        try:
-            if op == "exec":
-                if message.get("tty"):
-                    pid, master = self.exec_terminal(message)
-                    self.waiters[pid] = reply
-                    try:
-                        protocol.send(reply, {"ok": True, "pid": pid}, [master])
-                    finally:
-                        os.close(master)
-                    return False
-                pid = self.exec(message, extra)
-                self.waiters[pid] = reply
-                protocol.send(reply, {"ok": True, "pid": pid})
-                return False
-            if op == "kill":
-                self.kill(int(message["pid"]), int(message["signal"]), bool(message.get("group", True)))
-                protocol.send(reply, {"ok": True})
-            elif op == "freeze":
-                _freeze(bool(message.get("stop")))
-                protocol.send(reply, {"ok": True})
-            elif op == "user":
-                uid, gid, groups, home = users.resolve(message.get("user"))
-                protocol.send(reply, {"ok": True, "uid": uid, "gid": gid, "groups": groups, "home": home})
-            elif op == "socket":
-                # A socket created here belongs to the container's network namespace; handed
-                # back, it lets the library connect to the container's loopback without root
-                # or a port on the host (rootlesskit's builtin port driver does the same).
-                family = socket.AF_INET6 if message.get("family") == "inet6" else socket.AF_INET
-                sock = socket.socket(family, socket.SOCK_STREAM)
-                try:
-                    protocol.send(reply, {"ok": True}, [sock.fileno()])
-                finally:
-                    sock.close()
-            elif op == "netns":  # for the zygote's network helper (Network.connect)
-                fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    protocol.send(reply, {"ok": True}, [fd])
-                finally:
-                    os.close(fd)
-            elif op == "open":
-                fd = _open_inside(message)
-                try:
-                    protocol.send(reply, {"ok": True}, [fd])
-                finally:
-                    os.close(fd)
-            elif op == "shutdown":
-                self.shutdown()
-                self.exit_code = REMOVE_SCRATCH if message.get("remove") else 0
-                protocol.send(reply, {"ok": True})
-                reply.close()
-                return True
-            else:
-                protocol.send(reply, {"ok": False, "error": f"unknown request {op!r}"})
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                protocol.send(reply, {"ok": False, "error": str(exc), "errno": exc.errno or 0,
-                                      "strerror": exc.strerror or ""})
-        except (KeyError, ValueError, TypeError, LookupError) as exc:
-            with contextlib.suppress(OSError):
-                protocol.send(reply, {"ok": False, "error": str(exc)})
-        except Exception as exc:
-            with contextlib.suppress(OSError):
-                protocol.send(reply, {"ok": False, "error": f"{op}: {type(exc).__name__}: {exc}"})
-        finally:
-            for fd in extra:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        reply.close()
+                ex.answer(_started(pid), [master])
+            finally:
+                os.close(master)
+            return False
+        pid = self.exec(message, ex.fds)
+        self.waiters[pid] = ex.keep()
+        ex.answer(_started(pid))
         return False
 
+    def op_kill(self, message: KillRequest, ex: Exchange) -> bool:
+        self.kill(int(message["pid"]), int(message["signal"]), bool(message.get("group", True)))
+        ex.answer()
+        return False
+
+    def op_freeze(self, message: FreezeRequest, ex: Exchange) -> bool:
+        _freeze(bool(message.get("stop")))
+        ex.answer()
+        return False
+
+    def op_user(self, message: UserRequest, ex: Exchange) -> bool:
+        uid, gid, groups, home = users.resolve(message.get("user"))
+        answer: UserReply = {"ok": True, "uid": uid, "gid": gid, "groups": groups, "home": home}
+        ex.answer(answer)
+        return False
+
+    def op_socket(self, message: SocketRequest, ex: Exchange) -> bool:
+        # A socket created here belongs to the container's network namespace; handed back, it
+        # lets the library connect to the container's loopback without root or a port on the
+        # host (rootlesskit's builtin port driver does the same).
+        family = socket.AF_INET6 if message.get("family") == "inet6" else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            ex.answer(OK, [sock.fileno()])
+        return False
+
+    def op_netns(self, message: NetnsRequest, ex: Exchange) -> bool:
+        """The container's network namespace, for the zygote's network helper (Network.connect)."""
+        fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            ex.answer(OK, [fd])
+        finally:
+            os.close(fd)
+        return False
+
+    def op_open(self, message: OpenRequest, ex: Exchange) -> bool:
+        fd = _open_inside(message)
+        try:
+            ex.answer(OK, [fd])
+        finally:
+            os.close(fd)
+        return False
+
+    def op_shutdown(self, message: ShutdownRequest, ex: Exchange) -> bool:
+        self.shutdown()
+        self.exit_code = REMOVE_SCRATCH if message.get("remove") else 0
+        ex.answer()
+        return True
+
+    ops = {"exec": op_exec, "kill": op_kill, "freeze": op_freeze, "user": op_user, "socket": op_socket,
+           "netns": op_netns, "open": op_open, "shutdown": op_shutdown}
+
     # -- requests -----------------------------------------------------------------------
-    def exec(self, message: dict[str, Any], stdio: list[int], terminal: bool = False) -> int:
+    def exec(self, message: ExecRequest, stdio: list[int], terminal: bool = False) -> int:
         argv = [str(a) for a in message["argv"]]
         env = {str(k): str(v) for k, v in message.get("env", {}).items()}
         cwd = str(message.get("cwd") or "/")
@@ -161,7 +163,7 @@ class _Init(Server):
             _child_exec(argv, env, cwd, uid, gid, groups, stdio, terminal)
         return pid
 
-    def exec_terminal(self, message: dict[str, Any]) -> tuple[int, int]:
+    def exec_terminal(self, message: ExecRequest) -> tuple[int, int]:
         """Start the command on a new pseudo-terminal of the container's devpts; (pid, master).
 
         The terminal comes from the container's own devpts instance, so its number, its
@@ -203,14 +205,8 @@ class _Init(Server):
         """Kill every process in the pid namespace and wait for all of them."""
         with contextlib.suppress(OSError):
             os.kill(-1, signal.SIGKILL)  # as pid 1 this reaches everyone in the namespace but us
-        while True:
-            try:
-                pid, status = os.waitpid(-1, 0)
-            except ChildProcessError:
-                break
-            except InterruptedError:
-                continue
-            self._exited(pid, status)
+        for pid, status in children(block=True):
+            self.exited(pid, status)
 
 
 def _freeze(stop: bool) -> None:
@@ -302,6 +298,10 @@ def _spawn(argv: list[str], env: dict[str, str], cwd: str, stdio: list[int]) -> 
         os.chdir("/")
 
 
+def _started(pid: int) -> PidReply:
+    return {"ok": True, "pid": pid}
+
+
 def _returncode(status: int) -> int:
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
@@ -310,7 +310,7 @@ _SPECIAL = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_I
             stat.S_IFSOCK: "a socket"}
 
 
-def _open_inside(message: dict[str, Any]) -> int:
+def _open_inside(message: OpenRequest) -> int:
     """Open a file for the library's file requests: a regular file or a directory, never more.
 
     A FIFO would block pid 1 in ``open`` (and every later request with it), and a device
@@ -396,7 +396,7 @@ def _child_exec(argv: list[str], env: dict[str, str], cwd: str, uid: int, gid: i
 
 
 def spare_main(stage: str, work: socket.socket, scratch: str, cid: str,
-               template: dict[str, Any] | None, host_root: bool = False, nest_fd: int = -1) -> NoReturn:
+               template: ContainerSpec | None, host_root: bool = False, nest_fd: int = -1) -> NoReturn:
     """Pid 1 of a *spare* container: set up what it can before its spec is known, then wait.
 
     The namespaces exist, loopback is up, /proc and /dev are mounted under ``stage``.  With
@@ -420,10 +420,11 @@ def spare_main(stage: str, work: socket.socket, scratch: str, cid: str,
                 nested = True
     except BaseException as exc:
         problem = exc
-    message, fds = protocol.recv(work)
+    received, fds = protocol.recv(work)
     work.close()
-    if message is None or len(fds) < 2:
+    if received is None or len(fds) < 2:
         os._exit(0)
+    message = cast(Handover, received)  # the zygote's own words
     ctl, reply = socket.socket(fileno=fds[1]), socket.socket(fileno=fds[0])
     spec = message["spec"]
     if problem is None and prepared is not None and message.get("key") != prepared:
@@ -458,11 +459,10 @@ def _lock_mounts(nest_fd: int) -> None:
 
 def _report(reply: socket.socket, exc: BaseException, cid: str, scratch: str) -> None:
     with contextlib.suppress(OSError):
-        protocol.send(reply, {"ok": False, "error": str(exc), "errno": getattr(exc, "errno", 0) or 0,
-                              "type": type(exc).__name__, "id": cid, "scratch": scratch})
+        protocol.send(reply, protocol.error_reply(exc, cid=cid, scratch=scratch))
 
 
-def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socket, scratch: str, cid: str,
+def container_main(spec: ContainerSpec, ctl: socket.socket, reply: socket.socket, scratch: str, cid: str,
                    staged: str | None = None, prepared: bool = False, host_root: bool = False,
                    nest_fd: int = -1, nested: bool = False) -> NoReturn:
     """Run as pid 1 of a new container (``prepared``: its root is entered already); never returns.
@@ -510,7 +510,8 @@ def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socke
         os.dup2(null, 2)
         os.close(null)
         init = _Init(ctl)
-        protocol.send(reply, {"ok": True, "id": cid, "scratch": scratch})
+        started: StartedReply = {"ok": True, "id": cid, "scratch": scratch}
+        protocol.send(reply, started)
         reply.close()
         init.serve()
         code = init.exit_code

@@ -13,13 +13,19 @@ on a socket pair and exits when the zygote does (EOF, and the parent-death signa
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import socket
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import cast
 
 from .. import _sys
 from . import protocol
+from .messages import WireDrop, WireJoin, WireMake
+
+#: A request to the helper.
+WireRequest = WireMake | WireDrop | WireJoin
 
 __all__ = ["Wirer"]
 
@@ -31,7 +37,7 @@ class Wirer:
         self.sock: socket.socket | None = None
         self.pid = 0
 
-    def _start(self, close_in_child: Any) -> socket.socket:
+    def _start(self, close_in_child: Callable[[], None]) -> socket.socket:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the helper, reported through its socket
@@ -49,16 +55,18 @@ class Wirer:
         self.sock, self.pid = mine, pid
         return mine
 
-    def ask(self, message: dict[str, Any], close_in_child: Any, fds: list[int] | None = None) -> None:
-        """Send one request and wait for its answer; OSError with the helper's words if it failed."""
+    def ask(self, message: WireRequest, close_in_child: Callable[[], None], fds: Sequence[int] = ()) -> None:
+        """Send one request and wait for its answer; OSError with the helper's words if it failed.
+
+        ``close_in_child``: what the helper, forked at the first request, must let go of.
+        """
         sock = self.sock or self._start(close_in_child)
-        protocol.send(sock, message, fds or [])
+        protocol.send(sock, message, fds)
         answer, _ = protocol.recv(sock)
         if answer is None:
             self.close()
-            raise OSError(5, "the network helper exited")
-        if not answer.get("ok"):
-            raise OSError(int(answer.get("errno") or 5), str(answer.get("error")))
+            raise OSError(errno.EIO, "the network helper exited")
+        protocol.raise_for(answer, "the network helper exited")  # its failures always carry an errno
 
     def close(self) -> None:
         if self.sock is not None:
@@ -71,12 +79,13 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the helpe
 
     networks: dict[str, tuple[int, Netlink]] = {}
     while True:
-        message, fds = protocol.recv(sock)
-        if message is None:
+        received, fds = protocol.recv(sock)
+        if received is None:
             return
+        message = cast(WireRequest, received)  # the zygote's own words
         try:
             op = message.get("op")
-            if op == "make":
+            if message["op"] == "make":
                 nid = str(message["id"])
                 if nid not in networks:
                     _sys.unshare(_sys.CLONE_NEWNET)  # we stay in it until the next setns: no way back needed
@@ -85,12 +94,12 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the helpe
                     link.add_bridge("br0")
                     link.set_link("br0")
                     networks[nid] = (netns, link)
-            elif op == "drop":
+            elif message["op"] == "drop":
                 held = networks.pop(str(message["id"]), None)
                 if held is not None:
                     held[1].close()
                     os.close(held[0])
-            elif op == "join":
+            elif message["op"] == "join":
                 nid = str(message["id"])
                 if nid not in networks:
                     raise OSError(2, f"network {nid} does not exist (removed?)")
@@ -107,7 +116,7 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the helpe
             protocol.send(sock, {"ok": True})
         except Exception as exc:
             with contextlib.suppress(OSError):
-                protocol.send(sock, {"ok": False, "error": str(exc), "errno": getattr(exc, "errno", 0) or 0})
+                protocol.send(sock, protocol.error_reply(exc, err=getattr(exc, "errno", 0) or errno.EIO))
         finally:
             for fd in fds:
                 with contextlib.suppress(OSError):
