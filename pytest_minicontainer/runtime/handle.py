@@ -195,7 +195,7 @@ class RuntimeContainer:
             sock.close()
 
     def freeze(self, stop: bool) -> None:
-        """Stop (or continue) every process of the container; see ``init._freeze``."""
+        """Stop (or continue) every process of the container; see ``processes.freeze``."""
         freeze: FreezeRequest = {"op": "freeze", "stop": stop}
         _a, _f, sock = self.request(freeze)
         sock.close()
