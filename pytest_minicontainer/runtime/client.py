@@ -3,7 +3,8 @@
 ``Runtime`` is thread-safe: every request is one datagram with a reply socket of its own.
 Scratch space lives in ``<run_dir>/<engine id>/``, guarded by an ``flock`` that this process,
 the zygote and every container process hold; a directory whose lock can be taken belongs to
-an engine that died, and the next engine removes it (``clean_stale``).
+an engine that died, and the next engine removes it (``clean_stale``).  The containers it
+makes are :class:`.handle.RuntimeContainer` objects (importable from here too).
 """
 
 from __future__ import annotations

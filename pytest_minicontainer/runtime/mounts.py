@@ -12,7 +12,8 @@ where its writable layer lives: ``lowers`` (the image's layer directories, botto
 ``binds`` (``{"source", "target", "readonly"}``), ``resolv`` (``"slirp"`` for a resolver
 file of its own), ``hostname`` and ``network``.  The writable layer, overlayfs's work
 directories and the mount point are made inside the scratch directory the runtime gives the
-container, so that a spare container can prepare all of it before the spec arrives.
+container, so that a spare container can prepare all of it before the spec arrives.  The
+spec's type is :class:`.messages.ContainerSpec`.
 """
 
 from __future__ import annotations

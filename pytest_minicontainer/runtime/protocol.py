@@ -162,6 +162,8 @@ def raise_for(answer: Mapping[str, Any] | None, gone: str, context: str = "", *,
     ``ContainerError(gone)``.  A failure carrying an errno raises ``OSError(errno, text)``, as
     if the call had been local (with ``oserror`` False it is the caller's own failure, a
     ContainerError like the rest); anything else raises ``ContainerError(context + text)``.
+    (A failed start of the zygote or of a container is explained by ``hostcheck`` instead,
+    which knows what the host refuses and how to fix it.)
     """
     if answer is None:
         raise ContainerError(gone)

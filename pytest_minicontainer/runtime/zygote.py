@@ -16,6 +16,11 @@ Each container is one process forked from here straight into its new mount, pid,
 and network namespaces (``clone``): pid 1 of the new pid namespace.  It dies with the zygote
 (parent-death signal), and when the kernel kills a pid namespace's init it kills everything
 in it, so reaping a container's pid 1 here means the container is gone.
+
+The zygote's rooms: :mod:`.spares` (which spare containers to keep ready), :mod:`.scratch`
+(containers' scratch dirs, reused when untouched), :mod:`.slirp` (network="slirp"),
+:mod:`.userns` (nested user namespaces), :mod:`.netwire` (the networks' helper); this module
+holds the requests and the forks.
 """
 
 from __future__ import annotations
