@@ -40,7 +40,6 @@ __all__ = [
     "OverlaySpec",
     "PidReply",
     "RemoveRequest",
-    "Reply",
     "ShutdownRequest",
     "SocketRequest",
     "StartReply",
@@ -326,7 +325,3 @@ class UserReply(TypedDict):
 class CallReply(TypedDict):
     ok: Literal[True]
     result: Any  # whatever JSON the function returned
-
-
-#: Any answer, as received: which one is known from the request it answers.
-Reply = OkReply | ErrorReply | StartReply | StartedReply | PidReply | UserReply | CallReply
