@@ -129,9 +129,14 @@ class Server:
 
     def handle(self, message: dict[str, Any], fds: list[int]) -> bool:
         """Answer one request (``fds[0]`` is its reply socket); True ends the loop."""
-        if not fds:  # nowhere to answer: a confused peer, not a reason to stop
+        try:
+            reply = socket.socket(fileno=fds[0])
+        except (IndexError, OSError):  # nowhere to answer: a confused peer, not a reason to stop
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
             return False
-        exchange = Exchange(socket.socket(fileno=fds[0]), fds[1:])
+        exchange = Exchange(reply, fds[1:])
         op = message.get("op")
         try:
             handler = self.ops.get(op) if isinstance(op, str) else None

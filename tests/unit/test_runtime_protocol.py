@@ -130,6 +130,11 @@ def test_a_kept_reply_stays_open_and_a_request_without_one_is_ignored(server: Ec
     assert protocol.recv(mine)[0] == {"status": 0}
     mine.close()
     assert not server.handle({"op": "echo", "say": "x"}, [])
+    pipe_r, pipe_w = os.pipe()  # not a socket: nowhere to answer either, and not kept
+    assert not server.handle({"op": "echo", "say": "x"}, [pipe_r, pipe_w])
+    for fd in (pipe_r, pipe_w):
+        with pytest.raises(OSError):
+            os.fstat(fd)
 
 
 def test_children_reaps_every_exited_child() -> None:
