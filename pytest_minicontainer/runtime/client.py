@@ -3,7 +3,8 @@
 ``Runtime`` is thread-safe: every request is one datagram with a reply socket of its own.
 Scratch space lives in ``<run_dir>/<engine id>/``, guarded by an ``flock`` that this process,
 the zygote and every container process hold; a directory whose lock can be taken belongs to
-an engine that died, and the next engine removes it (``clean_stale``).
+an engine that died, and the next engine removes it (``clean_stale``).  The containers it
+makes are :class:`.handle.RuntimeContainer` objects (importable from here too).
 """
 
 from __future__ import annotations
@@ -13,234 +14,33 @@ import errno
 import fcntl
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..errors import ContainerError, RuntimeUnavailable
 from . import hostcheck, idmap, protocol
+from .handle import SHUTDOWN_TIMEOUT, ExitWatch, RuntimeContainer
+from .messages import (
+    CallRequest,
+    ConnectRequest,
+    ContainerSpec,
+    CopyRequest,
+    CreateRequest,
+    DestroyRequest,
+    JoinSpec,
+    MappedRequest,
+    NetworkRemoveRequest,
+    NetworkRequest,
+    RemoveRequest,
+)
 
-__all__ = ["ExitWatch", "Runtime", "RuntimeContainer"]
+__all__ = ["SHUTDOWN_TIMEOUT", "ExitWatch", "Runtime", "RuntimeContainer"]
 
 LOCK_NAME = ".lock"
-#: Seconds pid 1 gets to answer a shutdown (it takes milliseconds); a pid 1 that is stuck
-#: (blocked, stopped) is then killed by the zygote instead, so that no test hangs on it.
-SHUTDOWN_TIMEOUT = 10.0
-
-
-class ExitWatch:
-    """The reply socket of an ``exec`` request: first the pid (or why it failed), then the status.
-
-    The first answer is read lazily, so a caller can start reading the command's output
-    right after sending the request instead of waiting a round trip for the pid.
-    """
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.status: int | None = None
-        self._pid: int | None = None
-        self._error: ContainerError | None = None
-        self._terminal: int | None = None
-        self._lock = threading.Lock()
-
-    def _read_start(self, timeout: float | None) -> bool:
-        """Read the first answer; False when ``timeout`` passed first."""
-        if self._pid is not None or self._error is not None:
-            return True
-        self.sock.settimeout(timeout)
-        fds: list[int] = []
-        try:
-            message, fds = protocol.recv(self.sock)
-        except (TimeoutError, BlockingIOError):
-            return False
-        except OSError:
-            message = None
-        if fds:
-            self._terminal = fds.pop(0)
-        for fd in fds:
-            os.close(fd)
-        if message is None:
-            self._error = ContainerError("the container stopped before the command started")
-        elif not message.get("ok"):
-            self._error = ContainerError(f"cannot start the command: {message.get('error', 'unknown error')}")
-        else:
-            self._pid = int(message["pid"])
-        if self._error is not None:
-            self.sock.close()
-        return True
-
-    @property
-    def pid(self) -> int:
-        """The command's pid inside the container (raises ContainerError if it never started)."""
-        with self._lock:
-            self._read_start(None)
-            if self._error is not None:
-                raise self._error
-            assert self._pid is not None
-            return self._pid
-
-    @property
-    def terminal(self) -> int:
-        """The master of the command's pseudo-terminal (an ``exec`` with ``tty``); the caller closes it."""
-        with self._lock:
-            self._read_start(None)
-            if self._error is not None:
-                raise self._error
-            if self._terminal is None:
-                raise ContainerError("the command has no terminal (exec without tty)")
-            fd, self._terminal = self._terminal, None
-            return fd
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        """The exit status; None while it runs after ``timeout``; ContainerError if it never started."""
-        with self._lock:
-            if self.status is not None:
-                return self.status
-            if not self._read_start(timeout):
-                return None
-            if self._error is not None:
-                raise self._error
-            if self.sock.fileno() < 0:
-                return self.status
-            self.sock.settimeout(timeout)
-            try:
-                message, _ = protocol.recv(self.sock)
-            except (TimeoutError, BlockingIOError):
-                return None  # still running
-            except OSError:
-                message = None
-            self.status = int(message["status"]) if message and "status" in message else -signal.SIGKILL
-            self.sock.close()
-            return self.status
-
-    def close(self) -> None:
-        self.sock.close()
-        if self._terminal is not None:
-            os.close(self._terminal)
-            self._terminal = None
-
-
-@dataclass
-class RuntimeContainer:
-    """A running container as the runtime knows it: its id, scratch dir and pid 1's socket."""
-
-    id: str
-    scratch: Path
-    ctl: socket.socket
-    runtime: Runtime
-    alive: bool = True
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _watches: list[ExitWatch] = field(default_factory=list)
-
-    def request(
-        self, message: dict[str, Any], fds: Sequence[int] = ()
-    ) -> tuple[dict[str, Any], list[int], socket.socket]:
-        if not self.alive:
-            raise ContainerError(f"container {self.id} is stopped")
-        try:
-            answer, got, sock = protocol.call(self.ctl, message, fds)
-        except OSError as exc:
-            raise ContainerError(f"container {self.id} does not answer (is it stopped?): {exc}") from exc
-        if answer is None:
-            sock.close()
-            raise ContainerError(f"container {self.id} is stopped")
-        if not answer.get("ok"):
-            sock.close()
-            for fd in got:
-                os.close(fd)
-            err = answer.get("errno") or 0
-            if err:  # the text without errno and path (the caller names its own path), when pid 1 sent it
-                raise OSError(err, answer.get("strerror") or answer.get("error", "failed"))
-            raise ContainerError(str(answer.get("error", "request failed")))
-        return answer, got, sock
-
-    def exec(self, argv: Sequence[str], env: dict[str, str], cwd: str, user: str | None,
-             stdio: Sequence[int], tty: tuple[int, int] | None = None) -> ExitWatch:
-        """Start ``argv``; with ``tty`` (rows, columns) on a new pseudo-terminal instead of
-        ``stdio`` (``ExitWatch.terminal`` is its master)."""
-        if not self.alive:
-            raise ContainerError(f"container {self.id} is stopped")
-        mine, theirs = protocol.reply_pair()
-        message: dict[str, Any] = {"op": "exec", "argv": list(argv), "env": env, "cwd": cwd, "user": user}
-        if tty is not None:
-            message["tty"] = list(tty)
-            stdio = ()
-        try:
-            protocol.send(self.ctl, message, [theirs.fileno(), *stdio])
-        except OSError as exc:
-            mine.close()
-            raise ContainerError(f"container {self.id} does not answer (is it stopped?): {exc}") from exc
-        finally:
-            theirs.close()
-        watch = ExitWatch(mine)
-        with self._lock:
-            self._watches = [w for w in self._watches if w.status is None]
-            self._watches.append(watch)
-        return watch
-
-    def kill(self, pid: int, sig: int, group: bool = True) -> None:
-        with contextlib.suppress(ContainerError):
-            _a, _f, sock = self.request({"op": "kill", "pid": pid, "signal": int(sig), "group": group})
-            sock.close()
-
-    def freeze(self, stop: bool) -> None:
-        """Stop (or continue) every process of the container; see ``init._freeze``."""
-        _a, _f, sock = self.request({"op": "freeze", "stop": stop})
-        sock.close()
-
-    def network_namespace(self) -> int:
-        """The container's network namespace, opened by its pid 1 (the caller closes it)."""
-        _a, fds, sock = self.request({"op": "netns"})
-        sock.close()
-        return fds[0]
-
-    def open(self, path: str, flags: int, mode: int = 0o644, mkdirs: bool = False) -> int:
-        _a, fds, sock = self.request({"op": "open", "path": path, "flags": flags, "mode": mode, "mkdirs": mkdirs})
-        sock.close()
-        return fds[0]
-
-    def socket(self, family: str = "inet") -> socket.socket:
-        """A new, unconnected TCP socket in the container's network namespace."""
-        _a, fds, sock = self.request({"op": "socket", "family": family})
-        sock.close()
-        return socket.socket(fileno=fds[0])
-
-    def resolve_user(self, user: str) -> tuple[int, int]:
-        """(uid, gid) of ``user`` as the container's /etc/passwd and /etc/group define it."""
-        answer, _f, sock = self.request({"op": "user", "user": user})
-        sock.close()
-        return int(answer["uid"]), int(answer["gid"])
-
-    def destroy(self, remove: bool) -> None:
-        """Kill every process of the container; with ``remove`` also delete its scratch dir.
-
-        Pid 1 kills and reaps everything in the pid namespace and answers before it exits
-        itself, so this returns as soon as no process the container ran is left; tearing
-        down the namespaces and mounts (several ms) then happens off the caller's path, and
-        the zygote removes the scratch dir when it reaps pid 1 (its exit status says so).
-        """
-        with self._lock:
-            answered = False
-            if self.alive:
-                self.alive = False
-                with contextlib.suppress(OSError):  # TimeoutError too: pid 1 is stuck, the zygote kills it
-                    answer, _f, sock = protocol.call(self.ctl, {"op": "shutdown", "remove": remove},
-                                                     timeout=SHUTDOWN_TIMEOUT)
-                    sock.close()
-                    answered = bool(answer and answer.get("ok"))
-                self.ctl.close()
-            if not answered:  # pid 1 did not take care of it: the zygote kills it and removes
-                self.runtime.release(self.id, [str(self.scratch)] if remove else [])
-            for watch in self._watches:  # each learns its status, or EOF: -SIGKILL
-                with contextlib.suppress(ContainerError):
-                    watch.wait(5)
-            self._watches.clear()
 
 
 class Runtime:
@@ -293,10 +93,12 @@ class Runtime:
             raise hostcheck.explain_idmap(self.idmap, exc.returncode, (exc.stderr or "").strip()) from None
         except OSError as exc:
             raise hostcheck.explain_idmap(self.idmap, exc.errno or 0, str(exc)) from None
-        protocol.send(self._ctl, {"op": "mapped", "host_root": idmap.is_host_root(self.idmap)})
+        mapped: MappedRequest = {"op": "mapped", "host_root": idmap.is_host_root(self.idmap)}
+        protocol.send(self._ctl, mapped)
         self._read_start("ready")
 
-    def _read_start(self, step: str) -> dict[str, Any]:
+    def _read_start(self, step: str) -> Mapping[str, Any]:
+        """The zygote's answer for start-up ``step``; its failures explained (see ``hostcheck``)."""
         self._ctl.settimeout(30)
         try:
             message, _ = protocol.recv(self._ctl)
@@ -317,8 +119,8 @@ class Runtime:
         return message
 
     # -- containers -------------------------------------------------------------------------
-    def create(self, spec: dict[str, Any]) -> RuntimeContainer:
-        """Start a container described by ``spec`` (see ``mounts`` for its keys).
+    def create(self, spec: ContainerSpec | Mapping[str, Any]) -> RuntimeContainer:
+        """Start a container described by ``spec`` (a ``messages.ContainerSpec``, see ``mounts``).
 
         The runtime picks the container's id and scratch directory (a spare container has
         made its own before it was asked for); pid 1's answer names them.
@@ -330,7 +132,8 @@ class Runtime:
             self._layers_checked = True
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            answer, _fds, sock = protocol.call(self._ctl, {"op": "create", "spec": spec}, [theirs.fileno()])
+            request: CreateRequest = {"op": "create", "spec": cast(ContainerSpec, spec)}
+            answer, _fds, sock = protocol.call(self._ctl, request, [theirs.fileno()])
         except OSError as exc:
             mine.close()
             raise ContainerError(f"the runtime helper is gone: {exc}") from exc
@@ -346,13 +149,15 @@ class Runtime:
 
     def destroy(self, cid: str, remove: Sequence[str]) -> None:
         """Wait until container ``cid``'s pid 1 has been reaped; then remove ``remove``."""
-        self._simple({"op": "destroy", "id": cid, "remove": list(remove)})
+        request: DestroyRequest = {"op": "destroy", "id": cid, "remove": list(remove)}
+        self._simple(request)
 
     def release(self, cid: str, remove: Sequence[str]) -> None:
         """Make sure container ``cid`` ends; remove ``remove`` once it has (no waiting)."""
-        self._post({"op": "destroy", "id": cid, "remove": list(remove)})
+        request: DestroyRequest = {"op": "destroy", "id": cid, "remove": list(remove)}
+        self._post(request)
 
-    def _post(self, message: dict[str, Any]) -> None:
+    def _post(self, message: DestroyRequest | RemoveRequest) -> None:
         """Send a request without waiting for its answer (the zygote handles them in order)."""
         if self._closed:
             return
@@ -371,7 +176,7 @@ class Runtime:
         By default the zygote deletes them when idle, off the test's path (and not before
         container ``cid`` has fully ended); ``now`` waits for the deletion.
         """
-        message = {"op": "remove", "paths": [str(p) for p in paths], "now": now, "id": cid}
+        message: RemoveRequest = {"op": "remove", "paths": [str(p) for p in paths], "now": now, "id": cid}
         if now:
             self._simple(message)
         else:
@@ -379,7 +184,8 @@ class Runtime:
 
     def copy(self, source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
         """Copy a tree (a writable layer) keeping owners, xattrs and whiteouts."""
-        self._simple({"op": "copy", "source": str(source), "target": str(target)})
+        request: CopyRequest = {"op": "copy", "source": str(source), "target": str(target)}
+        self._simple(request)
 
     def call(self, module: str, function: str, *args: Any) -> Any:
         """``module.function(*args)`` run inside the user namespace (in a child of the zygote).
@@ -388,32 +194,31 @@ class Runtime:
         and result travel as JSON; an OSError there is raised here as OSError.
         """
         try:
-            answer, _fds, sock = protocol.call(self._ctl, {"op": "call", "module": module, "function": function,
-                                                          "args": list(args)})
+            request: CallRequest = {"op": "call", "module": module, "function": function, "args": list(args)}
+            answer, _fds, sock = protocol.call(self._ctl, request)
         except OSError as exc:
             raise ContainerError(f"the runtime helper is gone: {exc}") from exc
         sock.close()
-        if answer is None:
-            raise ContainerError(f"{module}.{function} died in the user namespace")
-        if not answer.get("ok"):
-            if answer.get("errno"):
-                raise OSError(int(answer["errno"]), str(answer.get("error")))
-            raise ContainerError(f"{module}.{function} failed in the user namespace: {answer.get('error')}")
-        return answer.get("result")
+        return protocol.raise_for(answer, f"{module}.{function} died in the user namespace",
+                                  f"{module}.{function} failed in the user namespace: ").get("result")
 
     def make_network(self, nid: str) -> None:
         """A private network (a namespace with a bridge) that ``create`` specs may ``join``."""
-        self._simple({"op": "network", "id": nid})
+        request: NetworkRequest = {"op": "network", "id": nid}
+        self._simple(request)
 
-    def connect_network(self, cid: str, join: dict[str, Any], netns: int) -> None:
+    def connect_network(self, cid: str, join: JoinSpec | Mapping[str, str], netns: int) -> None:
         """Container ``cid`` (its network namespace open as ``netns``) joins one more network
         (``join``: network, address, ifname)."""
-        self._simple({"op": "connect", "id": cid, "join": join}, [netns])
+        request: ConnectRequest = {"op": "connect", "id": cid, "join": cast(JoinSpec, join)}
+        self._simple(request, [netns])
 
     def remove_network(self, nid: str) -> None:
-        self._simple({"op": "network_remove", "id": nid})
+        request: NetworkRemoveRequest = {"op": "network_remove", "id": nid}
+        self._simple(request)
 
-    def _simple(self, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
+    def _simple(self, message: Mapping[str, object], fds: Sequence[int] = ()) -> None:
+        """Send a request, wait for its answer; ContainerError naming the op if it failed."""
         if self._closed:
             return
         try:
@@ -421,10 +226,7 @@ class Runtime:
         except OSError as exc:
             raise ContainerError(f"the runtime helper is gone: {exc}") from exc
         sock.close()
-        if answer is None:
-            raise ContainerError("the runtime helper exited")
-        if not answer.get("ok"):
-            raise ContainerError(f"{message['op']} failed: {answer.get('error')}")
+        protocol.raise_for(answer, "the runtime helper exited", f"{message['op']} failed: ", oserror=False)
 
     def clean_stale(self) -> list[Path]:
         """Remove scratch dirs of engines whose processes are all gone (crash, SIGKILL)."""

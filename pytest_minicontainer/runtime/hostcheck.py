@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import platform
+from collections.abc import Mapping
 from typing import Any
 
 from .. import _sys
@@ -139,7 +140,7 @@ def explain_idmap(idmap: IdMap, err: int, detail: str) -> RuntimeUnavailable:
                               "run `minicontainer check` for a diagnosis of this host")
 
 
-def explain_container(answer: dict[str, Any], spec: dict[str, Any]) -> Exception:
+def explain_container(answer: Mapping[str, Any], spec: Mapping[str, Any]) -> Exception:
     """A container's set-up failed in the zygote or in pid 1."""
     detail = str(answer.get("error", "unknown error"))
     err = int(answer.get("errno") or 0)

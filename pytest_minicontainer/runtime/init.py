@@ -12,7 +12,10 @@ and ``pivot_root`` it answers requests on the container's control socket:
             asked to: the zygote then disposes of the scratch dir when it reaps pid 1,
             and the library needs no second request).
 
-Pid 1 also reaps every orphan, as an init must.  It never runs user code itself.
+and ``freeze``, ``user``, ``socket`` and ``netns`` besides: one method each (``op_<name>``,
+listed in ``_Init.ops``), with the messages' shapes in :mod:`.messages`.  Pid 1 also reaps
+every orphan, as an init must.  It never runs user code itself; what it does to the
+container's processes is in :mod:`.processes`.
 """
 
 from __future__ import annotations
@@ -24,12 +27,27 @@ import signal
 import socket
 import stat
 import sys
-import time
-from typing import Any, NoReturn
+from typing import NoReturn, cast
 
 from .. import _sys
-from . import mounts, protocol, users
-from .server import Server
+from . import mounts, processes, protocol, users
+from .messages import (
+    ContainerSpec,
+    ExecRequest,
+    ExitStatus,
+    FreezeRequest,
+    Handover,
+    KillRequest,
+    NetnsRequest,
+    OpenRequest,
+    PidReply,
+    ShutdownRequest,
+    SocketRequest,
+    StartedReply,
+    UserReply,
+    UserRequest,
+)
+from .server import OK, Exchange, Server, children
 
 __all__ = ["REMOVE_SCRATCH", "container_main", "spare_main"]
 
@@ -38,6 +56,9 @@ REMOVE_SCRATCH = 77
 
 
 class _Init(Server):
+    expected = (OSError, ValueError, TypeError, LookupError)  # a malformed request among them
+    strerror = True
+
     def __init__(self, ctl: socket.socket) -> None:
         super().__init__(ctl)
         self.waiters: dict[int, socket.socket] = {}  # pid -> reply socket awaiting its status
@@ -45,99 +66,82 @@ class _Init(Server):
         # No handler for SIGTERM and friends: the kernel never delivers a signal without a
         # handler to a pid namespace's init, and children must not inherit an "ignore".
 
-    def _exited(self, pid: int, status: int) -> None:
+    def exited(self, pid: int, status: int) -> None:
         reply = self.waiters.pop(pid, None)
         if reply is not None:
+            answer: ExitStatus = {"status": processes.returncode(status)}
             with contextlib.suppress(OSError):
-                protocol.send(reply, {"status": _returncode(status)})
+                protocol.send(reply, answer)
             reply.close()
 
-    def reap(self) -> None:
-        while True:
+    # -- one method per op (see ``ops``) -----------------------------------------------------
+    def op_exec(self, message: ExecRequest, ex: Exchange) -> bool:
+        if message.get("tty"):
+            pid, master = self.exec_terminal(message)
+            self.waiters[pid] = ex.keep()
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            self._exited(pid, status)
-
-    def handle(self, message: dict[str, Any], fds: list[int]) -> bool:
-        reply = socket.socket(fileno=fds[0])
-        extra = fds[1:]
-        op = message.get("op")
-        try:
-            if op == "exec":
-                if message.get("tty"):
-                    pid, master = self.exec_terminal(message)
-                    self.waiters[pid] = reply
-                    try:
-                        protocol.send(reply, {"ok": True, "pid": pid}, [master])
-                    finally:
-                        os.close(master)
-                    return False
-                pid = self.exec(message, extra)
-                self.waiters[pid] = reply
-                protocol.send(reply, {"ok": True, "pid": pid})
-                return False
-            if op == "kill":
-                self.kill(int(message["pid"]), int(message["signal"]), bool(message.get("group", True)))
-                protocol.send(reply, {"ok": True})
-            elif op == "freeze":
-                _freeze(bool(message.get("stop")))
-                protocol.send(reply, {"ok": True})
-            elif op == "user":
-                uid, gid, groups, home = users.resolve(message.get("user"))
-                protocol.send(reply, {"ok": True, "uid": uid, "gid": gid, "groups": groups, "home": home})
-            elif op == "socket":
-                # A socket created here belongs to the container's network namespace; handed
-                # back, it lets the library connect to the container's loopback without root
-                # or a port on the host (rootlesskit's builtin port driver does the same).
-                family = socket.AF_INET6 if message.get("family") == "inet6" else socket.AF_INET
-                sock = socket.socket(family, socket.SOCK_STREAM)
-                try:
-                    protocol.send(reply, {"ok": True}, [sock.fileno()])
-                finally:
-                    sock.close()
-            elif op == "netns":  # for the zygote's network helper (Network.connect)
-                fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    protocol.send(reply, {"ok": True}, [fd])
-                finally:
-                    os.close(fd)
-            elif op == "open":
-                fd = _open_inside(message)
-                try:
-                    protocol.send(reply, {"ok": True}, [fd])
-                finally:
-                    os.close(fd)
-            elif op == "shutdown":
-                self.shutdown()
-                self.exit_code = REMOVE_SCRATCH if message.get("remove") else 0
-                protocol.send(reply, {"ok": True})
-                reply.close()
-                return True
-            else:
-                protocol.send(reply, {"ok": False, "error": f"unknown request {op!r}"})
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                protocol.send(reply, {"ok": False, "error": str(exc), "errno": exc.errno or 0,
-                                      "strerror": exc.strerror or ""})
-        except (KeyError, ValueError, TypeError, LookupError) as exc:
-            with contextlib.suppress(OSError):
-                protocol.send(reply, {"ok": False, "error": str(exc)})
-        except Exception as exc:
-            with contextlib.suppress(OSError):
-                protocol.send(reply, {"ok": False, "error": f"{op}: {type(exc).__name__}: {exc}"})
-        finally:
-            for fd in extra:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        reply.close()
+                ex.answer(_started(pid), [master])
+            finally:
+                os.close(master)
+            return False
+        pid = self.exec(message, ex.fds)
+        self.waiters[pid] = ex.keep()
+        ex.answer(_started(pid))
         return False
 
+    def op_kill(self, message: KillRequest, ex: Exchange) -> bool:
+        self.kill(int(message["pid"]), int(message["signal"]), bool(message.get("group", True)))
+        ex.answer()
+        return False
+
+    def opfreeze(self, message: FreezeRequest, ex: Exchange) -> bool:
+        processes.freeze(bool(message.get("stop")))
+        ex.answer()
+        return False
+
+    def op_user(self, message: UserRequest, ex: Exchange) -> bool:
+        uid, gid, groups, home = users.resolve(message.get("user"))
+        answer: UserReply = {"ok": True, "uid": uid, "gid": gid, "groups": groups, "home": home}
+        ex.answer(answer)
+        return False
+
+    def op_socket(self, message: SocketRequest, ex: Exchange) -> bool:
+        # A socket created here belongs to the container's network namespace; handed back, it
+        # lets the library connect to the container's loopback without root or a port on the
+        # host (rootlesskit's builtin port driver does the same).
+        family = socket.AF_INET6 if message.get("family") == "inet6" else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            ex.answer(OK, [sock.fileno()])
+        return False
+
+    def op_netns(self, message: NetnsRequest, ex: Exchange) -> bool:
+        """The container's network namespace, for the zygote's network helper (Network.connect)."""
+        fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            ex.answer(OK, [fd])
+        finally:
+            os.close(fd)
+        return False
+
+    def op_open(self, message: OpenRequest, ex: Exchange) -> bool:
+        fd = _open_inside(message)
+        try:
+            ex.answer(OK, [fd])
+        finally:
+            os.close(fd)
+        return False
+
+    def op_shutdown(self, message: ShutdownRequest, ex: Exchange) -> bool:
+        self.shutdown()
+        self.exit_code = REMOVE_SCRATCH if message.get("remove") else 0
+        ex.answer()
+        return True
+
+    ops = {"exec": op_exec, "kill": op_kill, "freeze": opfreeze, "user": op_user, "socket": op_socket,
+           "netns": op_netns, "open": op_open, "shutdown": op_shutdown}
+
     # -- requests -----------------------------------------------------------------------
-    def exec(self, message: dict[str, Any], stdio: list[int], terminal: bool = False) -> int:
+    def exec(self, message: ExecRequest, stdio: list[int], terminal: bool = False) -> int:
         argv = [str(a) for a in message["argv"]]
         env = {str(k): str(v) for k, v in message.get("env", {}).items()}
         cwd = str(message.get("cwd") or "/")
@@ -153,15 +157,15 @@ class _Init(Server):
         elif uid == os.getuid() and gid == os.getgid() and not groups:
             # The common case (root in the container): a vfork costs a fraction of forking
             # this Python process.
-            spawned = _spawn(argv, env, cwd, stdio)
+            spawned = processes.spawn(argv, env, cwd, stdio)
             if spawned is not None:
                 return spawned
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, reported through its exit status
-            _child_exec(argv, env, cwd, uid, gid, groups, stdio, terminal)
+            processes.child_exec(argv, env, cwd, uid, gid, groups, stdio, terminal)
         return pid
 
-    def exec_terminal(self, message: dict[str, Any]) -> tuple[int, int]:
+    def exec_terminal(self, message: ExecRequest) -> tuple[int, int]:
         """Start the command on a new pseudo-terminal of the container's devpts; (pid, master).
 
         The terminal comes from the container's own devpts instance, so its number, its
@@ -192,7 +196,7 @@ class _Init(Server):
         """
         targets = {pid}
         if group:
-            targets |= _tree(pid)
+            targets |= processes.session_tree(pid)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, sig)
         for p in targets:
@@ -203,114 +207,19 @@ class _Init(Server):
         """Kill every process in the pid namespace and wait for all of them."""
         with contextlib.suppress(OSError):
             os.kill(-1, signal.SIGKILL)  # as pid 1 this reaches everyone in the namespace but us
-        while True:
-            try:
-                pid, status = os.waitpid(-1, 0)
-            except ChildProcessError:
-                break
-            except InterruptedError:
-                continue
-            self._exited(pid, status)
+        for pid, status in children(block=True):
+            self.exited(pid, status)
 
 
-def _freeze(stop: bool) -> None:
-    """Stop (SIGSTOP) or continue every process of the container but pid 1.
-
-    Stopping returns once each of them is stopped (or a short while has passed): a commit
-    then copies a writable layer nobody changes under it, as Docker pauses a container it
-    commits; a process swapping a file for a symlink mid-copy could otherwise make the copy
-    read a host file through it.
-    """
-    with contextlib.suppress(OSError):
-        os.kill(-1, signal.SIGSTOP if stop else signal.SIGCONT)  # as pid 1: everyone but us
-    if not stop:
-        return
-    deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline:
-        running = False
-        for name in os.listdir("/proc"):
-            if name.isdigit() and name != "1":
-                try:
-                    with open(f"/proc/{name}/stat", "rb") as f:
-                        state = f.read().rsplit(b")", 1)[1].split()[0]
-                except (OSError, IndexError):
-                    continue
-                if state not in (b"T", b"t", b"Z", b"X"):
-                    running = True
-                    break
-        if not running:
-            return
-        with contextlib.suppress(OSError):
-            os.kill(-1, signal.SIGSTOP)  # again: children forked while the first signal went round
-        time.sleep(0.001)
-
-
-def _tree(root: int) -> set[int]:
-    """Processes of ``root``'s session and all descendants of ``root`` (read from /proc)."""
-    parents: dict[int, int] = {}
-    found: set[int] = set()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        pid = int(name)
-        parents[pid] = int(fields[1])
-        if int(fields[3]) == root:
-            found.add(pid)
-    grew = True
-    while grew:
-        grew = False
-        for pid, ppid in parents.items():
-            if pid not in found and (ppid == root or ppid in found):
-                found.add(pid)
-                grew = True
-    return found
-
-
-# Signals a new command must start with at their default action: Python ignores SIGPIPE and
-# SIGXFSZ, and the zygote SIGINT; a handled signal is reset by exec anyway.
-_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP)
-
-
-def _spawn(argv: list[str], env: dict[str, str], cwd: str, stdio: list[int]) -> int | None:
-    """Start ``argv`` with ``posix_spawn`` (a vfork: no copy of this Python process).
-
-    None when it cannot, so that the fork path runs it again and reports the failure the way
-    a shell would (status 126/127, a message).  The program is looked up on the command's
-    own PATH, as ``execvpe`` does.  Every descriptor of pid 1 is close-on-exec, so the
-    command gets exactly ``stdio``.
-    """
-    path = argv[0] if "/" in argv[0] else next(
-        (p for p in (os.path.join(d, argv[0]) for d in os.get_exec_path(env)) if os.path.isfile(p)
-         and os.access(p, os.X_OK)), None)
-    if path is None:
-        return None
-    try:
-        os.chdir(cwd)  # posix_spawn has no chdir action: pid 1 itself moves there for the call
-    except OSError:
-        return None
-    try:
-        return os.posix_spawn(path, argv, env, setsid=True, setsigmask=(), setsigdef=_DEFAULT_SIGNALS,
-                              file_actions=[(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio[:3])])
-    except (OSError, ValueError):
-        return None
-    finally:
-        os.chdir("/")
-
-
-def _returncode(status: int) -> int:
-    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+def _started(pid: int) -> PidReply:
+    return {"ok": True, "pid": pid}
 
 
 _SPECIAL = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
             stat.S_IFSOCK: "a socket"}
 
 
-def _open_inside(message: dict[str, Any]) -> int:
+def _open_inside(message: OpenRequest) -> int:
     """Open a file for the library's file requests: a regular file or a directory, never more.
 
     A FIFO would block pid 1 in ``open`` (and every later request with it), and a device
@@ -348,55 +257,8 @@ def _open_inside(message: dict[str, Any]) -> int:
     return fd
 
 
-def _child_exec(argv: list[str], env: dict[str, str], cwd: str, uid: int, gid: int,
-                groups: list[int], stdio: list[int], terminal: bool = False) -> None:  # pragma: no cover
-    """In the forked child: become the requested process or exit 126/127 with a message.
-
-    With ``terminal`` the descriptors are a pseudo-terminal's slave, made the controlling
-    terminal of the new session.
-    """
-    code = 127
-    try:
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE,
-                    signal.SIGXFSZ):
-            signal.signal(sig, signal.SIG_DFL)
-        os.setsid()
-        for target, fd in enumerate(stdio[:3]):
-            os.dup2(fd, target, inheritable=True)
-        if terminal:
-            _sys.set_controlling_terminal(0)
-        try:
-            os.chdir(cwd)
-        except OSError as exc:
-            code = 126
-            raise OSError(exc.errno, f"cannot change to working directory {cwd!r}: {exc.strerror}") from None
-        try:
-            if os.getuid() != uid or os.getgid() != gid or groups:
-                with contextlib.suppress(PermissionError):  # setgroups is denied in a single mapping
-                    os.setgroups(groups)
-                os.setgid(gid)
-                os.setuid(uid)
-        except OSError as exc:
-            code = 126
-            raise OSError(exc.errno, f"cannot switch to uid {uid}, gid {gid}: {exc.strerror} "
-                          "(the user namespace does not map it)") from None
-        os.umask(0o022)
-        try:
-            os.execvpe(argv[0], argv, env)
-        except OSError as exc:
-            code = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
-            raise OSError(exc.errno, f"exec {argv[0]!r}: {exc.strerror}") from None
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            os.write(2, f"minicontainer: {text}\n".encode())
-    finally:
-        os._exit(code)
-
-
 def spare_main(stage: str, work: socket.socket, scratch: str, cid: str,
-               template: dict[str, Any] | None, host_root: bool = False, nest_fd: int = -1) -> NoReturn:
+               template: ContainerSpec | None, host_root: bool = False, nest_fd: int = -1) -> NoReturn:
     """Pid 1 of a *spare* container: set up what it can before its spec is known, then wait.
 
     The namespaces exist, loopback is up, /proc and /dev are mounted under ``stage``.  With
@@ -420,10 +282,11 @@ def spare_main(stage: str, work: socket.socket, scratch: str, cid: str,
                 nested = True
     except BaseException as exc:
         problem = exc
-    message, fds = protocol.recv(work)
+    received, fds = protocol.recv(work)
     work.close()
-    if message is None or len(fds) < 2:
+    if received is None or len(fds) < 2:
         os._exit(0)
+    message = cast(Handover, received)  # the zygote's own words
     ctl, reply = socket.socket(fileno=fds[1]), socket.socket(fileno=fds[0])
     spec = message["spec"]
     if problem is None and prepared is not None and message.get("key") != prepared:
@@ -458,11 +321,10 @@ def _lock_mounts(nest_fd: int) -> None:
 
 def _report(reply: socket.socket, exc: BaseException, cid: str, scratch: str) -> None:
     with contextlib.suppress(OSError):
-        protocol.send(reply, {"ok": False, "error": str(exc), "errno": getattr(exc, "errno", 0) or 0,
-                              "type": type(exc).__name__, "id": cid, "scratch": scratch})
+        protocol.send(reply, protocol.error_reply(exc, cid=cid, scratch=scratch))
 
 
-def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socket, scratch: str, cid: str,
+def container_main(spec: ContainerSpec, ctl: socket.socket, reply: socket.socket, scratch: str, cid: str,
                    staged: str | None = None, prepared: bool = False, host_root: bool = False,
                    nest_fd: int = -1, nested: bool = False) -> NoReturn:
     """Run as pid 1 of a new container (``prepared``: its root is entered already); never returns.
@@ -510,7 +372,8 @@ def container_main(spec: dict[str, Any], ctl: socket.socket, reply: socket.socke
         os.dup2(null, 2)
         os.close(null)
         init = _Init(ctl)
-        protocol.send(reply, {"ok": True, "id": cid, "scratch": scratch})
+        started: StartedReply = {"ok": True, "id": cid, "scratch": scratch}
+        protocol.send(reply, started)
         reply.close()
         init.serve()
         code = init.exit_code

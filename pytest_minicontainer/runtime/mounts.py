@@ -12,7 +12,8 @@ where its writable layer lives: ``lowers`` (the image's layer directories, botto
 ``binds`` (``{"source", "target", "readonly"}``), ``resolv`` (``"slirp"`` for a resolver
 file of its own), ``hostname`` and ``network``.  The writable layer, overlayfs's work
 directories and the mount point are made inside the scratch directory the runtime gives the
-container, so that a spare container can prepare all of it before the spec arrives.
+container, so that a spare container can prepare all of it before the spec arrives.  The
+spec's type is :class:`.messages.ContainerSpec`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import functools
 import json
 import os
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from .. import _sys
 from ..rootpath import resolve_in_root
+from .messages import ContainerSpec
 
 __all__ = [
     "HOSTS",
@@ -127,7 +129,7 @@ def _inside(root: str, path: str) -> str:
     return os.path.join(root, *parts)
 
 
-def build_plan(spec: dict[str, Any], scratch: str) -> list[Op]:
+def build_plan(spec: ContainerSpec, scratch: str) -> list[Op]:
     """Turn a container spec (see the module's docstring) into mount operations.
 
     Targets other than the root are container paths: they are resolved inside the new root
@@ -155,7 +157,7 @@ def build_plan(spec: dict[str, Any], scratch: str) -> list[Op]:
     return plan
 
 
-def layout(spec: dict[str, Any]) -> tuple[str, ...]:
+def layout(spec: ContainerSpec) -> tuple[str, ...]:
     """The directories (relative to the scratch dir, parents first) that ``spec``'s plan makes."""
     dirs = ["upper", "work", "merged"]
     for n, ov in enumerate(spec.get("overlays", ())):
@@ -165,12 +167,12 @@ def layout(spec: dict[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(dirs))
 
 
-def layers_key(spec: dict[str, Any]) -> str:
+def layers_key(spec: ContainerSpec) -> str:
     """What a writable layer depends on beyond its own content: the layers below it."""
     return json.dumps([spec["lowers"], spec.get("overlays", [])], separators=(",", ":"))
 
 
-def template_key(spec: dict[str, Any]) -> str | None:
+def template_key(spec: ContainerSpec) -> str | None:
     """What a spare container may prepare ahead of ``spec``: None if it must not.
 
     Two specs with the same key make the same mounts (hostname and main command aside), so

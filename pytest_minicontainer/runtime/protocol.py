@@ -13,10 +13,13 @@ import errno
 import json
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["MAX_MESSAGE", "call", "recv", "reply_pair", "send"]
+from ..errors import ContainerError
+from .messages import ErrorReply
+
+__all__ = ["MAX_MESSAGE", "call", "error_reply", "raise_for", "recv", "reply_pair", "send"]
 
 MAX_MESSAGE = 1 << 20
 _MAX_FDS = 16
@@ -31,7 +34,7 @@ _MAX_MEMFD = 1 << 30
 _MEMFD_KEY = "$memfd"
 
 
-def send(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
+def send(sock: socket.socket, message: Mapping[str, object], fds: Sequence[int] = ()) -> None:
     """Send one message (and ``fds``) as a single datagram, or its body in a memfd when large."""
     data = json.dumps(message, separators=(",", ":")).encode()
     if len(data) > _INLINE:
@@ -65,7 +68,11 @@ def _from_memfd(size: object, fds: list[int]) -> dict[str, Any]:
 
 
 def recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
-    """Receive one message; ``(None, [])`` at end of file."""
+    """Receive one message; ``(None, [])`` at end of file.
+
+    Typed loosely on purpose: what arrives is whatever JSON the peer sent, checked as far as
+    its reader indexes it (see :mod:`.messages` for the shapes).
+    """
     # MSG_CMSG_CLOEXEC: a received descriptor must never leak into a process pid 1 execs: a
     # command would hold pid 1's request sockets (and could answer the library in its place)
     # or a pipe end that keeps a reader waiting for EOF.  socket.recv_fds ignores its flags
@@ -93,7 +100,7 @@ def reply_pair() -> tuple[socket.socket, socket.socket]:
 
 
 def call(
-    sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = (), timeout: float | None = None
+    sock: socket.socket, message: Mapping[str, object], fds: Sequence[int] = (), timeout: float | None = None
 ) -> tuple[dict[str, Any] | None, list[int], socket.socket]:
     """Send a request with a reply socket; return the first answer and the reply socket.
 
@@ -117,3 +124,53 @@ def call(
         raise
     mine.settimeout(None)
     return answer, got, mine
+
+
+def error_reply(problem: BaseException | str, context: str = "", *, strerror: bool = False, err: int | None = None,
+                step: str | None = None, cid: str | None = None, scratch: str | None = None) -> ErrorReply:
+    """The one shape of a failure's answer, decoded by :func:`raise_for` (or ``hostcheck``).
+
+    ``context`` (the request's op) prefixes the exception's type for a failure nobody
+    expected, so that a bug's report says where it happened; an expected one (an OSError, a
+    malformed request) travels as its own text.  ``strerror``: an OSError's text without errno
+    and path too, for callers that name their own path.  ``step``, ``cid`` and ``scratch``:
+    where a container's start failed, and what is left of it to clean up.
+    """
+    if isinstance(problem, str):
+        reply: ErrorReply = {"ok": False, "error": problem, "errno": err or 0}
+    else:
+        text = f"{context}: {type(problem).__name__}: {problem}" if context else str(problem)
+        code = getattr(problem, "errno", 0) if err is None else err
+        reply = {"ok": False, "error": text, "errno": code if isinstance(code, int) else 0,
+                 "type": type(problem).__name__}
+        if strerror and isinstance(problem, OSError):
+            reply["strerror"] = problem.strerror or ""
+    if step is not None:
+        reply["step"] = step
+    if cid is not None:
+        reply["id"] = cid
+    if scratch is not None:
+        reply["scratch"] = scratch
+    return reply
+
+
+def raise_for(answer: Mapping[str, Any] | None, gone: str, context: str = "", *,
+              oserror: bool = True) -> Mapping[str, Any]:
+    """``answer`` if it says ok; else raise what it reports.
+
+    None (the peer closed the reply socket without a word: it died) raises
+    ``ContainerError(gone)``.  A failure carrying an errno raises ``OSError(errno, text)``, as
+    if the call had been local (with ``oserror`` False it is the caller's own failure, a
+    ContainerError like the rest); anything else raises ``ContainerError(context + text)``.
+    (A failed start of the zygote or of a container is explained by ``hostcheck`` instead,
+    which knows what the host refuses and how to fix it.)
+    """
+    if answer is None:
+        raise ContainerError(gone)
+    if answer.get("ok"):
+        return answer
+    text = str(answer.get("error") or "unknown error")
+    code = answer.get("errno") or 0
+    if oserror and isinstance(code, int) and code:
+        raise OSError(code, str(answer.get("strerror") or text))
+    raise ContainerError(context + text)

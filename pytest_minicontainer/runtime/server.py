@@ -3,6 +3,11 @@
 Both are single-threaded servers of one control socket that must also notice their children
 exiting: SIGCHLD writes to a pipe (``signal.set_wakeup_fd``) that ``select`` watches next to
 the socket, so neither ever blocks in ``waitpid`` while a request waits.
+
+Each request names its ``op``; the server's :attr:`Server.ops` table maps it to a method (one
+method per verb, as crun has one file per verb).  Whatever a handler raises is answered as an
+error on the request's reply socket (:func:`.protocol.error_reply`) and the loop goes on: one
+bad request must never end the zygote, on which every container of the Engine depends.
 """
 
 from __future__ import annotations
@@ -12,15 +17,83 @@ import os
 import select
 import signal
 import socket
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 from . import protocol
+from .messages import OkReply
 
-__all__ = ["Server"]
+__all__ = ["OK", "Exchange", "Server", "children"]
+
+OK: OkReply = {"ok": True}
+
+
+class Exchange:
+    """One request's reply socket and the descriptors that came with it.
+
+    The server closes both once the handler returns, unless the handler :meth:`keep`\\s the
+    reply to answer later (an exec's exit status, a destroy that waits for pid 1's end).
+    Descriptors a handler needs beyond its return it must duplicate (or hand over by
+    sending them, which duplicates them too).
+    """
+
+    __slots__ = ("fds", "kept", "reply")
+
+    def __init__(self, reply: socket.socket, fds: list[int]) -> None:
+        self.reply = reply
+        self.fds = fds
+        self.kept = False
+
+    def answer(self, message: Mapping[str, object] = OK, fds: Sequence[int] = ()) -> None:
+        protocol.send(self.reply, message, fds)
+
+    def keep(self) -> socket.socket:
+        """Take over the reply socket: the handler (or what it stored it in) closes it."""
+        self.kept = True
+        return self.reply
+
+    def close(self) -> None:
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fds = []
+        if not self.kept:
+            self.reply.close()
+
+
+#: A handler: the server, the request (arbitrary JSON until the handler reads it), its
+#: exchange; True ends the loop.
+Handler = Callable[[Any, Any, Exchange], bool]
+
+
+def children(block: bool = False) -> Iterator[tuple[int, int]]:
+    """(pid, status) of every child that has exited; with ``block``, wait until none is left.
+
+    The one reap loop of the runtime: a server reaps what SIGCHLD announced, and waits for
+    all of its children when it shuts down.
+    """
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
+        if pid == 0:
+            return
+        yield pid, status
 
 
 class Server:
-    """Serve ``ctl`` until it closes or :meth:`handle` says stop; subclasses fill in the hooks."""
+    """Serve ``ctl`` until it closes or a handler says stop; subclasses fill in the hooks."""
+
+    #: op -> handler; an op not listed is answered with an error naming it.
+    ops: ClassVar[Mapping[str, Handler]] = {}
+    #: Failures a handler may meet in normal use, answered with their own text; anything
+    #: else is a bug, answered with the op and the exception's type too.
+    expected: ClassVar[tuple[type[BaseException], ...]] = (OSError,)
+    #: Whether an OSError's answer carries its strerror (see ``protocol.error_reply``).
+    strerror: ClassVar[bool] = False
 
     def __init__(self, ctl: socket.socket) -> None:
         self.ctl = ctl
@@ -54,13 +127,39 @@ class Server:
                 if self.handle(message, fds):
                     return
 
-    # -- hooks ------------------------------------------------------------------------------
     def handle(self, message: dict[str, Any], fds: list[int]) -> bool:
-        """Answer one request; True ends the loop."""
-        raise NotImplementedError
+        """Answer one request (``fds[0]`` is its reply socket); True ends the loop."""
+        try:
+            reply = socket.socket(fileno=fds[0])
+        except (IndexError, OSError):  # nowhere to answer: a confused peer, not a reason to stop
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            return False
+        exchange = Exchange(reply, fds[1:])
+        op = message.get("op")
+        try:
+            handler = self.ops.get(op) if isinstance(op, str) else None
+            if handler is None:
+                exchange.answer(protocol.error_reply(f"unknown request {op!r}"))
+                return False
+            return handler(self, message, exchange)
+        except Exception as exc:
+            with contextlib.suppress(OSError):
+                exchange.answer(protocol.error_reply(exc, "" if isinstance(exc, self.expected) else str(op),
+                                                     strerror=self.strerror))
+            return False
+        finally:
+            exchange.close()
 
     def reap(self) -> None:
         """Collect exited children (SIGCHLD arrived)."""
+        for pid, status in children():
+            self.exited(pid, status)
+
+    # -- hooks ------------------------------------------------------------------------------
+    def exited(self, pid: int, status: int) -> None:
+        """Child ``pid`` has ended with ``status`` (as ``waitpid`` tells it)."""
 
     def shutdown(self) -> None:
         """The control socket closed."""
