@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .. import Mount
 from ..errors import ComposeError, ExecTimeout, MiniContainerError
 from ..wait import healthcheck
-from ._model import Project, Service
+from ._model import Dependency, Project, Service
 
 if TYPE_CHECKING:
     from .. import Container, Engine, Image, Network
@@ -81,18 +81,31 @@ class Stack:
         Returns once every service has started, every ``depends_on`` condition held and every
         service with a healthcheck is healthy (as ``docker compose up --wait``); anything that
         fails removes what was started and raises ComposeError naming the service.
-        ``timeout`` bounds each wait.
+        ``timeout`` bounds each wait.  The same as ``start(services).wait(timeout)``.
         """
-        planned = self.project.plan(services)
+        return self.start(services).wait(timeout)
+
+    def start(self, services: Iterable[str] | None = None) -> RunningStack:
+        """Start, in order, the services that need not wait for anything; :meth:`RunningStack.wait`
+        starts the rest and waits until the stack is ready.
+
+        The split lets a caller begin a stack's start-up and do something else while its
+        services boot (the plugin starts the next test's stack while the current test runs):
+        the services that ``depends_on`` another's health or completion are held back (and
+        what depends on them), since starting them would mean waiting here.  A failure removes
+        what was started.
+        """
         running = RunningStack(self, next(_stacks))
+        running._pending = list(self.project.plan(services))
+        running._planned = [s.name for s in running._pending]
         try:
-            for service in planned:
-                for dep in service.depends_on:
-                    running._await(dep.service, dep.condition, service.name, dep.required, timeout)
+            for service in list(running._pending):
+                if any(running._held(d) for d in service.depends_on):
+                    continue
+                running._pending.remove(service)
+                for dep in service.depends_on:  # started, or not in the stack: no waiting
+                    running._await(dep.service, dep.condition, service.name, dep.required, 0)
                 running._start(service)
-            for service in planned:  # as `docker compose up --wait`: a test starts on a ready stack
-                if running[service.name].image.config.healthcheck is not None:
-                    running._healthy(service.name, None, timeout)
         except BaseException:
             running.down()
             raise
@@ -113,6 +126,9 @@ class RunningStack(Mapping[str, "Container"]):
         self._volumes: str | None = None
         self._down = False
         self._passed: set[str] = set()  # services whose healthcheck passed
+        self._pending: list[Service] = []  # planned, not started yet (Stack.start held them back)
+        self._planned: list[str] = []  # every planned service, in start order
+        self._ready = False
 
     def __repr__(self) -> str:
         return f"<RunningStack {self.label}: {', '.join(self.containers)}>"
@@ -135,6 +151,30 @@ class RunningStack(Mapping[str, "Container"]):
 
     def __exit__(self, *_exc: object) -> None:
         self.down()
+
+    def wait(self, timeout: float = DEPENDENCY_TIMEOUT) -> RunningStack:
+        """Start the services :meth:`Stack.start` held back, each once what it depends on holds,
+        then wait until every service with a healthcheck is healthy; returns this stack.
+
+        ``timeout`` bounds each wait; a failure removes the whole stack and raises ComposeError
+        naming the service.  Waiting twice does nothing more.
+        """
+        if self._ready:
+            return self
+        try:
+            while self._pending:
+                service = self._pending.pop(0)
+                for dep in service.depends_on:
+                    self._await(dep.service, dep.condition, service.name, dep.required, timeout)
+                self._start(service)
+            for name in self._planned:  # as `docker compose up --wait`: a test starts on a ready stack
+                if self[name].image.config.healthcheck is not None:
+                    self._healthy(name, None, timeout)
+        except BaseException:
+            self.down()
+            raise
+        self._ready = True
+        return self
 
     def commit(self) -> Stack:
         """Stop every service (dependents first) and save each one's files as a new image: a
@@ -280,6 +320,14 @@ class RunningStack(Mapping[str, "Container"]):
             raise ComposeError(f"waited for {name!r} to be healthy: {exc}",
                                **self._where(dependent, "depends_on")) from exc
         self._passed.add(name)
+
+    def _held(self, dep: Dependency) -> bool:
+        """Whether ``dep`` holds its dependent back in :meth:`Stack.start`: its service is not
+        started yet, or must become healthy or end first (waits are :meth:`wait`'s)."""
+        if any(s.name == dep.service for s in self._pending):
+            return True
+        return (dep.condition != "service_started" and dep.service in self.containers
+                and dep.service not in self._passed)
 
     def _await(self, name: str, condition: str, dependent: str, required: bool, timeout: float) -> None:
         """Hold ``dependent``'s start until ``name`` meets ``condition``."""

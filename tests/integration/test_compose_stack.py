@@ -110,6 +110,28 @@ def test_every_up_is_a_stack_of_its_own(engine: Engine, busybox_rootfs: Path, tm
         assert one["db"].exec("nc -w 2 db 5432 </dev/null", timeout=30).stdout.strip() == "db says hi"
 
 
+def test_start_holds_back_only_what_waits_and_wait_finishes(engine: Engine, busybox_rootfs: Path,
+                                                            tmp_path: Path) -> None:
+    """stack.start() starts what need not wait (db, migrate) without waiting for anything;
+    wait() starts app once db is healthy and worker once migrate ended, as up() does."""
+    root = write_project(tmp_path / "shop")
+    stack = engine.compose(root, env={"ROOTFS": str(busybox_rootfs)})
+    stack.image(stack.project["app"])  # built beforehand: start() never builds while holding back
+    running = stack.start()
+    try:
+        assert set(running) == {"db", "migrate"}  # app waits for db's health, worker for migrate
+        assert running.wait() is running
+        assert set(running) == {"db", "migrate", "app", "worker"}
+        assert running["migrate"].exit_status == 0
+        assert running["app"].exec("nc -w 2 db 5432 </dev/null", timeout=30).stdout.strip() == "db says hello"
+        assert running.wait() is running  # once ready, waiting again does nothing
+        assert set(running) == {"db", "migrate", "app", "worker"}
+    finally:
+        running.down()
+    assert not any(c in engine.containers for c in running.values())
+    stack.engine.remove(stack.image(stack.project["app"]))
+
+
 @pytest.mark.parametrize(("compose", "message"), [
     ("services:\n  a:\n    image: 'rootfs:${ROOTFS}'\n    command: [sleep, '60']\n"
      "  b:\n    image: 'rootfs:${ROOTFS}'\n    depends_on:\n      a: {condition: service_healthy}\n",
