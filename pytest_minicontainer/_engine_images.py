@@ -72,8 +72,7 @@ class ImageVerbs:
 
             image = host_image(self.store)
         else:
-            from .images import resolve
-            from .images import parse_reference
+            from .images import parse_reference, resolve
 
             if parse_reference(ref).transport in ("store", "docker"):
                 image = self._named(ref, pull or "missing", platform, lines_for(progress))

@@ -10,7 +10,10 @@ took.  The readiness wait still happens in the test's own setup, usually at once
 Only what is the same whenever it is made is started ahead: the ``container`` fixture of a
 test whose ``container_image`` is the plugin's own (the marker's image, a parametrized one or
 the ini default), without bind mounts (their sources may change meanwhile) and not on a
-test's own named network.  ``container_factory`` calls are not predicted (their arguments are
+test's own named network; and the ``compose`` fixture's stack of a ``compose`` marker, once
+the session made its images (an earlier test used that file): ``Stack.start`` starts the
+services that need not wait, the test's ``RunningStack.wait`` the rest (what waits for a
+dependency's health) and the health waits.  ``container_factory`` calls are not predicted (their arguments are
 values computed in the test).  A container started ahead belongs to nobody until its test
 takes it: ``Engine.containers`` does not list it, and one not taken (the next test was
 skipped, failed in setup, or asked for something else) is removed at that test's teardown.
@@ -37,12 +40,13 @@ from .options import NETWORKS, RunOptions
 if TYPE_CHECKING:
     import pytest
 
+    from .compose import RunningStack, Stack
     from .container import Container
     from .engine import Engine
     from .image import Image
-    from .markers import ContainerSpec
+    from .markers import ComposeSpec, ContainerSpec
 
-__all__ = ["MIN_AVAILABLE", "Ahead", "Prepared", "memory_available", "spec_key"]
+__all__ = ["MIN_AVAILABLE", "Ahead", "Prepared", "PreparedStack", "memory_available", "spec_key"]
 
 MIN_AVAILABLE = 512 << 20
 
@@ -68,6 +72,15 @@ class Prepared:
     started: float  # time.monotonic() when it was started
 
 
+@dataclass
+class PreparedStack:
+    """A compose stack started (``Stack.start``, not waited for) for a test that has not begun."""
+
+    key: ComposeSpec
+    stack: RunningStack
+    started: float
+
+
 def spec_key(image: str | Image, options: RunOptions | Mapping[str, Any]) -> str:
     """What two starts must agree on for one to stand for the other (``options``: the run's
     keywords; a RunOptions' image is ``image``)."""
@@ -82,16 +95,20 @@ class Ahead:
     def __init__(self, depth: int) -> None:
         self.depth = depth  # 0: off; 1: the next test's container
         self._prepared: dict[str, Prepared] = {}  # by the nodeid of the test it is for
+        self._stacks: dict[str, PreparedStack] = {}  # likewise, compose stacks
+
+    @staticmethod
+    def _room() -> bool:
+        """Whether there is memory to start something ahead (see the module's docstring)."""
+        available = memory_available()
+        return available is None or available >= MIN_AVAILABLE
 
     def start(self, nodeid: str, engine: Engine, image: str | Image, options: RunOptions | Mapping[str, Any]) -> None:
         """Start ``image`` with ``options`` (a RunOptions, or ``Engine.run``'s keywords) for the
         test ``nodeid``; a failure leaves it to the test (hooks see the same options as when the
         test starts it itself)."""
-        if self.depth <= 0 or nodeid in self._prepared:
-            return
-        available = memory_available()
-        if available is not None and available < MIN_AVAILABLE:
-            return  # memory is short: the test starts its container itself, as without look-ahead
+        if self.depth <= 0 or nodeid in self._prepared or not self._room():
+            return  # (memory is short: the test starts its container itself, as without look-ahead)
         from .errors import MiniContainerError
 
         started = time.monotonic()
@@ -104,6 +121,32 @@ class Ahead:
             return  # the test will start it itself and report what goes wrong
         engine.reserve(container)
         self._prepared[nodeid] = Prepared(spec_key(image, options), container, started)
+
+    def start_stack(self, nodeid: str, engine: Engine, stack: Stack, key: ComposeSpec) -> None:
+        """``stack.start(key.services)`` for the test ``nodeid``, if the stack's images are made
+        (a build or pull here would hold up the running test); a failure leaves it to the test."""
+        if self.depth <= 0 or nodeid in self._stacks or not self._room() or not stack.resolved(key.services):
+            return
+        from .errors import MiniContainerError
+
+        started = time.monotonic()
+        try:
+            running = stack.start(key.services)
+        except (MiniContainerError, OSError, ValueError):
+            return
+        for container in running.values():
+            engine.reserve(container)
+        self._stacks[nodeid] = PreparedStack(key, running, started)
+
+    def take_stack(self, nodeid: str, key: ComposeSpec, engine: Engine) -> PreparedStack | None:
+        """The stack started for ``nodeid`` if it was started from the same marker."""
+        prepared = self._stacks.get(nodeid)
+        if prepared is None or prepared.key != key:
+            return None
+        del self._stacks[nodeid]
+        for container in prepared.stack.values():
+            engine.release(container)
+        return prepared
 
     def take(self, nodeid: str, key: str, engine: Engine) -> Prepared | None:
         """The container started for ``nodeid`` if it was started from the same spec."""
@@ -122,6 +165,9 @@ class Ahead:
             prepared = self._prepared.pop(nodeid)
             with contextlib.suppress(MiniContainerError, OSError):
                 prepared.container.remove()
+        for nodeid in [n for n in self._stacks if n != keep]:
+            with contextlib.suppress(MiniContainerError, OSError):
+                self._stacks.pop(nodeid).stack.down()
 
 
 def declared(item: pytest.Item, spec: ContainerSpec, default: str | Image) -> str | Image | None:

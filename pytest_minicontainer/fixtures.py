@@ -13,7 +13,6 @@ reports and ``keep``).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -22,7 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .markers import MARKER_KEYS, ContainerSpec, MarkerError, check_options, spec_from_markers
+from .markers import (
+    COMPOSE_SIGNATURE,
+    MARKER_KEYS,
+    ContainerSpec,
+    MarkerError,
+    check_options,
+    compose_spec,
+    spec_from_markers,
+)
 from .options import NETWORKS
 from .session import STATE_KEY, Session, Settings, anchored_reference, declared_image, ini_dir
 
@@ -274,26 +281,6 @@ def container(
     return container_factory.start(replace(spec, image=declared_image(container_image, request.config)), declared=True)
 
 
-COMPOSE_SIGNATURE = "compose(path, *, services=None, env=None, profiles=())"
-
-
-def _compose_options(marker: pytest.Mark) -> tuple[str, list[str] | None, dict[str, str] | None, tuple[str, ...]]:
-    """The ``compose`` marker's path and options, checked (a mistake fails the test's setup)."""
-    args, kwargs = list(marker.args), dict(marker.kwargs)
-    if len(args) > 1 or (args and "path" in kwargs) or not (args or "path" in kwargs):
-        raise TypeError(f"@pytest.mark.{COMPOSE_SIGNATURE}: give the compose file (or its directory) once")
-    path = args[0] if args else kwargs.pop("path")
-    unknown = sorted(set(kwargs) - {"path", "services", "env", "profiles"})
-    if unknown:
-        raise TypeError(f"@pytest.mark.{COMPOSE_SIGNATURE}: unexpected keyword argument(s) {', '.join(unknown)}")
-    services, env, profiles = kwargs.get("services"), kwargs.get("env"), kwargs.get("profiles") or ()
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"@pytest.mark.compose: the path must be a string or a path, not {path!r}")
-    if isinstance(services, str):
-        services = [services]
-    return os.fspath(path), None if services is None else list(services), env, tuple(profiles)
-
-
 @pytest.fixture
 def compose(request: pytest.FixtureRequest, minicontainer: Engine) -> Iterator[RunningStack]:
     """A fresh running stack of the test's ``@pytest.mark.compose(path, ...)``: ``compose["db"]``.
@@ -306,11 +293,17 @@ def compose(request: pytest.FixtureRequest, minicontainer: Engine) -> Iterator[R
     marker = request.node.get_closest_marker("compose")
     if marker is None:
         pytest.fail(f"the compose fixture needs @pytest.mark.{COMPOSE_SIGNATURE} on the test", pytrace=False)
-    path, services, env, profiles = _compose_options(marker)
-    if not os.path.isabs(path):
-        path = str(ini_dir(request.config) / path)
-    running = request.config.stash[STATE_KEY].stack(path, env, profiles).up(services)
+    spec = compose_spec(marker, ini_dir(request.config))
+    state = request.config.stash[STATE_KEY]
+    stack = state.stack(spec)
+    prepared = state.ahead.take_stack(request.node.nodeid, spec, minicontainer)
+    early: dict[str, float] = {}  # services started ahead: how long before the test
+    if prepared is not None:  # started while the previous test ran (--minicontainer-ahead)
+        early = dict.fromkeys(prepared.stack, (time.monotonic() - prepared.started) * 1000)
+        running = prepared.stack.wait()
+    else:
+        running = stack.up(None if spec.services is None else list(spec.services))
     tracked = request.node.stash.setdefault(CONTAINERS_KEY, [])
-    tracked += [Tracked(c, service=name) for name, c in running.items()]
+    tracked += [Tracked(c, service=name, ahead_ms=early.get(name)) for name, c in running.items()]
     yield running
     running.down()

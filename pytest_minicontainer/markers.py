@@ -13,21 +13,26 @@ test adds only ``env``.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from .image import Image
 from .options import NETWORKS, Mount, RunOptions, command_argv, parse_mount
 
 __all__ = [
+    "COMPOSE_SIGNATURE",
     "MARKER_KEYS",
     "MARKER_SIGNATURE",
+    "ComposeSpec",
     "ContainerSpec",
     "MarkerError",
     "MountSpec",
     "check_options",
+    "compose_spec",
     "iter_problems",
     "parse_marker",
     "spec_from_markers",
@@ -243,3 +248,37 @@ def iter_problems(markers: Iterable[_Marker]) -> Iterator[str]:
             parse_marker(marker)
         except MarkerError as exc:
             yield str(exc)
+
+
+COMPOSE_SIGNATURE = "compose(path, *, services=None, env=None, profiles=())"
+
+
+@dataclass(frozen=True)
+class ComposeSpec:
+    """What a test's ``compose`` marker asks for: the file (absolute) and its options."""
+
+    path: str
+    services: tuple[str, ...] | None
+    env: tuple[tuple[str, str], ...]  # sorted items: the spec is hashable and compares by value
+    profiles: tuple[str, ...]
+
+
+def compose_spec(marker: _Marker, base: Path) -> ComposeSpec:
+    """The ``compose`` marker's path (a relative one from ``base``, the ini file's directory)
+    and options, checked: a mistake is a TypeError that fails the test's setup."""
+    args, kwargs = list(marker.args), dict(marker.kwargs)
+    if len(args) > 1 or (args and "path" in kwargs) or not (args or "path" in kwargs):
+        raise TypeError(f"@pytest.mark.{COMPOSE_SIGNATURE}: give the compose file (or its directory) once")
+    path = args[0] if args else kwargs.pop("path")
+    unknown = sorted(set(kwargs) - {"path", "services", "env", "profiles"})
+    if unknown:
+        raise TypeError(f"@pytest.mark.{COMPOSE_SIGNATURE}: unexpected keyword argument(s) {', '.join(unknown)}")
+    services, env, profiles = kwargs.get("services"), kwargs.get("env"), kwargs.get("profiles") or ()
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"@pytest.mark.compose: the path must be a string or a path, not {path!r}")
+    if isinstance(services, str):
+        services = [services]
+    where = os.fspath(path)
+    return ComposeSpec(where if os.path.isabs(where) else str(base / where),
+                       None if services is None else tuple(services),
+                       tuple(sorted((env or {}).items())), tuple(profiles))

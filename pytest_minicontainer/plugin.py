@@ -20,14 +20,14 @@ from typing import Any
 import pytest
 
 from .ahead import Ahead
-from .fixtures import COMPOSE_SIGNATURE, CONTAINERS_KEY, REPORTS_KEY, Tracked, exit_status
+from .fixtures import CONTAINERS_KEY, REPORTS_KEY, Tracked, exit_status
 from .fixtures import compose as compose
 from .fixtures import container as container
 from .fixtures import container_factory as container_factory
 from .fixtures import container_image as container_image
 from .fixtures import minicontainer as minicontainer
 from .image import Image
-from .markers import MARKER_SIGNATURE, iter_problems
+from .markers import COMPOSE_SIGNATURE, MARKER_SIGNATURE, iter_problems
 from .paths import CACHE_FROM_ENV, CACHE_TO_ENV
 from .session import PLUGIN_NAME, STATE_KEY, Session, Settings, anchored_reference, ini_dir
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from .ahead import Ahead, declared
-from .markers import spec_from_markers
+from .markers import ComposeSpec, compose_spec, spec_from_markers
 from .options import RunOptions
 from .paths import default_store_path
 
@@ -132,13 +132,14 @@ class Session:
             self._engine = engine
         return self._engine
 
-    def stack(self, path: str, env: dict[str, str] | None, profiles: tuple[str, ...]) -> Stack:
-        """The session's Stack of a compose file (and its env and profiles): loaded and its
-        images made once, started per test."""
-        key = (path, tuple(sorted((env or {}).items())), profiles)
+    def stack(self, spec: ComposeSpec) -> Stack:
+        """The session's Stack of a compose marker's file (and its env and profiles): loaded and
+        its images made once, started per test."""
+        key = (spec.path, spec.env, spec.profiles)
         found = self._stacks.get(key)
         if found is None:
-            found = self._stacks[key] = self.engine().compose(path, env=env, profiles=profiles)
+            found = self._stacks[key] = self.engine().compose(spec.path, env=dict(spec.env) or None,
+                                                              profiles=spec.profiles)
         return found
 
     def describe(self) -> str:
@@ -175,15 +176,26 @@ class Session:
             engine.close()
 
     def start_ahead(self, item: pytest.Item) -> None:
-        """Start ``item``'s declared container now, if it has one and an engine runs already."""
-        if self.ahead.depth <= 0 or self._engine is None or "container" not in getattr(item, "fixturenames", ()):
+        """Start ``item``'s declared container and compose stack now, if it has them and an
+        engine runs already."""
+        if self.ahead.depth <= 0 or self._engine is None:
             return
-        spec = spec_from_markers(item.iter_markers("container"))
-        image = declared(item, spec, self.settings.image)
-        if image is None:
-            return
-        image = declared_image(image, self.config)
-        self.ahead.start(item.nodeid, self._engine, image, spec.run_options())
+        names = getattr(item, "fixturenames", ())
+        if "container" in names:
+            spec = spec_from_markers(item.iter_markers("container"))
+            image = declared(item, spec, self.settings.image)
+            if image is not None:
+                self.ahead.start(item.nodeid, self._engine, declared_image(image, self.config), spec.run_options())
+        marker = item.get_closest_marker("compose") if "compose" in names else None
+        if marker is not None:
+            try:
+                compose = compose_spec(marker, ini_dir(self.config))
+            except TypeError:
+                return  # the test's setup reports the mistake
+            # only a stack an earlier test loaded: loading and building are the test's own work
+            stack = self._stacks.get((compose.path, compose.env, compose.profiles))
+            if stack is not None:
+                self.ahead.start_stack(item.nodeid, self._engine, stack, compose)
 
     def _resolve_image(self, reference: str) -> Image | str | None:
         hook = self.config.hook.pytest_minicontainer_resolve_image

@@ -75,6 +75,11 @@ class Stack:
         self._images[service.name] = image
         return image
 
+    def resolved(self, services: Iterable[str] | None = None) -> bool:
+        """Whether the images of ``services`` (and what they depend on) are made already, so
+        that starting them builds and pulls nothing."""
+        return all(s.name in self._images for s in self.project.plan(services))
+
     def up(self, services: Iterable[str] | None = None, *, timeout: float = DEPENDENCY_TIMEOUT) -> RunningStack:
         """Start ``services`` (default: all enabled ones) and what they depend on, in order.
 
