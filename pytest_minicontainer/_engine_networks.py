@@ -15,12 +15,13 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import ContainerError, MiniContainerError
 from .networks import Network, check_alias, write_hosts
 from .options import NETWORKS
 from .runtime.client import Runtime, RuntimeContainer
+from .runtime.messages import ContainerSpec, JoinSpec
 from .runtime.mounts import HOSTS
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ class NetworkBook:
                 self.remove(net, closing=True)
 
     # -- members --------------------------------------------------------------------------------
-    def prepare(self, net: Network, spec: dict[str, Any], scratch: Path) -> Joining:
+    def prepare(self, net: Network, spec: ContainerSpec, scratch: Path) -> Joining:
         """An address and a hosts file for a container about to start on ``net``, in its ``spec``."""
         ip = net.allocate()
         spec["join"] = {"network": net.id, "address": f"{ip}/{net.subnet.prefixlen}"}
@@ -144,7 +145,7 @@ class NetworkBook:
         hosts_dir.mkdir(exist_ok=True)
         hosts = hosts_dir / f"{os.urandom(6).hex()}.hosts"
         write_hosts(hosts, [net])
-        spec["binds"].append({"source": str(hosts), "target": HOSTS, "readonly": True})
+        spec.setdefault("binds", []).append({"source": str(hosts), "target": HOSTS, "readonly": True})
         return Joining(net, ip, hosts)
 
     def abort(self, joining: Joining) -> None:
@@ -193,8 +194,8 @@ class NetworkBook:
         try:
             netns = member.handle.network_namespace()
             try:
-                join = {"network": net.id, "address": f"{ip}/{net.subnet.prefixlen}",
-                        "ifname": f"eth{len(member.nets)}"}
+                join: JoinSpec = {"network": net.id, "address": f"{ip}/{net.subnet.prefixlen}",
+                                  "ifname": f"eth{len(member.nets)}"}
                 self._runtime().connect_network(container.id, join, netns)
             finally:
                 os.close(netns)

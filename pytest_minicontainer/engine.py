@@ -34,6 +34,7 @@ from .paths import default_store_path
 from .progress import Lines, lines_for
 from .runtime import idmap as _idmap
 from .runtime.client import Runtime, RuntimeContainer
+from .runtime.messages import BindSpec, ContainerSpec, OverlaySpec
 from .runtime.mounts import RESOLV_CONF
 from .store import Store
 
@@ -383,15 +384,16 @@ class Engine(ImageVerbs):
             self._empty = path
         return str(self._empty)
 
-    def _spec(self, img: Image, mounts: Sequence[Mount], network: str, hostname: str | None) -> dict[str, Any]:
+    def _spec(self, img: Image, mounts: Sequence[Mount], network: str, hostname: str | None) -> ContainerSpec:
         """The runtime's description of the container (see ``runtime.mounts``)."""
-        overlays = []
+        overlays: list[OverlaySpec] = []
         for hdir in img.host_dirs:
             rel = hdir.lstrip("/")
             lowers = [hdir] + [os.path.join(layer, rel) for layer in img.layer_dirs
                                if os.path.isdir(os.path.join(layer, rel))]
             overlays.append({"target": hdir, "lowers": lowers})
-        binds = [{"source": os.path.abspath(m.source), "target": m.target, "readonly": m.readonly} for m in mounts]
+        binds: list[BindSpec] = [{"source": os.path.abspath(m.source), "target": m.target, "readonly": m.readonly}
+                                 for m in mounts]
         # Name resolution for networks that reach out, as Docker sets it up: ``host`` shares
         # the host's resolver configuration, ``slirp`` gets a file pointing at slirp4netns's
         # DNS forwarder; a private network has no resolver to point at.

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from ..errors import ContainerError, RuntimeUnavailable
 from . import hostcheck, idmap, protocol
@@ -119,7 +119,7 @@ class Runtime:
         return message
 
     # -- containers -------------------------------------------------------------------------
-    def create(self, spec: ContainerSpec | Mapping[str, Any]) -> RuntimeContainer:
+    def create(self, spec: ContainerSpec) -> RuntimeContainer:
         """Start a container described by ``spec`` (a ``messages.ContainerSpec``, see ``mounts``).
 
         The runtime picks the container's id and scratch directory (a spare container has
@@ -132,7 +132,7 @@ class Runtime:
             self._layers_checked = True
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            request: CreateRequest = {"op": "create", "spec": cast(ContainerSpec, spec)}
+            request: CreateRequest = {"op": "create", "spec": spec}
             answer, _fds, sock = protocol.call(self._ctl, request, [theirs.fileno()])
         except OSError as exc:
             mine.close()
@@ -207,10 +207,10 @@ class Runtime:
         request: NetworkRequest = {"op": "network", "id": nid}
         self._simple(request)
 
-    def connect_network(self, cid: str, join: JoinSpec | Mapping[str, str], netns: int) -> None:
+    def connect_network(self, cid: str, join: JoinSpec, netns: int) -> None:
         """Container ``cid`` (its network namespace open as ``netns``) joins one more network
         (``join``: network, address, ifname)."""
-        request: ConnectRequest = {"op": "connect", "id": cid, "join": cast(JoinSpec, join)}
+        request: ConnectRequest = {"op": "connect", "id": cid, "join": join}
         self._simple(request, [netns])
 
     def remove_network(self, nid: str) -> None:
