@@ -431,7 +431,7 @@ def pytest_runtest_logreport(report):
 @benchmark
 def bench_ahead(work: Path, n: int) -> None:
     """How long a test waits for a ready seeded postgres (official-style image, Debian's
-    postgresql), with the next test's container started ahead and without."""
+    postgresql), with the next test's container started ahead (depth 1 and 2) and without."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     try:
         from tests.debian import debian_rootfs
@@ -456,7 +456,8 @@ def bench_ahead(work: Path, n: int) -> None:
     (work / "conftest.py").write_text(AHEAD_CONFTEST)
     for work_s in (0.15, 0.0):
         (work / "test_ahead.py").write_text(AHEAD_SUITE.format(count=20, image="bench/postgres:seeded", work=work_s))
-        for label, extra in (("ahead", ()), ("not ahead", ("--minicontainer-ahead=0",))):
+        for label, extra in (("ahead", ()), ("ahead 2", ("--minicontainer-ahead=2",)),
+                             ("not ahead", ("--minicontainer-ahead=0",))):
             times = work / "times.jsonl"
             times.unlink(missing_ok=True)
             argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--minicontainer-store={store}",

@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +93,7 @@ class Ahead:
     """The containers started ahead in this process (one pytest session or xdist worker)."""
 
     def __init__(self, depth: int) -> None:
-        self.depth = depth  # 0: off; 1: the next test's container
+        self.depth = depth  # 0: off; N: the next N tests' containers
         self._prepared: dict[str, Prepared] = {}  # by the nodeid of the test it is for
         self._stacks: dict[str, PreparedStack] = {}  # likewise, compose stacks
 
@@ -157,15 +157,15 @@ class Ahead:
         engine.release(prepared.container)
         return prepared
 
-    def drop(self, keep: str | None = None) -> None:
-        """Remove every container started ahead but the one for ``keep`` (a nodeid)."""
+    def drop(self, keep: Collection[str] = ()) -> None:
+        """Remove every container and stack started ahead but those for the tests ``keep`` (nodeids)."""
         from .errors import MiniContainerError
 
-        for nodeid in [n for n in self._prepared if n != keep]:
+        for nodeid in [n for n in self._prepared if n not in keep]:
             prepared = self._prepared.pop(nodeid)
             with contextlib.suppress(MiniContainerError, OSError):
                 prepared.container.remove()
-        for nodeid in [n for n in self._stacks if n != keep]:
+        for nodeid in [n for n in self._stacks if n not in keep]:
             with contextlib.suppress(MiniContainerError, OSError):
                 self._stacks.pop(nodeid).stack.down()
 

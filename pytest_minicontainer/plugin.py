@@ -32,6 +32,9 @@ from .paths import CACHE_FROM_ENV, CACHE_TO_ENV
 from .session import PLUGIN_NAME, STATE_KEY, Session, Settings, anchored_reference, ini_dir
 
 PULL = ("missing", "always", "never")
+#: The deepest look-ahead: more containers starting at once than that only compete with the
+#: running test for the CPU (see the README's benchmark of the look-ahead's depth).
+MAX_AHEAD = 4
 KEEP = ("never", "failed", "always")
 UNAVAILABLE = ("error", "skip")
 #: How many log lines and changed paths a failure report shows per container.
@@ -58,9 +61,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("unavailable", "what tests that need containers do on a host that cannot run them",
         "error", UNAVAILABLE)
     group.addoption("--minicontainer-ahead", dest="minicontainer_ahead", default=None, metavar="N",
-                    help="start the next test's declared container while the current test runs: 1 (the "
-                    "default) or 0 (off); ini minicontainer_ahead")
-    parser.addini("minicontainer_ahead", "start the next test's declared container ahead: 1 (default) or 0",
+                    help="start the next N tests' declared containers while the current test runs: 1 (the "
+                    f"default) to {MAX_AHEAD}, or 0 (off); without xdist only (a worker knows only its next "
+                    "test); ini minicontainer_ahead")
+    parser.addini("minicontainer_ahead", f"start the next N tests' declared containers ahead: 1 (default) to "
+                  f"{MAX_AHEAD}, or 0",
                   default="1")
     parser.addini("minicontainer_image", "default image of the `container` fixture (default host)",
                   default="host")
@@ -150,15 +155,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _ahead(config: pytest.Config) -> int:
-    """``--minicontainer-ahead`` / ini ``minicontainer_ahead``: how many tests ahead (0 or 1)."""
+    """``--minicontainer-ahead`` / ini ``minicontainer_ahead``: how many tests ahead (0 to MAX_AHEAD)."""
     value = config.getoption("minicontainer_ahead") or config.getini("minicontainer_ahead") or "1"
     try:
         depth = int(str(value))
     except ValueError:
         depth = -1
-    if depth not in (0, 1):
-        raise pytest.UsageError(f"minicontainer_ahead = {value!r}: give 1 (start the next test's container ahead)"
-                                " or 0 (off); deeper look-ahead is not supported")
+    if not 0 <= depth <= MAX_AHEAD:
+        raise pytest.UsageError(f"minicontainer_ahead = {value!r}: give how many tests ahead to start containers"
+                                f" for, 1 (the next test, the default) to {MAX_AHEAD}, or 0 (off)")
     return depth
 
 

@@ -84,6 +84,7 @@ class Session:
     _stacks: dict[tuple[Any, ...], Stack] = field(default_factory=dict, init=False)
     ahead: Ahead = field(default_factory=lambda: Ahead(0), init=False)  # set from the option at configure
     next_item: pytest.Item | None = field(default=None, init=False)  # the test after the running one
+    _order: dict[int, int] | None = field(default=None, init=False)  # id(item) -> its place in session.items
 
     def _announce(self, line: str) -> None:
         """An image the session pulled or built, as a line of pytest's terminal (none with -q).
@@ -224,22 +225,42 @@ class Session:
         finally:
             self.next_item = None
 
+    def upcoming(self, nextitem: pytest.Item | None) -> list[pytest.Item]:
+        """The tests the look-ahead starts for: ``nextitem`` and, with a depth above 1, those
+        after it in the session's order.
+
+        pytest names only the next test; without xdist the rest of the run order is the
+        session's item list.  An xdist worker gets its tests from the controller as it goes,
+        so there only ``nextitem`` is known: the depth is 1 under ``-n``.
+        """
+        if nextitem is None or self.ahead.depth <= 0:
+            return []
+        if self.ahead.depth == 1 or hasattr(self.config, "workerinput"):
+            return [nextitem]
+        items: list[pytest.Item] = nextitem.session.items
+        if self._order is None or len(self._order) != len(items):
+            self._order = {id(it): i for i, it in enumerate(items)}
+        at = self._order.get(id(nextitem))
+        if at is None or items[at] is not nextitem:
+            return [nextitem]
+        return items[at:at + self.ahead.depth]
+
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
-        """While this test runs, the next one's declared container starts (``ahead``)."""
-        if self.next_item is not None:
-            self.start_ahead(self.next_item)
+        """While this test runs, the next ones' declared containers start (``ahead``)."""
+        for upcoming in self.upcoming(self.next_item):
+            self.start_ahead(upcoming)
         return (yield)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(self, item: pytest.Item,
                                 nextitem: pytest.Item | None) -> Generator[None, object, object]:
         """A container started ahead for a test that did not take it (skipped, failed in setup,
-        asked for something else) goes with that test; the next test's stays."""
+        asked for something else) goes with that test; the coming tests' stay."""
         try:
             return (yield)
         finally:
-            self.ahead.drop(keep=nextitem.nodeid if nextitem is not None else None)
+            self.ahead.drop(keep={it.nodeid for it in self.upcoming(nextitem)})
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.close()  # normally the session fixture did; this covers interrupted runs

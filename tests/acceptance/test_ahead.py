@@ -117,9 +117,58 @@ def test_more_{n}(container):
     _suite(pytester, busybox_rootfs, extra)
     monkeypatch.setenv("AHEAD_LOG", str(tmp_path / "ahead.log"))
     crun("-n", "2").assert_outcomes(passed=8)
-    bad = run("--minicontainer-ahead=3")
+    bad = run("--minicontainer-ahead=9")
     assert bad.ret != 0
-    assert "minicontainer_ahead = '3': give 1" in bad.stderr.str()
+    assert "minicontainer_ahead = '9': give how many tests ahead" in bad.stderr.str()
+
+
+DEEPER = """
+import os
+import time
+
+import pytest
+
+STARTED = "cut -d' ' -f1 /proc/uptime; exec sleep 1000"
+
+
+def uptime():
+    with open("/proc/uptime") as f:
+        return float(f.read().split()[0])
+
+
+@pytest.mark.container("rootfs:{rootfs}", command=STARTED)
+@pytest.mark.parametrize("n", range(4))
+def test_step(container, n):
+    began = uptime()
+    container.wait_for_log(r"^\\d")
+    with open(os.environ["AHEAD_LOG"], "a") as f:
+        f.write(f"{{n}} {{began - float(container.logs().split()[0]):.3f}}\\n")
+    time.sleep(0.4)
+"""
+
+
+def test_a_deeper_look_ahead_starts_the_tests_after_the_next(crun: RunPytest, pytester: pytest.Pytester,
+                                                             busybox_rootfs: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """--minicontainer-ahead=2: while test 0 runs, tests 1 and 2 start theirs; so test 2's
+    container was up for about two tests' time when it began (one with the default depth)."""
+    pytester.makepyfile(test_deeper=DEEPER.format(rootfs=busybox_rootfs))
+    log = tmp_path / "ahead.log"
+    monkeypatch.setenv("AHEAD_LOG", str(log))
+
+    def early() -> dict[int, float]:
+        rows = dict(line.split() for line in log.read_text().splitlines())
+        log.unlink()
+        return {int(n): float(seconds) for n, seconds in rows.items()}
+
+    crun("-p", "no:randomly", "--minicontainer-ahead=2").assert_outcomes(passed=4)
+    deep = early()
+    assert deep[2] > 0.6 and deep[3] > 0.6, deep  # started during the test two before
+    crun("-p", "no:randomly").assert_outcomes(passed=4)
+    default = early()
+    # during the test just before: up for one test's time (0.4 s), one less than with depth 2
+    assert default[2] > 0.3 and default[3] > 0.3, default
+    assert deep[2] - default[2] > 0.2 and deep[3] - default[3] > 0.2, (deep, default)
 
 
 PREPARED = """

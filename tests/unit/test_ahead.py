@@ -54,7 +54,7 @@ def test_taken_only_by_its_test_with_the_same_spec_and_dropped_otherwise(monkeyp
     assert got is not None and got.container is made[0] and engine.reserved == set()
     a.start("t::three", engine, "img", {})  # type: ignore[arg-type]
     a.start("t::four", engine, "img", {})  # type: ignore[arg-type]
-    a.drop(keep="t::four")
+    a.drop(keep={"t::four"})
     assert [c.removed for c in made] == [False, True, False]
     a.drop()
     assert made[2].removed
