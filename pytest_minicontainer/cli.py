@@ -333,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_store_commands(sub)
-    from .build import add_build_command
+    from .cli_build import add_build_command
     from .cli_compose import add_compose_command
 
     add_build_command(sub)

@@ -6,12 +6,11 @@ configs, cache texts, all before anything runs) with ``_steps`` (what a plan is 
 ``_operands`` (each instruction's arguments read), ``_cache`` (keys and the shared map),
 ``_remote`` (the registry cache), ``_copy`` (COPY/ADD into a layer directory), ``_mounts``
 (``RUN --mount``), ``_layers`` (images from layers and configs), ``_executor`` (runs the
-steps), ``_cli``.  An image's files are read through ``images.ImageView``.
+steps).  An image's files are read through ``images.ImageView``.
 """
 
 from __future__ import annotations
 
 from ._build import build, read_containerfile
-from ._cli import add_build_command, cmd_build
 
-__all__ = ["add_build_command", "build", "cmd_build", "read_containerfile"]
+__all__ = ["build", "read_containerfile"]

@@ -89,3 +89,64 @@ def test_annotations_keep_the_runtime_and_the_store_apart() -> None:
         if any(imported == b or imported.startswith(b + ".") for b in banned)
     ]
     assert not found, found
+
+
+def _rooms_in_circles(graph: grimp.ImportGraph) -> list[set[str]]:
+    """The circles between the package's rooms (a subpackage counts as one room, a top-level
+    module as one), from the imports that run (annotations left out): strongly connected
+    components of more than one room."""
+    def room(module: str) -> str:
+        parts = module.split(".")
+        return ".".join(parts[:2]) if len(parts) > 2 or (len(parts) == 2 and parts[1] in _PACKAGES) else module
+
+    edges: dict[str, set[str]] = {}
+    for module in graph.modules:
+        for imported in graph.find_modules_directly_imported_by(module):
+            if room(module) != room(imported):
+                edges.setdefault(room(module), set()).add(room(imported))
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[set[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan's algorithm; the graph has a few dozen rooms
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in edges.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = set()
+            while True:
+                top = stack.pop()
+                component.add(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                circles.append(component)
+
+    for node in list(edges):
+        if node not in index:
+            visit(node)
+    return circles
+
+
+_PACKAGES = ("runtime", "store", "images", "build", "compose")
+
+
+def test_no_import_circle_between_rooms() -> None:
+    """Issue 15's "no import circle": also the lazy imports inside functions (the layers
+    contract lets the Engine's build()/compose() doors point up; nothing may point back)."""
+    graph = grimp.build_graph(PACKAGE, exclude_type_checking_imports=True, cache_dir=None)
+    assert _rooms_in_circles(graph) == []
+
+
+def test_the_circle_finder_sees_a_circle() -> None:
+    """The finder itself: build's CLI importing the engine back (as it once did) is a circle."""
+    graph = grimp.build_graph(PACKAGE, exclude_type_checking_imports=True, cache_dir=None)
+    graph.add_import(importer=f"{PACKAGE}.build._build", imported=f"{PACKAGE}.engine")
+    assert {f"{PACKAGE}.build", f"{PACKAGE}.engine"} in [c & {f"{PACKAGE}.build", f"{PACKAGE}.engine"}
+                                                           for c in _rooms_in_circles(graph)]

@@ -1,4 +1,9 @@
-"""``minicontainer build``: the CLI face of :func:`build`."""
+"""``minicontainer build``: the CLI face of :func:`pytest_minicontainer.build.build`.
+
+Beside the CLI rather than in the build package: it makes an Engine, and the Engine calls into
+the build package (``Engine.build``), so the build package never imports the engine at run
+time (only its type, in annotations): no import circle.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,8 @@ __all__ = ["add_build_command", "cmd_build"]
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from ..engine import Engine
-    from ._build import build
+    from .build import build
+    from .engine import Engine
 
     build_args: dict[str, str] = {}
     for item in args.build_arg or ():
