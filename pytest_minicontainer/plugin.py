@@ -6,6 +6,8 @@ options.  The engine is created by the ``minicontainer`` fixture the first time 
 
 Each command-line option has an ini key of the same name with ``_`` (the option wins), so a
 project sets its defaults in ``pyproject.toml`` and a developer overrides them per run.
+Settings reach the Engine as its arguments (``session.Settings``); the plugin writes no
+environment variable (xdist workers read the same ini file and inherit the same environment).
 """
 
 from __future__ import annotations

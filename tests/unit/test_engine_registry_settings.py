@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 
-from pytest_minicontainer import Engine, ImageError
+from pytest_minicontainer import Engine, ImageError, RegistryOptions
 from pytest_minicontainer.image import Image
 from pytest_minicontainer.images import registry
-from pytest_minicontainer.images.registry import RegistryOptions
 from tests.imagetools import TarBuilder, write_docker_archive
 
 ENV = ("MINICONTAINER_MAX_LAYER_SIZE", "MINICONTAINER_REGISTRY_MIRROR", "MINICONTAINER_INSECURE_REGISTRIES",
@@ -61,6 +60,12 @@ def test_the_cap_applies_to_rootfs_tarballs(tmp_path: Path) -> None:
     with Engine(tmp_path / "store", max_layer_size=1 << 20) as engine, \
             pytest.raises(ImageError, match="unpacks to more than 1 MiB"):
         engine.image(f"rootfs:{tarball}")
+
+
+def test_registry_options_are_exported_with_the_engine() -> None:
+    from pytest_minicontainer.images.registry import RegistryOptions as Inner
+
+    assert RegistryOptions is Inner
 
 
 def test_a_cap_that_is_no_size_is_refused(tmp_path: Path) -> None:
