@@ -16,6 +16,7 @@ _EXPORTS = {
     "ExecError": "errors", "ExecTimeout": "errors", "ImageError": "errors", "ImageNotFound": "errors",
     "MiniContainerError": "errors", "RegistryError": "errors", "RuntimeUnavailable": "errors", "StoreError": "errors",
     "WaitTimeout": "errors", "Network": "networks", "RunOptions": "options",
+    "RegistryOptions": "images.registry",
 }
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
         WaitTimeout,
     )
     from .image import HealthCheck, Image, ImageConfig
+    from .images.registry import RegistryOptions
     from .networks import Network
     from .options import RunOptions
 
@@ -73,6 +75,7 @@ __all__ = [
     "Network",
     "Process",
     "RegistryError",
+    "RegistryOptions",
     "RunOptions",
     "RuntimeUnavailable",
     "StoreError",

@@ -11,12 +11,16 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ImageError, ImageNotFound, RegistryError
 from .image import Image
 from .progress import BlobLines, Lines, human_size, lines_for
 from .runtime.client import Runtime
 from .store import Store, tree_size
+
+if TYPE_CHECKING:
+    from .images.registry import RegistryOptions
 
 __all__ = ["ImageResolver", "ImageVerbs"]
 
@@ -30,6 +34,8 @@ class ImageVerbs:
     image_resolver: ImageResolver | None
     announce: Callable[[str], None] | None
     pull: str | None
+    registry: RegistryOptions | None  # None: the environment's
+    max_layer_size: int | None  # None: the environment's
     _image_cache: dict[str, Image]
     _pulled: dict[tuple[str, str | None], Image]
     _unreachable: dict[tuple[str, str | None], RegistryError]
@@ -77,7 +83,7 @@ class ImageVerbs:
             if parse_reference(ref).transport in ("store", "docker"):
                 image = self._named(ref, pull or "missing", platform, lines_for(progress))
             else:
-                image = resolve(self.store, ref, pull=pull, platform=platform)
+                image = resolve(self.store, ref, pull=pull, platform=platform, max_layer_size=self.max_layer_size)
         if cacheable:
             self._image_cache[key] = image
         return image
@@ -105,7 +111,8 @@ class ImageVerbs:
         counter = BlobLines(lines, prefix=f"{ref} ")
         start = time.monotonic()
         try:
-            image = resolve(self.store, ref, pull=pull, platform=platform, progress=counter)
+            image = resolve(self.store, ref, pull=pull, platform=platform, progress=counter,
+                            registry_options=self.registry, max_layer_size=self.max_layer_size)
         except RegistryError as exc:
             if exc.unreachable:
                 self._unreachable[key] = exc
@@ -151,7 +158,7 @@ class ImageVerbs:
         counter = BlobLines(lines, prefix=f"{ref} ", verb="uploading")
         start = time.monotonic()
         with self.store.in_use():  # its layers stay while they are read
-            result = push_image(self.store, img, ref, progress=counter)
+            result = push_image(self.store, img, ref, progress=counter, options=self.registry)
         line = (f"pushed {result.reference}: {result.uploaded} of {result.layers} layer(s) sent"
                 f" ({human_size(result.bytes_sent)}) in {time.monotonic() - start:.1f}s, {result.digest}")
         for emit in (self.announce, lines):

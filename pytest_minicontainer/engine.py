@@ -40,6 +40,7 @@ from .store import Store
 
 if TYPE_CHECKING:
     from .compose import Stack
+    from .images.registry import RegistryOptions
 
 __all__ = ["Engine", "default_store_path"]
 
@@ -93,7 +94,8 @@ class Engine(ImageVerbs):
                  on_options: Callable[[RunOptions], object] | None = None,
                  pull: str | None = None, idmap: str | None = None,
                  announce: Callable[[str], None] | None = None,
-                 cache_from: Sequence[str] | None = None, cache_to: str | None = None) -> None:
+                 cache_from: Sequence[str] | None = None, cache_to: str | None = None,
+                 registry: RegistryOptions | None = None, max_layer_size: int | None = None) -> None:
         self.store = Store(Path(store) if store is not None else default_store_path())
         self.image_resolver = image_resolver
         # One line per image this engine downloads or builds ("pulled ...", "built ..."); the
@@ -107,6 +109,14 @@ class Engine(ImageVerbs):
         # the plugin passes its options and ini keys here
         self.cache_from = None if cache_from is None else tuple(cache_from)
         self.cache_to = cache_to
+        # Registry settings (mirror, insecure registries, timeout) of every pull, build cache
+        # and push, and the bytes one layer may unpack to (pulls, imports, ADD); None: the
+        # environment's ($MINICONTAINER_REGISTRY_*, $MINICONTAINER_MAX_LAYER_SIZE), read
+        # when used.  The plugin passes its ini keys here (the environment winning).
+        if max_layer_size is not None and max_layer_size <= 0:
+            raise ValueError(f"max_layer_size must be a number of bytes greater than 0, not {max_layer_size!r}")
+        self.registry = registry
+        self.max_layer_size = max_layer_size
         self._idmap_mode = idmap
         self._runtime: Runtime | None = None
         self._lock = threading.RLock()
@@ -247,7 +257,8 @@ class Engine(ImageVerbs):
         return build(self, containerfile, context, tag=tag, build_args=build_args, target=target,
                      network=network, no_cache=no_cache, progress=lines_for(progress), secrets=secrets,
                      cache_to=cache_to if cache_to is not None else self.cache_to,
-                     cache_from=cache_from if cache_from is not None else self.cache_from, ssh=ssh)
+                     cache_from=cache_from if cache_from is not None else self.cache_from, ssh=ssh,
+                     registry_options=self.registry, max_layer_size=self.max_layer_size)
 
     # -- compose --------------------------------------------------------------------------------
     def compose(self, path: str | os.PathLike[str], *, project: str | None = None,

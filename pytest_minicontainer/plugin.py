@@ -6,6 +6,8 @@ options.  The engine is created by the ``minicontainer`` fixture the first time 
 
 Each command-line option has an ini key of the same name with ``_`` (the option wins), so a
 project sets its defaults in ``pyproject.toml`` and a developer overrides them per run.
+Settings reach the Engine as its arguments (``session.Settings``); the plugin writes no
+environment variable (xdist workers read the same ini file and inherit the same environment).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import shlex
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -30,6 +32,9 @@ from .image import Image
 from .markers import COMPOSE_SIGNATURE, MARKER_SIGNATURE, iter_problems
 from .paths import CACHE_FROM_ENV, CACHE_TO_ENV
 from .session import PLUGIN_NAME, STATE_KEY, Session, Settings, anchored_reference, ini_dir
+
+if TYPE_CHECKING:
+    from .images.registry import RegistryOptions
 
 PULL = ("missing", "always", "never")
 #: The deepest look-ahead: more containers starting at once than that only compete with the
@@ -145,13 +150,14 @@ def pytest_configure(config: pytest.Config) -> None:
         unavailable=_setting(config, "minicontainer_unavailable", UNAVAILABLE) or "error",
         cache_from=_cache_from(config),
         cache_to=_cache_to(config),
+        registry=_registry_options(config),
+        max_layer_size=_max_layer_size(config),
     )
     session = Session(config, settings)
     session.ahead = Ahead(_ahead(config))
     config.stash[STATE_KEY] = session
     config.pluginmanager.register(session, PLUGIN_NAME)
     config.pluginmanager.register(KeptSummary(), "minicontainer-kept-summary")
-    _registry_settings(config)
 
 
 def _ahead(config: pytest.Config) -> int:
@@ -190,28 +196,49 @@ def _cache_to(config: pytest.Config) -> str | None:
     return str(value) if value else None
 
 
-def _registry_settings(config: pytest.Config) -> None:
-    """Hand the registry ini keys and the layer size cap to the image code through their environment variables.
+def _registry_options(config: pytest.Config) -> RegistryOptions | None:
+    """The registry ini keys (mirror, insecure registries, timeout) as the Engine's ``registry``.
 
-    The environment wins over an ini key; xdist workers inherit what is set here.  (Still the
-    environment: ``images.resolve`` takes no registry options to pass them to yet.)
+    Each variable of the environment that is set wins over its ini key, as the option does over
+    the ini key elsewhere; None when no key is set (the engine then reads the environment).
+    Passed to the Engine, not written to ``os.environ``: each xdist worker reads the same ini
+    file and inherited environment, so all agree.  A bad timeout stops the run at its start.
     """
-    layer_cap = config.getini("minicontainer_max_layer_size")
-    if layer_cap and not os.environ.get("MINICONTAINER_MAX_LAYER_SIZE"):
-        os.environ["MINICONTAINER_MAX_LAYER_SIZE"] = str(layer_cap)
     mirror = config.getini("minicontainer_registry_mirror")
     insecure: list[str] = config.getini("minicontainer_insecure_registries")
     timeout = config.getini("minicontainer_registry_timeout")
     if not mirror and not insecure and not timeout:
-        return
-    from .images.registry import INSECURE_ENV, MIRROR_ENV, TIMEOUT_ENV
+        return None
+    from .errors import ImageError
+    from .images.registry import INSECURE_ENV, MIRROR_ENV, TIMEOUT_ENV, RegistryOptions
 
-    if mirror and not os.environ.get(MIRROR_ENV):
-        os.environ[MIRROR_ENV] = str(mirror)
-    if insecure and not os.environ.get(INSECURE_ENV):
-        os.environ[INSECURE_ENV] = ",".join(insecure)
-    if timeout and not os.environ.get(TIMEOUT_ENV):
-        os.environ[TIMEOUT_ENV] = str(timeout)
+    ini = {MIRROR_ENV: str(mirror), INSECURE_ENV: ",".join(insecure), TIMEOUT_ENV: str(timeout)}
+    merged = {name: os.environ.get(name) or value for name, value in ini.items()}
+    try:
+        return RegistryOptions.from_env(merged)
+    except ImageError as exc:
+        source = "" if os.environ.get(TIMEOUT_ENV) else " (ini minicontainer_registry_timeout)"
+        raise pytest.UsageError(f"{exc}{source}") from None
+
+
+def _max_layer_size(config: pytest.Config) -> int | None:
+    """Ini ``minicontainer_max_layer_size`` in bytes (``64G``), as the Engine's ``max_layer_size``.
+
+    None when ``$MINICONTAINER_MAX_LAYER_SIZE`` is set (it wins, and the engine reads it) or the
+    key is not; like :func:`_registry_options`, never written to the environment.
+    """
+    value = str(config.getini("minicontainer_max_layer_size") or "").strip()
+    if not value or os.environ.get("MINICONTAINER_MAX_LAYER_SIZE"):
+        return None
+    from .errors import ImageError
+    from .images import MAX_LAYER_ENV, max_layer_size
+
+    try:
+        return max_layer_size({MAX_LAYER_ENV: value})
+    except ImageError:
+        raise pytest.UsageError(f"ini key minicontainer_max_layer_size = {value!r} is not a size: give bytes or"
+                                " a number with K, M, G or T (e.g. 64G), or leave it out for the default of 32G"
+                                ) from None
 
 
 def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .engine import Engine
     from .errors import RuntimeUnavailable
     from .image import Image
+    from .images.registry import RegistryOptions
 
 __all__ = ["PLUGIN_NAME", "STATE_KEY", "Session", "Settings", "anchored_reference", "declared_image", "ini_dir"]
 
@@ -67,7 +68,10 @@ class Settings:
     # None: the engine's own default (the environment)
     cache_from: tuple[str, ...] | None = None
     cache_to: str | None = None
-
+    # the registry ini keys and the layer size cap (the environment winning over each key);
+    # None: the engine's own default (the environment, read when used)
+    registry: RegistryOptions | None = None
+    max_layer_size: int | None = None
 
 
 @dataclass(eq=False)
@@ -117,6 +121,8 @@ class Session:
                 self.settings.store,
                 cache_from=self.settings.cache_from,
                 cache_to=self.settings.cache_to,
+                registry=self.settings.registry,
+                max_layer_size=self.settings.max_layer_size,
                 image_resolver=self._resolve_image,
                 on_start=self._started,
                 on_finish=self._finished,

@@ -85,11 +85,13 @@ def build(engine: Engine, containerfile: str | os.PathLike[str] | None = None,
           secrets: Mapping[str, str | os.PathLike[str]] | None = None, cache_to: str | None = None,
           cache_from: str | Sequence[str] | None = None,
           ssh: Mapping[str, str | os.PathLike[str]] | None = None,
-          registry_options: RegistryOptions | None = None) -> Image:
+          registry_options: RegistryOptions | None = None, max_layer_size: int | None = None) -> Image:
     """Build an image (see ``Engine.build``); ``progress`` receives one line per step.
 
     ``registry_options`` are those of the registry caches (``cache_from``, ``cache_to``);
-    default: the environment's (``RegistryOptions.from_env``).
+    default: the environment's (``RegistryOptions.from_env``).  ``max_layer_size`` bounds what
+    a layer taken from a cache, or an archive ``ADD`` extracts, may unpack to (default: the
+    environment's).  ``FROM`` images come from ``engine.image``, with the engine's settings.
     """
     if cache_from is None:
         cache_from = os.environ.get(CACHE_FROM_ENV, "").replace(",", " ").split()
@@ -113,12 +115,14 @@ def build(engine: Engine, containerfile: str | os.PathLike[str] | None = None,
     stages = make_plan(instructions, escape, build_args=dict(build_args or {}), target=target, resolve=resolve,
                        context=root, ignore=ignore)
     say = progress or (lambda line: print(f"minicontainer build: {line}", file=sys.stderr, flush=True))
-    remote = (RemoteCache(engine.store, list(cache_from), say, options=registry_options)
+    remote = (RemoteCache(engine.store, list(cache_from), say, options=registry_options,
+                          max_layer_size=max_layer_size)
               if cache_from and not no_cache else None)
     export = CacheExport(engine.store, cache_to) if cache_to else None
     executor = Executor(engine, ignore=ignore, network=network, no_cache=no_cache, progress=progress,
                         context=root, secrets={k: os.fspath(v) for k, v in (secrets or {}).items()},
-                        remote=remote, export=export, ssh={k: os.fspath(v) for k, v in (ssh or {}).items()})
+                        remote=remote, export=export, ssh={k: os.fspath(v) for k, v in (ssh or {}).items()},
+                        max_layer_size=max_layer_size)
     image = executor.run(stages)
     engine.store.save_image(image)
     if export is not None:

@@ -240,7 +240,7 @@ def _archive(path: str) -> str | None:
     return compression if _valid_tar_header(head) else None
 
 
-def _unpack_archive(source: Source, compression: str, dest: Path, step: Step) -> None:
+def _unpack_archive(source: Source, compression: str, dest: Path, step: Step, limit: int | None) -> None:
     """Unpack the archive ``source`` into the empty directory ``dest``, the way ADD does.
 
     The layer unpacker's safety rules apply (no escapes, links never followed), but not its
@@ -250,10 +250,10 @@ def _unpack_archive(source: Source, compression: str, dest: Path, step: Step) ->
     try:
         if compression in ("bzip2", "xz"):  # the layer unpacker reads tar, gzip and zstd itself
             with _decoded(source.host, compression) as blob:
-                unpack_layer(blob, dest, source=source.rel, layer=False)
+                unpack_layer(blob, dest, source=source.rel, layer=False, limit=limit)
         else:
             with open(source.host, "rb") as blob:
-                unpack_layer(blob, dest, source=source.rel, layer=False)
+                unpack_layer(blob, dest, source=source.rel, layer=False, limit=limit)
     except (ImageError, EOFError, lzma.LZMAError, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise  # the file system's (ENOSPC...), not the archive's; bz2 reports bad data without errno
@@ -292,8 +292,11 @@ def inline_sources(step: Step, scratch: Path) -> Step:
 
 
 def stage_files(step: Step, root: Path, parent: ImageView, *, source_view: ImageView | None,
-                ignore: IgnoreRules, owner: tuple[int, int] | None, scratch: Callable[[], Path]) -> list[str]:
+                ignore: IgnoreRules, owner: tuple[int, int] | None, scratch: Callable[[], Path],
+                max_layer_size: int | None = None) -> list[str]:
     """Write what ``step`` copies into the empty layer directory ``root``.
+
+    An archive ``ADD`` extracts may unpack to ``max_layer_size`` bytes (None: the environment's cap).
 
     Returns the layer paths ``owner`` (--chown) applies to, parents first: every entry
     copied, and the directories created for them; not the image's directories that
@@ -323,7 +326,7 @@ def stage_files(step: Step, root: Path, parent: ImageView, *, source_view: Image
             tmp = scratch()
             unpacked = tmp / "x"
             unpacked.mkdir()
-            _unpack_archive(source, compression, unpacked, step)
+            _unpack_archive(source, compression, unpacked, step, max_layer_size)
             for dirpath, dirs, files in os.walk(unpacked):
                 for name in sorted([*dirs, *files]):
                     host = os.path.join(dirpath, name)

@@ -47,12 +47,14 @@ class Executor:
     def __init__(self, engine: Engine, *, ignore: IgnoreRules, network: str, no_cache: bool,
                  context: str, progress: Callable[[str], None] | None = None,
                  secrets: Mapping[str, str] | None = None, remote: RemoteCache | None = None,
-                 export: CacheExport | None = None, ssh: Mapping[str, str] | None = None) -> None:
+                 export: CacheExport | None = None, ssh: Mapping[str, str] | None = None,
+                 max_layer_size: int | None = None) -> None:
         self.context = context
         self.ssh = dict(ssh or {})  # RUN --mount=type=ssh: id -> agent socket
         self.remote = remote  # cache_from: steps another machine ran
         self.export = export  # cache_to: every step this build passes through
         self.secrets = dict(secrets or {})
+        self.max_layer_size = max_layer_size  # what an archive ADD extracts may unpack to (None: env)
         self.engine = engine
         self.store = engine.store
         self.ignore = ignore
@@ -207,7 +209,8 @@ class Executor:
             if step.inline:  # heredocs: files of the Containerfile, written out to be copied like the others
                 step = inline_sources(step, new_scratch())
             owned = stage_files(step, tmp, view, source_view=ImageView(source) if source else None,
-                                ignore=self.ignore, owner=owner, scratch=new_scratch)
+                                ignore=self.ignore, owner=owner, scratch=new_scratch,
+                                max_layer_size=self.max_layer_size)
             with self.store.in_use():
                 image = layer_image(self.store, parent, tmp, step.config)
         except BaseException:

@@ -96,8 +96,9 @@ class RemoteCache:
     """The entries of the ``cache_from`` references, and how to take a step from them."""
 
     def __init__(self, store: Store, refs: Sequence[str], say: Callable[[str], None],
-                 options: RegistryOptions | None = None) -> None:
+                 options: RegistryOptions | None = None, max_layer_size: int | None = None) -> None:
         self.store = store
+        self.max_layer_size = max_layer_size  # what one layer taken from a cache may unpack to (None: env)
         self.say = say
         self._entries: dict[str, tuple[_Entry, RegistrySource, str]] = {}
         for text in refs:
@@ -153,7 +154,7 @@ class RemoteCache:
         plan = LayerPlan(diff_id=diff_id, open=lambda: src.open("blobs/sha256/" + blob.removeprefix("sha256:")),
                          name=f"{src.name}:{blob}", blob_digest=blob, media_type=str(layer.get("mediaType", "")),
                          size=size if isinstance(size, int) else None)
-        layer_dir = import_layer(self.store, plan, chain, lowers=parent.layer_dirs)
+        layer_dir = import_layer(self.store, plan, chain, lowers=parent.layer_dirs, max_layer_size=self.max_layer_size)
         if plan.size is not None:
             self.store.record_layer_export(layer_dir, {"diff_id": diff_id, "digest": blob, "size": plan.size,
                                                        "media_type": plan.media_type, "repositories": [origin]})

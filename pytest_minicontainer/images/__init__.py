@@ -15,9 +15,9 @@ from ._plan import ImagePlan, LayerPlan
 from ._reference import ACCEPTED_FORMS, parse_reference
 from ._resolve import resolve
 from ._stubs import drop_mount_stubs
-from ._unpack import OPAQUE_XATTR, UnpackResult, unpack_layer
+from ._unpack import MAX_LAYER_ENV, OPAQUE_XATTR, UnpackResult, max_layer_size, unpack_layer
 from ._view import ImageView, is_opaque, is_whiteout
 
-__all__ = ["ACCEPTED_FORMS", "OPAQUE_XATTR", "ImagePlan", "ImageView", "LayerPlan", "UnpackResult", "chain_id",
-           "drop_mount_stubs", "import_layer", "init_files", "init_layer", "is_opaque", "is_whiteout",
-           "parse_reference", "resolve", "unpack_layer"]
+__all__ = ["ACCEPTED_FORMS", "MAX_LAYER_ENV", "OPAQUE_XATTR", "ImagePlan", "ImageView", "LayerPlan", "UnpackResult",
+           "chain_id", "drop_mount_stubs", "import_layer", "init_files", "init_layer", "is_opaque", "is_whiteout",
+           "max_layer_size", "parse_reference", "resolve", "unpack_layer"]

@@ -28,12 +28,15 @@ __all__ = ["chain_id", "import_layer", "materialise", "unpack_to_tmp"]
 
 def unpack_to_tmp(store: Store, open_blob: Callable[[], IO[bytes]], name: str,
                   check: Callable[[UnpackResult], None] | None = None,
-                  lowers: Sequence[str] = ()) -> tuple[UnpackResult, Path]:
-    """Unpack a blob into a fresh tmp dir of the store; the caller finishes or discards it."""
+                  lowers: Sequence[str] = (), max_layer_size: int | None = None) -> tuple[UnpackResult, Path]:
+    """Unpack a blob into a fresh tmp dir of the store; the caller finishes or discards it.
+
+    ``max_layer_size`` bounds what it may unpack to (None: the environment's, see ``_unpack``).
+    """
     tmp = store.new_tmp_dir("layer-")
     try:
         with open_blob() as blob:
-            result = unpack_layer(blob, tmp, source=name, lowers=lowers)
+            result = unpack_layer(blob, tmp, source=name, lowers=lowers, limit=max_layer_size)
         if check is not None:
             check(result)
         if result.owners:  # where the ids are mapped (rootless with a subordinate id range)
@@ -56,11 +59,13 @@ def chain_id(parent: str | None, diff_id: str) -> str:
     return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
 
 
-def import_layer(store: Store, layer: LayerPlan, chain: str | None = None, lowers: Sequence[str] = ()) -> str:
+def import_layer(store: Store, layer: LayerPlan, chain: str | None = None, lowers: Sequence[str] = (), *,
+                 max_layer_size: int | None = None) -> str:
     """Make sure the layer, applied onto ``lowers`` (its parents' dirs), is in the store.
 
     Stored by chain id: unpacking follows the parents' symlinks, so the same diff applied to
-    different parents can give different trees.  Returns its directory.
+    different parents can give different trees.  Returns its directory.  ``max_layer_size``
+    bounds what it may unpack to (None: the environment's).
     """
     chain = chain or layer.diff_id
     try:
@@ -80,7 +85,7 @@ def import_layer(store: Store, layer: LayerPlan, chain: str | None = None, lower
     with store.layer_lock(chain):
         if store.has_layer(chain):
             return str(store.layer_dir(chain))
-        _, tmp = unpack_to_tmp(store, layer.open, layer.name, verify, lowers=lowers)
+        _, tmp = unpack_to_tmp(store, layer.open, layer.name, verify, lowers=lowers, max_layer_size=max_layer_size)
         _, path = store.finish_layer(tmp, chain)
         return str(path)
 
@@ -93,14 +98,16 @@ def _remember_blob(store: Store, layer_dir: str, layer: LayerPlan, origin: str) 
                                               "repositories": [origin] if origin else []})
 
 
-def materialise(store: Store, plan: ImagePlan, reference: str, *, tags: tuple[str, ...] = ()) -> Image:
-    """Unpack what is missing, record the image, return it with its layer dirs."""
+def materialise(store: Store, plan: ImagePlan, reference: str, *, tags: tuple[str, ...] = (),
+                max_layer_size: int | None = None) -> Image:
+    """Unpack what is missing (each layer up to ``max_layer_size``, None: the environment's
+    cap), record the image, return it with its layer dirs."""
     with store.in_use():
         dirs: list[str] = []
         chain: str | None = None
         for layer in plan.layers:
             chain = chain_id(chain, layer.diff_id)
-            dirs.append(import_layer(store, layer, chain, lowers=tuple(dirs)))
+            dirs.append(import_layer(store, layer, chain, lowers=tuple(dirs), max_layer_size=max_layer_size))
             _remember_blob(store, dirs[-1], layer, plan.origin)
         for digest, data in plan.blobs.items():
             store.put_blob(data, digest)

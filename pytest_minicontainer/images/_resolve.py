@@ -34,17 +34,20 @@ __all__ = ["resolve"]
 
 
 def resolve(store: Store, reference: str, *, pull: str | None = None, platform: str | None = None,
-            progress: Progress | None = None, registry_options: RegistryOptions | None = None) -> Image:
+            progress: Progress | None = None, registry_options: RegistryOptions | None = None,
+            max_layer_size: int | None = None) -> Image:
     """The image ``reference`` names, imported into ``store`` if needed.
 
     ``pull`` (``missing`` by default, ``always``, ``never``) and ``platform`` (``linux/arm64``;
     default: this host's) apply to names that a registry can serve; ``progress`` gets the
     byte counts of what a pull downloads.  ``registry_options`` (mirror, insecure registries,
-    timeout) default to the environment's (``RegistryOptions.from_env``).
+    timeout) default to the environment's (``RegistryOptions.from_env``), and so does
+    ``max_layer_size``, what one layer of a pull or an import may unpack to (bytes).
     """
     ref = parse_reference(reference)
     if ref.transport in ("store", "docker"):
-        return _named(store, ref, reference, pull or "missing", platform, progress, registry_options)
+        return _named(store, ref, reference, pull or "missing", platform, progress, registry_options,
+                      max_layer_size)
     if ref.transport == "rootfs" and os.path.isdir(ref.path):
         return rootfs_dir_image(store, ref.path, reference)
     ident = _identity_file(ref)
@@ -61,13 +64,14 @@ def resolve(store: Store, reference: str, *, pull: str | None = None, platform: 
         if cached is not None:
             return cached
         store.clean_stale_tmp()
-        image = _import(store, ref)
+        image = _import(store, ref, max_layer_size)
         store.record_source(key, image.digest)
         return image
 
 
 def _named(store: Store, ref: Reference, reference: str, pull: str, platform: str | None,
-           progress: Progress | None, registry_options: RegistryOptions | None) -> Image:
+           progress: Progress | None, registry_options: RegistryOptions | None,
+           max_layer_size: int | None) -> Image:
     """A name: the store's image (tags, digests, id prefixes) unless the policy says pull."""
     from .registry import PULL_POLICIES, parse_registry_ref, pull_image, stored_image
 
@@ -97,7 +101,7 @@ def _named(store: Store, ref: Reference, reference: str, pull: str, platform: st
                 raise ImageNotFound(reference, f"{exc}; {why}; {ACCEPTED_FORMS}") from None
     try:
         return pull_image(store, ref.path, policy=pull, platform=platform, progress=progress,
-                          options=registry_options)
+                          options=registry_options, max_layer_size=max_layer_size)
     except ImageError as exc:
         if ref.transport != "store":
             raise
@@ -126,9 +130,9 @@ def _cached(store: Store, key: str, reference: str) -> Image | None:
     return None if image is None else replace(image, reference=reference)
 
 
-def _import(store: Store, ref: Reference) -> Image:
+def _import(store: Store, ref: Reference, max_layer_size: int | None) -> Image:
     if ref.transport == "rootfs":
-        return rootfs_tar_image(store, ref.path, ref.text)
+        return rootfs_tar_image(store, ref.path, ref.text, max_layer_size=max_layer_size)
     if ref.transport == "oci" and not os.path.isdir(ref.path):
         raise ImageError(f"{ref.text}: {ref.path} is not a directory (use oci-archive: for a tar file)")
     src = DirSource(ref.path) if ref.transport == "oci" else open_source(ref.path)
@@ -137,6 +141,6 @@ def _import(store: Store, ref: Reference) -> Image:
     try:
         plan: ImagePlan = (docker_archive_plan(src, ref.ref) if ref.transport == "docker-archive"
                            else layout_plan(src, ref.ref))
-        return materialise(store, plan, ref.text)
+        return materialise(store, plan, ref.text, max_layer_size=max_layer_size)
     finally:
         src.close()

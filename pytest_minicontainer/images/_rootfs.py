@@ -35,11 +35,12 @@ def rootfs_dir_image(store: Store, path: str, reference: str) -> Image:
     return Image(digest=digest, layers=(digest,), reference=reference, layer_dirs=(real,))
 
 
-def rootfs_tar_image(store: Store, path: str, reference: str) -> Image:
+def rootfs_tar_image(store: Store, path: str, reference: str, *, max_layer_size: int | None = None) -> Image:
     if not os.path.isfile(path):
         raise ImageNotFound(reference, f"{reference}: {path} is not a file")
     with store.in_use():
-        result, tmp = unpack_to_tmp(store, lambda: open(path, "rb"), path)  # noqa: SIM115 (closed there)
+        result, tmp = unpack_to_tmp(store, lambda: open(path, "rb"), path,  # noqa: SIM115 (closed there)
+                                    max_layer_size=max_layer_size)
         digest = result.blob_digest
         if store.has_image(digest):  # the same content under another name: keep the first
             store.discard_tmp(tmp)

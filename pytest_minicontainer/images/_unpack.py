@@ -36,8 +36,8 @@ class UnpackResult:
     owners: tuple[tuple[str, int, int], ...] = ()
 
 
-#: The environment variable (and, through the plugin, ini key ``minicontainer_max_layer_size``)
-#: bounding what one layer may unpack to.
+#: The environment variable bounding what one layer may unpack to, where no Engine says
+#: otherwise (the plugin passes ini key ``minicontainer_max_layer_size`` as ``Engine(max_layer_size=)``).
 MAX_LAYER_ENV = "MINICONTAINER_MAX_LAYER_SIZE"
 DEFAULT_MAX_LAYER = 32 << 30
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -61,7 +61,8 @@ def max_layer_size(environ: Mapping[str, str] | None = None) -> int:
 
 def unpack_layer(blob: IO[bytes], dest: str | os.PathLike[str], *, source: str,
                  is_root: bool | None = None, lowers: Sequence[str] = (),
-                 on_entry: Callable[[Member], None] | None = None, layer: bool = True) -> UnpackResult:
+                 on_entry: Callable[[Member], None] | None = None, layer: bool = True,
+                 limit: int | None = None) -> UnpackResult:
     """Unpack the tar (plain, gzip or zstd) read from ``blob`` into the empty directory ``dest``.
 
     ``lowers`` are the unpacked parent layers (bottom first): their symlinked directories are
@@ -69,6 +70,9 @@ def unpack_layer(blob: IO[bytes], dest: str | os.PathLike[str], *, source: str,
     the store keys such layers by chain id).  ``layer=False`` reads a plain archive, as a
     Containerfile's ``ADD`` extracts one: ``.wh.`` names are ordinary files, and absolute
     names (and hard-link targets) lose their leading "/" instead of being refused.
+
+    ``limit`` is how many bytes the layer may unpack to (None: :func:`max_layer_size`, the
+    environment's; the Engine passes its own ``max_layer_size``).
 
     ``source`` names the blob in error messages.  Raises :class:`ImageError` for a corrupt
     or hostile layer; ``dest`` is then in an undefined state and must be discarded (the
@@ -80,7 +84,8 @@ def unpack_layer(blob: IO[bytes], dest: str | os.PathLike[str], *, source: str,
                   layer=layer)
     try:
         with LayerReader(blob) as reader:
-            _unpack_members(un, TarReader(reader, source), reader, on_entry)
+            _unpack_members(un, TarReader(reader, source), reader, on_entry,
+                            max_layer_size() if limit is None else limit)
     except ImageError as exc:
         if exc.path is None:  # from the decompressor: say which blob
             raise ImageError(str(exc), path=source) from None
@@ -91,8 +96,7 @@ def unpack_layer(blob: IO[bytes], dest: str | os.PathLike[str], *, source: str,
 
 
 def _unpack_members(un: Unpacker, tar: TarReader, reader: LayerReader,
-                    on_entry: Callable[[Member], None] | None) -> None:
-    limit = max_layer_size()
+                    on_entry: Callable[[Member], None] | None, limit: int) -> None:
     total = 0
     while (info := tar.next()) is not None:
         total += info.size + 512  # what the files hold, and a header's worth for each entry

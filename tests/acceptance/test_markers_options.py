@@ -284,14 +284,19 @@ def test_registry_ini_keys_reach_the_pull_code(run: RunPytest, pytester: pytest.
             reg.example:5000
             other.example
     """)
+    # Each xdist worker reads the ini file itself: the settings reach its Engine, not os.environ.
     pytester.makepyfile("""
-        from pytest_minicontainer.images.registry import RegistryOptions
+        import os
 
-        def test_settings():
-            options = RegistryOptions.from_env()
+        from pytest_minicontainer.session import STATE_KEY
+
+        def test_settings(request):
+            options = request.config.stash[STATE_KEY].settings.registry
             assert options.mirror == "mirror.example:5000"
             assert set(options.insecure) == {"reg.example:5000", "other.example"}
             assert options.timeout == 7.5
+            assert not [name for name in os.environ if name.startswith("MINICONTAINER_REGISTRY")]
+            assert "MINICONTAINER_INSECURE_REGISTRIES" not in os.environ
     """)
     result = run("-n", "2")
     result.assert_outcomes(passed=1)

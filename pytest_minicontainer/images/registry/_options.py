@@ -1,11 +1,15 @@
-"""Registry settings that come from the user's environment rather than from a reference.
+"""Registry settings that come from the user's configuration rather than from a reference.
 
-``MINICONTAINER_REGISTRY_MIRROR`` names a Docker Hub mirror (``host[:port]``, an optional
-``http(s)://`` prefix is ignored: the scheme follows the insecure rule like any registry);
-``MINICONTAINER_INSECURE_REGISTRIES`` lists (comma or space separated) registries that may be
-reached over plain HTTP; ``MINICONTAINER_REGISTRY_TIMEOUT`` is how many seconds one request may
-wait for an answer.  The plugin maps its ini keys (mirror, insecure registries) onto the same
-variables, so xdist workers, the CLI and a plain ``Engine`` all see one setting.
+:class:`RegistryOptions` holds them; ``Engine(registry=)`` hands them to every pull, build
+cache and push of the engine.  Where none are given (a plain ``Engine``, the CLI) they come from
+the environment (:meth:`RegistryOptions.from_env`): ``MINICONTAINER_REGISTRY_MIRROR`` names a
+Docker Hub mirror (``host[:port]``, an optional ``http(s)://`` prefix is ignored: the scheme
+follows the insecure rule like any registry); ``MINICONTAINER_INSECURE_REGISTRIES`` lists
+(comma or space separated) registries that may be reached over plain HTTP;
+``MINICONTAINER_REGISTRY_TIMEOUT`` is how many seconds one request may wait for an answer.  The
+plugin merges its ini keys (mirror, insecure registries, timeout) with those variables (a
+variable that is set wins) and passes the result to its Engine; it writes no environment
+variable, and xdist workers, reading the same ini file and inherited environment, agree.
 
 A request that got no answer at all within the timeout is not sent again: a hung registry
 would otherwise cost the timeout once per attempt (minutes), while the transient faults worth
@@ -38,6 +42,12 @@ def _host(value: str) -> str:
 
 @dataclass(frozen=True)
 class RegistryOptions:
+    """How registries are reached: a Docker Hub ``mirror`` (``host[:port]``), the ``insecure``
+    registries (plain HTTP besides loopback ones), the per-request ``timeout`` and the retry pacing.
+
+    Give one to ``Engine(registry=RegistryOptions(...))``; ``from_env()`` reads the environment.
+    """
+
     mirror: str | None = None
     insecure: tuple[str, ...] = ()
     timeout: float = DEFAULT_TIMEOUT  # seconds without a byte before a request counts as timed out

@@ -64,8 +64,12 @@ def stored_image(store: Store, ref: RegistryRef, reference: str, platform: str |
 
 
 def pull_image(store: Store, text: str, *, policy: str = "missing", platform: str | None = None,
-               options: RegistryOptions | None = None, progress: Progress | None = None) -> Image:
-    """The image ``text`` names, taken from the store or the registry as ``policy`` says."""
+               options: RegistryOptions | None = None, progress: Progress | None = None,
+               max_layer_size: int | None = None) -> Image:
+    """The image ``text`` names, taken from the store or the registry as ``policy`` says.
+
+    ``options`` and ``max_layer_size`` (what one layer may unpack to) default to the environment's.
+    """
     if policy not in PULL_POLICIES:
         raise ImageError(f"pull policy {policy!r} is not one of {', '.join(PULL_POLICIES)}")
     ref = parse_registry_ref(text)
@@ -86,12 +90,12 @@ def pull_image(store: Store, text: str, *, policy: str = "missing", platform: st
         image, mirror_error = None, None
         if ref.registry == DOCKER_HUB and options.mirror:
             try:
-                image = _pull(store, ref, text, options.mirror, options, platform, progress)
+                image = _pull(store, ref, text, options.mirror, options, platform, progress, max_layer_size)
             except ImageError as exc:  # Docker's rule: a failing mirror falls back to the hub
                 mirror_error = exc
         if image is None:
             try:
-                image = _pull(store, ref, text, ref.endpoint, options, platform, progress)
+                image = _pull(store, ref, text, ref.endpoint, options, platform, progress, max_layer_size)
             except ImageError as exc:
                 if mirror_error is not None:
                     exc.args = (f"{exc} (the mirror {options.mirror} failed first: {mirror_error})",)
@@ -104,11 +108,12 @@ def pull_image(store: Store, text: str, *, policy: str = "missing", platform: st
 
 
 def _pull(store: Store, ref: RegistryRef, text: str, endpoint: str, options: RegistryOptions,
-          platform: str | None, progress: Progress | None) -> Image:
+          platform: str | None, progress: Progress | None, max_layer_size: int | None) -> Image:
     creds_for = ref.registry if endpoint == ref.endpoint else endpoint
     client = RegistryClient(endpoint, ref.repository, options, credentials_for=creds_for)
     client.ping()
     src = RegistrySource(client, ref, store, progress)
     plan = manifest_plan(src, src.top(), str(ref), platform=platform)
     tags = (ref.store_tag,) if ref.store_tag else ()
-    return materialise(store, replace(plan, tags=tags, origin=f"{ref.registry}/{ref.repository}"), text)
+    return materialise(store, replace(plan, tags=tags, origin=f"{ref.registry}/{ref.repository}"), text,
+                       max_layer_size=max_layer_size)
