@@ -192,7 +192,7 @@ def test_clone(seeded, container, n):
     container.wait_for_log(r"^\\d")  # the first clone starts with its test: its line may still come
     with open(os.environ["AHEAD_LOG"], "a") as f:
         f.write(f"{{n}} {{container.logs().split()[0]}} {{open('/proc/uptime').read().split()[0]}}\\n")
-    time.sleep(0.3)
+    time.sleep(0.8)  # long beside a loaded machine's start-up: the margins below stay wide
 """
 
 
@@ -205,5 +205,5 @@ def test_clones_of_a_session_fixtures_commit_are_started_ahead(crun: RunPytest, 
     crun().assert_outcomes(passed=3)
     rows = [line.split() for line in log.read_text().splitlines()]
     early = {int(n): float(now) - float(started) for n, started, now in rows}
-    assert early[0] < 0.25  # the first clone: the commit did not exist before its test
-    assert early[1] > 0.25 and early[2] > 0.25  # the others started during the test before them
+    assert early[0] < 0.5, early  # the first clone: the commit did not exist before its test
+    assert early[1] > 0.6 and early[2] > 0.6, early  # the others started during the test before them
