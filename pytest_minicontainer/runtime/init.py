@@ -94,7 +94,7 @@ class _Init(Server):
         ex.answer()
         return False
 
-    def opfreeze(self, message: FreezeRequest, ex: Exchange) -> bool:
+    def op_freeze(self, message: FreezeRequest, ex: Exchange) -> bool:
         processes.freeze(bool(message.get("stop")))
         ex.answer()
         return False
@@ -137,7 +137,7 @@ class _Init(Server):
         ex.answer()
         return True
 
-    ops = {"exec": op_exec, "kill": op_kill, "freeze": opfreeze, "user": op_user, "socket": op_socket,
+    ops = {"exec": op_exec, "kill": op_kill, "freeze": op_freeze, "user": op_user, "socket": op_socket,
            "netns": op_netns, "open": op_open, "shutdown": op_shutdown}
 
     # -- requests -----------------------------------------------------------------------

@@ -6,7 +6,7 @@ range, though, layers keep the owners their image gives them (uid 1000 inside is
 able to set those owners, read those files or delete those directories, and the work has to
 be done where the ids are mapped, in the runtime's user namespace.  The store does not know
 about namespaces: the engine hands it a :class:`TreeAccess` that does (see
-``engine._NamespaceTrees``); this default one works for root and for a single mapping.
+``_namespace_trees.NamespaceTrees``); this default one works for root and for a single mapping.
 """
 
 from __future__ import annotations
