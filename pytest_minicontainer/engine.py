@@ -36,7 +36,7 @@ from .runtime import idmap as _idmap
 from .runtime.client import Runtime, RuntimeContainer
 from .runtime.messages import BindSpec, ContainerSpec, OverlaySpec
 from .runtime.mounts import RESOLV_CONF
-from .store import Store
+from .store import Store, TreeAccess
 
 if TYPE_CHECKING:
     from .compose import Stack
@@ -96,7 +96,16 @@ class Engine(ImageVerbs):
                  announce: Callable[[str], None] | None = None,
                  cache_from: Sequence[str] | None = None, cache_to: str | None = None,
                  registry: RegistryOptions | None = None, max_layer_size: int | None = None) -> None:
-        self.store = Store(Path(store) if store is not None else default_store_path())
+        self._idmap_mode = idmap
+        self._runtime: Runtime | None = None
+
+        def trees(run_dir: Path) -> TreeAccess | None:
+            """Rootless, store trees hold files only the user namespace may read, owners only it maps."""
+            if self._idmap.kind == "root":
+                return None
+            return NamespaceTrees(self._live_runtime, run_dir, idmap, lambda: self._idmap.kind)
+
+        self.store = Store(Path(store) if store is not None else default_store_path(), trees=trees)
         self.image_resolver = image_resolver
         # One line per image this engine downloads or builds ("pulled ...", "built ..."); the
         # plugin shows them in pytest's terminal, so that a long first run says what it does.
@@ -117,8 +126,6 @@ class Engine(ImageVerbs):
             raise ValueError(f"max_layer_size must be a number of bytes greater than 0, not {max_layer_size!r}")
         self.registry = registry
         self.max_layer_size = max_layer_size
-        self._idmap_mode = idmap
-        self._runtime: Runtime | None = None
         self._lock = threading.RLock()
         self._closed = False
         self._empty: Path | None = None
@@ -131,9 +138,6 @@ class Engine(ImageVerbs):
         self._networks = NetworkBook(self, lambda: self.runtime, lambda: self._runtime, self._books.has)
         self._owner = _Owner(self, self._books, self._networks)
         self._init: dict[str, str | None] = {}  # image digest: its containers' init layer (images._init_layer)
-        if self._idmap.kind != "root":  # files only the user namespace may read, owners only it maps
-            self.store.trees = NamespaceTrees(self._live_runtime, self.store.run_dir, idmap,
-                                              lambda: self._idmap.kind)
 
     # -- context -----------------------------------------------------------------------------
     def __enter__(self) -> Engine:

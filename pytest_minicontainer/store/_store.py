@@ -3,8 +3,9 @@
 Layout under ``root``::
 
     blobs/sha256/<hex>     manifests and configs, verified against their digest
-    layers/<hex>/          one unpacked layer (overlayfs format), named by its diff id or,
-                           for commits, by the digest of its tree
+    layers/<hex>/          one unpacked layer (overlayfs format), named by its chain id (OCI's
+                           ChainID: the same diff over other parents may unpack differently)
+                           or, for commits, by the digest of its tree
     images/<hex>.json      an image: config, diff ids, layer directories, blobs it uses
     exports/<hex>.json     a layer as a registry has it: diff id, blob digest and size, the
                            repositories known to hold the blob (pushes, pulls)
@@ -61,15 +62,20 @@ __all__ = ["Store"]
 class Store:
     """A store rooted at ``root`` (created if missing); safe for many processes at once."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *,
+                 trees: Callable[[Path], TreeAccess | None] | None = None) -> None:
+        """``trees``: given the store's run directory, how owners are set in and trees hashed and
+        removed (None, or a None answer: this process's own :class:`TreeAccess`).  The engine
+        passes the runtime's user namespace here when layers hold ids only it maps: the
+        store knows nothing of namespaces, only that some trees need another's hands."""
         self.root = Path(root).absolute()
         self._paths = Layout(self.root)
         self.run_dir = self._paths.run
         self._owners: dict[Path, _owner.OwnerLock] = {}
         self._tags = Tags(self._paths, lambda: self.lock("tags", "all"))
         self._exports = Exports(self._paths, lambda key: self.lock("export", key))
-        # how owners are set in, and trees hashed and removed (the engine may replace it)
-        self.trees = TreeAccess()
+        given = trees(self.run_dir) if trees is not None else None
+        self.trees = given if given is not None else TreeAccess()
         self._paths.make()
 
     def __repr__(self) -> str:
