@@ -125,12 +125,14 @@ class Ahead:
     def start_stack(self, nodeid: str, engine: Engine, stack: Stack, key: ComposeSpec) -> None:
         """``stack.start(key.services)`` for the test ``nodeid``, if the stack's images are made
         (a build or pull here would hold up the running test); a failure leaves it to the test."""
-        if self.depth <= 0 or nodeid in self._stacks or not self._room() or not stack.resolved(key.services):
+        if self.depth <= 0 or nodeid in self._stacks or not self._room():
             return
         from .errors import MiniContainerError
 
         started = time.monotonic()
         try:
+            if not stack.resolved(key.services):  # (an unknown service: the test reports it)
+                return
             running = stack.start(key.services)
         except (MiniContainerError, OSError, ValueError):
             return

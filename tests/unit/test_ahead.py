@@ -86,3 +86,51 @@ def test_nothing_is_started_when_memory_is_short_or_look_ahead_is_off(monkeypatc
     monkeypatch.undo()
     real = ahead.memory_available()
     assert real is None or real > 0
+
+
+class FakeRunning(dict[str, FakeContainer]):
+    def __init__(self) -> None:
+        super().__init__(db=FakeContainer("db-1"))
+        self.downed = False
+
+    def down(self) -> None:
+        self.downed = True
+
+
+class FakeStack:
+    def __init__(self, resolved: Any) -> None:
+        self._resolved = resolved
+        self.started: list[FakeRunning] = []
+
+    def resolved(self, services: Any) -> bool:
+        if isinstance(self._resolved, Exception):
+            raise self._resolved
+        return bool(self._resolved)
+
+    def start(self, services: Any) -> FakeRunning:
+        self.started.append(FakeRunning())
+        return self.started[-1]
+
+
+def test_stacks_start_ahead_only_when_their_images_are_made_and_go_when_not_taken(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_minicontainer.errors import ComposeError
+    from pytest_minicontainer.markers import ComposeSpec
+
+    monkeypatch.setattr(ahead, "memory_available", lambda: ahead.MIN_AVAILABLE * 4)
+    spec = ComposeSpec("/p/compose.yaml", None, (), ())
+    engine = FakeEngine()
+    a = ahead.Ahead(2)
+    unbuilt, unknown = FakeStack(False), FakeStack(ComposeError("no such service"))
+    a.start_stack("t::one", engine, unbuilt, spec)  # type: ignore[arg-type]  # a build would hold up the test
+    a.start_stack("t::one", engine, unknown, spec)  # type: ignore[arg-type]  # its test reports the mistake
+    assert not unbuilt.started and not unknown.started
+    made = FakeStack(True)
+    a.start_stack("t::two", engine, made, spec)  # type: ignore[arg-type]
+    a.start_stack("t::three", engine, made, spec)  # type: ignore[arg-type]
+    assert len(made.started) == 2 and engine.reserved == {"db-1"}
+    assert a.take_stack("t::two", ComposeSpec("/other.yaml", None, (), ()), engine) is None  # type: ignore[arg-type]
+    got = a.take_stack("t::two", spec, engine)  # type: ignore[arg-type]
+    assert got is not None and got.stack is made.started[0] and engine.reserved == set()
+    a.drop(keep={"t::four"})
+    assert made.started[1].downed and not made.started[0].downed
