@@ -31,9 +31,9 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .options import NETWORKS, RunOptions
 
@@ -81,12 +81,11 @@ class PreparedStack:
     started: float
 
 
-def spec_key(image: str | Image, options: RunOptions | Mapping[str, Any]) -> str:
-    """What two starts must agree on for one to stand for the other (``options``: the run's
-    keywords; a RunOptions' image is ``image``)."""
-    name = image if isinstance(image, str) else image.digest
-    keywords = options.keywords() if isinstance(options, RunOptions) else dict(options)
-    return json.dumps([name, keywords], sort_keys=True, default=str)
+def spec_key(options: RunOptions) -> str:
+    """What two starts must agree on for one to stand for the other: the image and every option."""
+    image = options.image
+    name = image if isinstance(image, str) or image is None else image.digest
+    return json.dumps([name, options.keywords()], sort_keys=True, default=str)
 
 
 class Ahead:
@@ -103,24 +102,20 @@ class Ahead:
         available = memory_available()
         return available is None or available >= MIN_AVAILABLE
 
-    def start(self, nodeid: str, engine: Engine, image: str | Image, options: RunOptions | Mapping[str, Any]) -> None:
-        """Start ``image`` with ``options`` (a RunOptions, or ``Engine.run``'s keywords) for the
-        test ``nodeid``; a failure leaves it to the test (hooks see the same options as when the
-        test starts it itself)."""
+    def start(self, nodeid: str, engine: Engine, options: RunOptions) -> None:
+        """``engine.start_container(options)`` for the test ``nodeid``; a failure leaves it to the
+        test (hooks see the same options as when the test starts it itself)."""
         if self.depth <= 0 or nodeid in self._prepared or not self._room():
             return  # (memory is short: the test starts its container itself, as without look-ahead)
         from .errors import MiniContainerError
 
         started = time.monotonic()
         try:
-            if isinstance(options, RunOptions):
-                container = engine.start_container(replace(options, image=image))
-            else:
-                container = engine.run(image, **options)
+            container = engine.start_container(options)
         except (MiniContainerError, OSError, ValueError):
             return  # the test will start it itself and report what goes wrong
         engine.reserve(container)
-        self._prepared[nodeid] = Prepared(spec_key(image, options), container, started)
+        self._prepared[nodeid] = Prepared(spec_key(options), container, started)
 
     def start_stack(self, nodeid: str, engine: Engine, stack: Stack, key: ComposeSpec) -> None:
         """``stack.start(key.services)`` for the test ``nodeid``, if the stack's images are made
@@ -150,10 +145,10 @@ class Ahead:
             engine.release(container)
         return prepared
 
-    def take(self, nodeid: str, key: str, engine: Engine) -> Prepared | None:
-        """The container started for ``nodeid`` if it was started from the same spec."""
+    def take(self, nodeid: str, engine: Engine, options: RunOptions) -> Prepared | None:
+        """The container started for ``nodeid`` if it was started from the same ``options``."""
         prepared = self._prepared.get(nodeid)
-        if prepared is None or prepared.key != key:
+        if prepared is None or prepared.key != spec_key(options):
             return None
         del self._prepared[nodeid]
         engine.release(prepared.container)

@@ -164,13 +164,11 @@ class ContainerFactory:
         __tracebackhide__ = True
         options = spec.run_options()
         options.network = self._network(options.network)
-        options.image = image = spec.image or self._default_image  # the engine calls the container_options hook
-        from .ahead import spec_key
+        options.image = spec.image or self._default_image  # the engine calls the container_options hook
         from .errors import RuntimeUnavailable
 
         item = self._request.node
-        prepared = self._state.ahead.take(item.nodeid, spec_key(image, options), self._engine) if declared \
-            else None
+        prepared = self._state.ahead.take(item.nodeid, self._engine, options) if declared else None
         refusal: RuntimeUnavailable | None = None
         if prepared is not None:
             container = prepared.container

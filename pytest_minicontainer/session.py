@@ -192,7 +192,9 @@ class Session:
             spec = spec_from_markers(item.iter_markers("container"))
             image = declared(item, spec, self.settings.image)
             if image is not None:
-                self.ahead.start(item.nodeid, self._engine, declared_image(image, self.config), spec.run_options())
+                options = spec.run_options()
+                options.image = declared_image(image, self.config)
+                self.ahead.start(item.nodeid, self._engine, options)
         marker = item.get_closest_marker("compose") if "compose" in names else None
         if marker is not None:
             try:

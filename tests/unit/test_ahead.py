@@ -11,6 +11,7 @@ import pytest
 
 from pytest_minicontainer import ahead
 from pytest_minicontainer.errors import ImageNotFound
+from pytest_minicontainer.options import RunOptions
 
 
 class FakeContainer:
@@ -26,6 +27,9 @@ class FakeEngine:
     def __init__(self, run: Any = None) -> None:
         self.reserved: set[str] = set()
         self.run = run
+
+    def start_container(self, options: RunOptions) -> FakeContainer:
+        return self.run(options.image, **options.keywords())  # type: ignore[no-any-return]
 
     def reserve(self, c: FakeContainer) -> None:
         self.reserved.add(c.id)
@@ -45,15 +49,15 @@ def test_taken_only_by_its_test_with_the_same_spec_and_dropped_otherwise(monkeyp
     engine = FakeEngine(run)
 
     a = ahead.Ahead(1)
-    a.start("t::two", engine, "img", {"env": {"A": "1"}})  # type: ignore[arg-type]
-    a.start("t::two", engine, "img", {"env": {"A": "1"}})  # type: ignore[arg-type]  # once per test
+    a.start("t::two", engine, RunOptions(image="img", env={"A": "1"}))  # type: ignore[arg-type]
+    a.start("t::two", engine, RunOptions(image="img", env={"A": "1"}))  # type: ignore[arg-type]  # once per test
     assert len(made) == 1 and engine.reserved == {"img-0"}
-    assert a.take("t::other", ahead.spec_key("img", {"env": {"A": "1"}}), engine) is None  # type: ignore[arg-type]
-    assert a.take("t::two", ahead.spec_key("img", {"env": {"A": "2"}}), engine) is None  # type: ignore[arg-type]
-    got = a.take("t::two", ahead.spec_key("img", {"env": {"A": "1"}}), engine)  # type: ignore[arg-type]
+    assert a.take("t::other", engine, RunOptions(image="img", env={"A": "1"})) is None  # type: ignore[arg-type]
+    assert a.take("t::two", engine, RunOptions(image="img", env={"A": "2"})) is None  # type: ignore[arg-type]
+    got = a.take("t::two", engine, RunOptions(image="img", env={"A": "1"}))  # type: ignore[arg-type]
     assert got is not None and got.container is made[0] and engine.reserved == set()
-    a.start("t::three", engine, "img", {})  # type: ignore[arg-type]
-    a.start("t::four", engine, "img", {})  # type: ignore[arg-type]
+    a.start("t::three", engine, RunOptions(image="img"))  # type: ignore[arg-type]
+    a.start("t::four", engine, RunOptions(image="img"))  # type: ignore[arg-type]
     a.drop(keep={"t::four"})
     assert [c.removed for c in made] == [False, True, False]
     a.drop()
@@ -67,8 +71,8 @@ def test_a_start_that_fails_is_left_to_the_test(monkeypatch: pytest.MonkeyPatch)
         raise ImageNotFound(image, "not there yet (a session fixture commits it later)")
 
     a = ahead.Ahead(1)
-    a.start("t::x", FakeEngine(run), "later:1", {})  # type: ignore[arg-type]
-    assert a.take("t::x", ahead.spec_key("later:1", {}), FakeEngine()) is None  # type: ignore[arg-type]
+    a.start("t::x", FakeEngine(run), RunOptions(image="later:1"))  # type: ignore[arg-type]
+    assert a.take("t::x", FakeEngine(), RunOptions(image="later:1")) is None  # type: ignore[arg-type]
 
 
 def test_nothing_is_started_when_memory_is_short_or_look_ahead_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -79,9 +83,9 @@ def test_nothing_is_started_when_memory_is_short_or_look_ahead_is_off(monkeypatc
         return FakeContainer(image)
 
     monkeypatch.setattr(ahead, "memory_available", lambda: ahead.MIN_AVAILABLE - 1)
-    ahead.Ahead(1).start("t::x", FakeEngine(run), "img", {})  # type: ignore[arg-type]
+    ahead.Ahead(1).start("t::x", FakeEngine(run), RunOptions(image="img"))  # type: ignore[arg-type]
     monkeypatch.setattr(ahead, "memory_available", lambda: ahead.MIN_AVAILABLE * 4)
-    ahead.Ahead(0).start("t::x", FakeEngine(run), "img", {})  # type: ignore[arg-type]
+    ahead.Ahead(0).start("t::x", FakeEngine(run), RunOptions(image="img"))  # type: ignore[arg-type]
     assert calls == []
     monkeypatch.undo()
     real = ahead.memory_available()
