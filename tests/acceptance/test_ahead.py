@@ -15,7 +15,8 @@ import pytest
 
 RunPytest = Callable[..., pytest.RunResult]
 
-SUITE = """
+# The inner suites' common head: a main process that logs when it started, and the clock.
+HEAD = """
 import os
 import time
 
@@ -28,6 +29,9 @@ def uptime():
     with open("/proc/uptime") as f:
         return float(f.read().split()[0])
 
+"""
+
+SUITE = HEAD + """
 
 @pytest.mark.container("rootfs:{rootfs}", command=STARTED)
 def test_first(container):
@@ -122,19 +126,7 @@ def test_more_{n}(container):
     assert "minicontainer_ahead = '9': give how many tests ahead" in bad.stderr.str()
 
 
-DEEPER = """
-import os
-import time
-
-import pytest
-
-STARTED = "cut -d' ' -f1 /proc/uptime; exec sleep 1000"
-
-
-def uptime():
-    with open("/proc/uptime") as f:
-        return float(f.read().split()[0])
-
+DEEPER = HEAD + """
 
 @pytest.mark.container("rootfs:{rootfs}", command=STARTED)
 @pytest.mark.parametrize("n", range(4))
