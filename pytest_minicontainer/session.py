@@ -142,10 +142,9 @@ class Session:
     def stack(self, spec: ComposeSpec) -> Stack:
         """The session's Stack of a compose marker's file (and its env and profiles): loaded and
         its images made once, started per test."""
-        key = (spec.path, spec.env, spec.profiles)
-        found = self._stacks.get(key)
+        found = self._stacks.get(_stack_key(spec))
         if found is None:
-            found = self._stacks[key] = self.engine().compose(spec.path, env=dict(spec.env) or None,
+            found = self._stacks[_stack_key(spec)] = self.engine().compose(spec.path, env=dict(spec.env) or None,
                                                               profiles=spec.profiles)
         return found
 
@@ -202,7 +201,7 @@ class Session:
             except TypeError:
                 return  # the test's setup reports the mistake
             # only a stack an earlier test loaded: loading and building are the test's own work
-            stack = self._stacks.get((compose.path, compose.env, compose.profiles))
+            stack = self._stacks.get(_stack_key(compose))
             if stack is not None:
                 self.ahead.start_stack(item.nodeid, self._engine, stack, compose)
 
@@ -285,6 +284,12 @@ class Session:
 
 
 STATE_KEY = pytest.StashKey[Session]()
+
+
+def _stack_key(spec: ComposeSpec) -> tuple[Any, ...]:
+    """What one session Stack serves: the file, its interpolation env and profiles (not the
+    services a test starts of it)."""
+    return (spec.path, spec.env, spec.profiles)
 
 
 def declared_image(image: str | Image, config: pytest.Config) -> str | Image:
