@@ -228,10 +228,13 @@ def _max_layer_size(config: pytest.Config) -> int | None:
     key is not; like :func:`_registry_options`, never written to the environment.
     """
     value = str(config.getini("minicontainer_max_layer_size") or "").strip()
-    if not value or os.environ.get("MINICONTAINER_MAX_LAYER_SIZE"):
+    if not value:
         return None
     from .errors import ImageError
-    from .images import MAX_LAYER_ENV, max_layer_size
+    from .images import MAX_LAYER_ENV, max_layer_size  # only when the key is set: a run without pays nothing
+
+    if os.environ.get(MAX_LAYER_ENV):
+        return None
 
     try:
         return max_layer_size({MAX_LAYER_ENV: value})
