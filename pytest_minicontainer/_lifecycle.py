@@ -31,7 +31,6 @@ class Change:
         return f"{self.kind} {self.path}"
 
 
-
 class Lifecycle(ContainerState):
     """The life-cycle part of a Container: changes, stop, commit, keep and removal."""
 
@@ -146,7 +145,6 @@ class Lifecycle(ContainerState):
             else:
                 self._stop(10, remove=True)
         self._owner.forget(self)
-
 
 
 def _signal_number(name: str | None) -> int:

@@ -45,13 +45,11 @@ class ExecResult:
         return self
 
 
-
 def _argv(cmd: Command) -> list[str]:
     argv = command_argv(cmd)
     if not argv:
         raise ValueError("empty command")
     return argv
-
 
 
 class Process:
@@ -123,7 +121,6 @@ class Process:
     @property
     def stderr(self) -> str:
         return bytes(self._err).decode(errors="replace")
-
 
 
 class Processes(ContainerState):
@@ -305,7 +302,6 @@ class Processes(ContainerState):
 
     def _kill_tree(self, pid: int, sig: int) -> None:
         self._signal(pid, sig, True)
-
 
 
 def _communicate(out_r: int, err_r: int, in_w: int, data: bytes | None,

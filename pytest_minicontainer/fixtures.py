@@ -83,8 +83,6 @@ def item_failed(item: pytest.Item) -> bool:
     return any(r.failed for r in reports.values())
 
 
-
-
 def wait_ready(container: Container, ready: Any, timeout: float | None) -> None:
     """Block until ``ready`` says the container is ready; raise ContainerError when it never does.
 

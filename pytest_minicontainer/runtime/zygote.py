@@ -375,7 +375,6 @@ def _call(zygote: _Zygote, message: CallRequest, reply: socket.socket) -> NoRetu
         os._exit(code)
 
 
-
 def _init(zygote: _Zygote, spec: ContainerSpec | None, reply: socket.socket | None, ctl_fd: int,
           spare: socket.socket | None, cid: str, scratch: str,
           template: ContainerSpec | None) -> NoReturn:  # pragma: no cover - runs in the clone
@@ -398,7 +397,6 @@ def _init(zygote: _Zygote, spec: ContainerSpec | None, reply: socket.socket | No
                 protocol.send(reply, protocol.error_reply(exc, step="namespaces", cid=cid, scratch=scratch))
     finally:
         os._exit(1)
-
 
 
 def main(argv: list[str]) -> int:

@@ -376,7 +376,6 @@ class Store:
         return sum(tree_size(d, seen) for d in image.layer_dirs if str(d).startswith(str(self.root)))
 
 
-
 def _rename_dir(tmp: Path, target: Path) -> None:
     """``rename`` a directory to another parent, even one whose mode has no write bit.
 
