@@ -9,6 +9,9 @@
   ``${VAR:-default}`` interpolates, ``ports`` are published on 127.0.0.1.
 * Every test gets a stack of its own (its own network, volumes and containers), so parallel
   tests never meet; ``engine.compose(path).up()`` does the same from Python.
+* While a test runs, the next test's stack is already starting (``--minicontainer-ahead``):
+  ``stack.start()`` starts what need not wait (db), the next test's setup calls
+  ``running.wait()`` for the rest (app, which waits for db's health). Python can do the same.
 """
 
 from __future__ import annotations
@@ -49,3 +52,15 @@ def test_from_python(minicontainer: Engine) -> None:
     with stack.up() as one, stack.up() as two:  # two stacks side by side
         assert one["db"].network != two["db"].network
         assert ask(one["app"].ports[8080]) == ask(two["app"].ports[8080]) == "app: hello from db"
+
+
+def test_start_now_wait_later(minicontainer: Engine) -> None:
+    stack = minicontainer.compose(STACK)
+    running = stack.start()  # returns at once: db starts, app waits for db to be healthy
+    try:
+        assert set(running) == {"db"}
+        # ... do something else while db boots ...
+        running.wait()  # app starts once db is healthy; returns when both pass their healthchecks
+        assert ask(running["app"].ports[8080]) == "app: hello from db"
+    finally:
+        running.down()
